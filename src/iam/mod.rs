@@ -1,0 +1,32 @@
+//! The IAM policy engine: AWS identity-based policy documents in, decisions with reasons out.
+//!
+//! ```text
+//! policy JSON --Policy::parse--> Policy (compiled once) --+
+//!                                                         +--> PolicySet::evaluate --> Decision
+//! request: action, resource, Context (typed values) ------+       (outcome + statements)
+//! ```
+//!
+//! Pure: no I/O, no async, no clock, no knowledge of SMTP. Callers read files and build the
+//! [`Context`]; this module only decides. Every choice where AWS's documentation is silent is
+//! listed in SPEC §5 and the README, and each fails closed.
+
+mod arn;
+mod condition;
+mod context;
+mod decision;
+mod json;
+mod pattern;
+mod policy;
+mod scalar;
+
+pub use arn::ArnPattern;
+pub use condition::{CompileError, Condition, SetQualifier, Test};
+pub use context::{Context, Entry, Value};
+pub use decision::{Authorization, Decision, Outcome, PolicyRole, PolicySet, StatementRef};
+pub use json::{Position, Span};
+pub use pattern::{Pattern, Token};
+pub use policy::{Effect, Element, LoadError, Policy, Statement, Version};
+pub use scalar::{parse_cidr, parse_date, parse_ip};
+
+/// The action every SMTP transaction is authorized as (the SES SMTP interface, API version 2).
+pub const SEND_RAW_EMAIL: &str = "ses:SendRawEmail";
