@@ -34,7 +34,11 @@ impl ArnPattern {
         Self::compile(text, variables, false)
     }
 
-    fn compile(text: &str, variables: bool, trailing_star_spans: bool) -> Result<Self, PatternError> {
+    fn compile(
+        text: &str,
+        variables: bool,
+        trailing_star_spans: bool,
+    ) -> Result<Self, PatternError> {
         let syntax = Syntax {
             wildcards: true,
             variables,
@@ -97,21 +101,73 @@ mod tests {
     #[test]
     fn resource_table() {
         let cases: &[(&str, &str, bool)] = &[
-            ("*", "arn:aws:ses:us-east-1:123456789012:identity/example.com", true),
-            ("arn:aws:ses:*:123456789012:identity/*", "arn:aws:ses:us-east-1:123456789012:identity/a@b.com", true),
-            ("arn:aws:ses:us-east-1:123456789012:identity/example.com", "arn:aws:ses:us-east-1:123456789012:identity/example.com", true),
-            ("arn:aws:ses:us-east-1:123456789012:identity/example.com", "arn:aws:ses:us-east-1:123456789012:identity/Example.com", false),
-            ("arn:aws:ses:us-east-1:123456789012:identity/*@example.com", "arn:aws:ses:us-east-1:123456789012:identity/x@example.com", true),
-            ("arn:aws:ses:us-east-1:123456789012:identity/*@example.com", "arn:aws:ses:us-east-1:123456789012:identity/example.com", false),
-            ("arn:aws:ses:us-east-?:*:identity/*", "arn:aws:ses:us-east-1:123456789012:identity/x", true),
-            ("arn:aws:ses:us-east-1:*", "arn:aws:ses:us-east-1:123456789012:identity/x", true),
-            ("arn:aws:ses:*:123456789012:configuration-set/*", "arn:aws:ses:us-east-1:123456789012:identity/x", false),
+            (
+                "*",
+                "arn:aws:ses:us-east-1:123456789012:identity/example.com",
+                true,
+            ),
+            (
+                "arn:aws:ses:*:123456789012:identity/*",
+                "arn:aws:ses:us-east-1:123456789012:identity/a@b.com",
+                true,
+            ),
+            (
+                "arn:aws:ses:us-east-1:123456789012:identity/example.com",
+                "arn:aws:ses:us-east-1:123456789012:identity/example.com",
+                true,
+            ),
+            (
+                "arn:aws:ses:us-east-1:123456789012:identity/example.com",
+                "arn:aws:ses:us-east-1:123456789012:identity/Example.com",
+                false,
+            ),
+            (
+                "arn:aws:ses:us-east-1:123456789012:identity/*@example.com",
+                "arn:aws:ses:us-east-1:123456789012:identity/x@example.com",
+                true,
+            ),
+            (
+                "arn:aws:ses:us-east-1:123456789012:identity/*@example.com",
+                "arn:aws:ses:us-east-1:123456789012:identity/example.com",
+                false,
+            ),
+            (
+                "arn:aws:ses:us-east-?:*:identity/*",
+                "arn:aws:ses:us-east-1:123456789012:identity/x",
+                true,
+            ),
+            (
+                "arn:aws:ses:us-east-1:*",
+                "arn:aws:ses:us-east-1:123456789012:identity/x",
+                true,
+            ),
+            (
+                "arn:aws:ses:*:123456789012:configuration-set/*",
+                "arn:aws:ses:us-east-1:123456789012:identity/x",
+                false,
+            ),
             // A mid-component `*` never crosses a colon.
-            ("arn:aws:ses:us*1:123456789012:identity/*", "arn:aws:ses:us:x:1:123456789012:identity/x", false),
+            (
+                "arn:aws:ses:us*1:123456789012:identity/*",
+                "arn:aws:ses:us:x:1:123456789012:identity/x",
+                false,
+            ),
             // A trailing `*` may (AWS's current text).
-            ("arn:aws:someservice:*:111122223333:finance/*", "arn:aws:someservice:us-east-2:999999999999:store/abc:111122223333:finance/document.txt", true),
-            ("arn:aws:ses:us-east-1:123456789012:identity/x", "arn:aws:ses:us-east-1:123456789012:identity/x:extra", false),
-            ("arn:aws:ses:us-east-1:123456789012:identity/x", "not-an-arn", false),
+            (
+                "arn:aws:someservice:*:111122223333:finance/*",
+                "arn:aws:someservice:us-east-2:999999999999:store/abc:111122223333:finance/document.txt",
+                true,
+            ),
+            (
+                "arn:aws:ses:us-east-1:123456789012:identity/x",
+                "arn:aws:ses:us-east-1:123456789012:identity/x:extra",
+                false,
+            ),
+            (
+                "arn:aws:ses:us-east-1:123456789012:identity/x",
+                "not-an-arn",
+                false,
+            ),
         ];
         for (pattern, arn, want) in cases {
             let p = ArnPattern::resource(pattern, true).unwrap();
@@ -122,19 +178,35 @@ mod tests {
     #[test]
     fn arn_like_is_strictly_per_component() {
         // IAM-UG condition operators, ARN section: StringLike matches this, ArnLike does not.
-        let p = ArnPattern::condition("arn:aws:someservice:*:111122223333:finance/*", true).unwrap();
+        let p =
+            ArnPattern::condition("arn:aws:someservice:*:111122223333:finance/*", true).unwrap();
         let value = "arn:aws:someservice:us-east-2:999999999999:store/abc:111122223333:finance/document.txt";
         assert!(!p.matches(value, &NoVars));
-        assert!(p.matches("arn:aws:someservice:us-east-2:111122223333:finance/x:y", &NoVars));
+        assert!(p.matches(
+            "arn:aws:someservice:us-east-2:111122223333:finance/x:y",
+            &NoVars
+        ));
     }
 
     #[test]
     fn variables_in_the_resource_part() {
-        let p = ArnPattern::resource("arn:aws:ses:us-east-1:123456789012:identity/${aws:username}@example.com", true)
-            .unwrap();
+        let p = ArnPattern::resource(
+            "arn:aws:ses:us-east-1:123456789012:identity/${aws:username}@example.com",
+            true,
+        )
+        .unwrap();
         let vars = Vars(&[("aws:username", "bob")]);
-        assert!(p.matches("arn:aws:ses:us-east-1:123456789012:identity/bob@example.com", &vars));
-        assert!(!p.matches("arn:aws:ses:us-east-1:123456789012:identity/eve@example.com", &vars));
-        assert!(!p.matches("arn:aws:ses:us-east-1:123456789012:identity/bob@example.com", &NoVars));
+        assert!(p.matches(
+            "arn:aws:ses:us-east-1:123456789012:identity/bob@example.com",
+            &vars
+        ));
+        assert!(!p.matches(
+            "arn:aws:ses:us-east-1:123456789012:identity/eve@example.com",
+            &vars
+        ));
+        assert!(!p.matches(
+            "arn:aws:ses:us-east-1:123456789012:identity/bob@example.com",
+            &NoVars
+        ));
     }
 }

@@ -57,7 +57,10 @@ impl Ordering {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Test {
     /// StringEquals / StringEqualsIgnoreCase (patterns without wildcards).
-    StringEquals { values: Vec<Pattern>, ignore_case: bool },
+    StringEquals {
+        values: Vec<Pattern>,
+        ignore_case: bool,
+    },
     /// StringLike (patterns with `*` and `?`, case-sensitive).
     StringLike(Vec<Pattern>),
     Numeric(Ordering, Vec<Decimal>),
@@ -163,7 +166,9 @@ fn parse_operator_name(name: &str) -> Result<OperatorName, String> {
         return Err("the Null operator cannot take the IfExists suffix".into());
     }
     if base == "Null" && set != SetQualifier::Plain {
-        return Err(format!("the Null operator cannot take a set qualifier: {name:?}"));
+        return Err(format!(
+            "the Null operator cannot take a set qualifier: {name:?}"
+        ));
     }
     Ok(OperatorName {
         set,
@@ -191,7 +196,12 @@ impl Condition {
     /// Compiles one operator/key pair. `values` are the policy's values as text (numbers and
     /// booleans already turned into their JSON text). `variables` is true under 2012-10-17.
     /// Errors are reasons for the caller to put behind a JSON path.
-    pub fn compile(operator: &str, key: &str, values: &[String], variables: bool) -> Result<Self, CompileError> {
+    pub fn compile(
+        operator: &str,
+        key: &str,
+        values: &[String],
+        variables: bool,
+    ) -> Result<Self, CompileError> {
         let name = parse_operator_name(operator).map_err(CompileError::Operator)?;
         Self::compile_values(operator, name, key, values, variables).map_err(CompileError::Value)
     }
@@ -218,12 +228,22 @@ impl Condition {
             || base.ends_with("IpAddress")
             || base == "Null";
         if variables && typed_family && values.iter().any(|v| v.contains("${")) {
-            return Err(format!("policy variables cannot be used with the {base} operator"));
+            return Err(format!(
+                "policy variables cannot be used with the {base} operator"
+            ));
         }
         let patterns = |wildcards: bool| -> Result<Vec<Pattern>, String> {
             values
                 .iter()
-                .map(|v| Pattern::compile(v, Syntax { wildcards, variables }))
+                .map(|v| {
+                    Pattern::compile(
+                        v,
+                        Syntax {
+                            wildcards,
+                            variables,
+                        },
+                    )
+                })
                 .collect::<Result<_, PatternError>>()
                 .map_err(|e| e.0)
         };
@@ -245,11 +265,19 @@ impl Condition {
             "StringLike" | "StringNotLike" => Test::StringLike(patterns(true)?),
             b if b.starts_with("Numeric") => {
                 each("number", &|v| v.parse::<Decimal>().is_ok())?;
-                Test::Numeric(ordering_of(b), values.iter().filter_map(|v| v.parse().ok()).collect())
+                Test::Numeric(
+                    ordering_of(b),
+                    values.iter().filter_map(|v| v.parse().ok()).collect(),
+                )
             }
             b if b.starts_with("Date") => {
-                each("date (W3C ISO 8601 or epoch seconds)", &|v| parse_date(v).is_some())?;
-                Test::Date(ordering_of(b), values.iter().filter_map(|v| parse_date(v)).collect())
+                each("date (W3C ISO 8601 or epoch seconds)", &|v| {
+                    parse_date(v).is_some()
+                })?;
+                Test::Date(
+                    ordering_of(b),
+                    values.iter().filter_map(|v| parse_date(v)).collect(),
+                )
             }
             "Bool" => {
                 if values.len() > 1 {
@@ -257,7 +285,9 @@ impl Condition {
                 }
                 let value = &values[0];
                 if !(variables && value.contains("${")) && parse_bool(value).is_none() {
-                    return Err(format!("{value:?} is not a valid boolean (true or false) for Bool"));
+                    return Err(format!(
+                        "{value:?} is not a valid boolean (true or false) for Bool"
+                    ));
                 }
                 Test::Bool(patterns(false)?)
             }
@@ -366,9 +396,10 @@ impl Condition {
     fn matches_any(&self, value: &Value, ctx: &Context) -> Option<bool> {
         let text = value.text();
         Some(match &self.test {
-            Test::StringEquals { values, ignore_case } => {
-                values.iter().any(|p| p.matches(text, *ignore_case, ctx))
-            }
+            Test::StringEquals {
+                values,
+                ignore_case,
+            } => values.iter().any(|p| p.matches(text, *ignore_case, ctx)),
             Test::StringLike(values) => values.iter().any(|p| p.matches(text, false, ctx)),
             Test::Numeric(ord, values) => {
                 let number = value.number?;
@@ -380,9 +411,9 @@ impl Condition {
             }
             Test::Bool(values) => {
                 let actual = value.boolean?;
-                values.iter().any(|p| {
-                    p.resolves(ctx) && bool_of_pattern(p, ctx) == Some(actual)
-                })
+                values
+                    .iter()
+                    .any(|p| p.resolves(ctx) && bool_of_pattern(p, ctx) == Some(actual))
             }
             Test::Binary(values) => {
                 let bytes = value.binary.as_deref()?;
@@ -453,26 +484,75 @@ mod tests {
             ("aws:SourceIp", &["203.0.113.7"], false),
             ("test:Number", &["10.5"], false),
             ("test:Blob", &["aGk="], false),
-            ("aws:PrincipalArn", &["arn:aws:iam::123456789012:user/apps/billing"], false),
+            (
+                "aws:PrincipalArn",
+                &["arn:aws:iam::123456789012:user/apps/billing"],
+                false,
+            ),
         ]);
         let mut context = context;
         context.set("test:Blob", Value::binary("aGk=").unwrap());
         run_table(
             &context,
             &[
-                ("StringEquals", "ses:FromAddress", &["marketing@example.com"], true),
-                ("StringEquals", "ses:FromAddress", &["Marketing@example.com"], false),
-                ("StringNotEquals", "ses:FromAddress", &["other@example.com"], true),
-                ("StringNotEquals", "ses:FromAddress", &["x@y.z", "marketing@example.com"], false),
-                ("StringEqualsIgnoreCase", "ses:FromAddress", &["MARKETING@EXAMPLE.COM"], true),
-                ("StringEqualsIgnoreCase", "ses:FromAddress", &["sales@example.com"], false),
-                ("StringNotEqualsIgnoreCase", "ses:FromAddress", &["MARKETING@example.com"], false),
-                ("StringNotEqualsIgnoreCase", "ses:FromAddress", &["sales@example.com"], true),
+                (
+                    "StringEquals",
+                    "ses:FromAddress",
+                    &["marketing@example.com"],
+                    true,
+                ),
+                (
+                    "StringEquals",
+                    "ses:FromAddress",
+                    &["Marketing@example.com"],
+                    false,
+                ),
+                (
+                    "StringNotEquals",
+                    "ses:FromAddress",
+                    &["other@example.com"],
+                    true,
+                ),
+                (
+                    "StringNotEquals",
+                    "ses:FromAddress",
+                    &["x@y.z", "marketing@example.com"],
+                    false,
+                ),
+                (
+                    "StringEqualsIgnoreCase",
+                    "ses:FromAddress",
+                    &["MARKETING@EXAMPLE.COM"],
+                    true,
+                ),
+                (
+                    "StringEqualsIgnoreCase",
+                    "ses:FromAddress",
+                    &["sales@example.com"],
+                    false,
+                ),
+                (
+                    "StringNotEqualsIgnoreCase",
+                    "ses:FromAddress",
+                    &["MARKETING@example.com"],
+                    false,
+                ),
+                (
+                    "StringNotEqualsIgnoreCase",
+                    "ses:FromAddress",
+                    &["sales@example.com"],
+                    true,
+                ),
                 ("StringLike", "ses:FromAddress", &["*@example.com"], true),
                 ("StringLike", "ses:FromAddress", &["*@example.org"], false),
                 ("StringLike", "ses:FromDisplayName", &["Market?ng"], true),
                 ("StringNotLike", "ses:FromAddress", &["*@example.org"], true),
-                ("StringNotLike", "ses:FromAddress", &["*@example.org", "marketing@*"], false),
+                (
+                    "StringNotLike",
+                    "ses:FromAddress",
+                    &["*@example.org", "marketing@*"],
+                    false,
+                ),
                 ("StringEquals", "ses:FromAddress", &["*@example.com"], false),
                 ("NumericEquals", "test:Number", &["10.50"], true),
                 ("NumericEquals", "test:Number", &["10"], false),
@@ -485,7 +565,12 @@ mod tests {
                 ("NumericGreaterThan", "test:Number", &["10"], true),
                 ("NumericGreaterThan", "test:Number", &["10.5"], false),
                 ("NumericGreaterThanEquals", "test:Number", &["10.5"], true),
-                ("NumericGreaterThanEquals", "test:Number", &["-3", "11"], true),
+                (
+                    "NumericGreaterThanEquals",
+                    "test:Number",
+                    &["-3", "11"],
+                    true,
+                ),
                 ("NumericGreaterThanEquals", "test:Number", &["11"], false),
                 ("NumericLessThan", "aws:EpochTime", &["1536969601"], true),
                 ("NumericLessThan", "aws:EpochTime", &["1536969600"], false),
@@ -493,13 +578,43 @@ mod tests {
                 ("DateEquals", "aws:CurrentTime", &["2018-09-16"], false),
                 ("DateNotEquals", "aws:CurrentTime", &["2018-09-16"], true),
                 ("DateNotEquals", "aws:CurrentTime", &["1536969600"], false),
-                ("DateLessThan", "aws:CurrentTime", &["2018-10-01T12:00Z"], true),
-                ("DateLessThan", "aws:CurrentTime", &["2018-09-15T00:00Z"], false),
-                ("DateLessThanEquals", "aws:CurrentTime", &["2018-09-15T00:00Z"], true),
+                (
+                    "DateLessThan",
+                    "aws:CurrentTime",
+                    &["2018-10-01T12:00Z"],
+                    true,
+                ),
+                (
+                    "DateLessThan",
+                    "aws:CurrentTime",
+                    &["2018-09-15T00:00Z"],
+                    false,
+                ),
+                (
+                    "DateLessThanEquals",
+                    "aws:CurrentTime",
+                    &["2018-09-15T00:00Z"],
+                    true,
+                ),
                 ("DateLessThanEquals", "aws:CurrentTime", &["2018-09"], false),
-                ("DateGreaterThan", "aws:CurrentTime", &["2018-08-31T12:00Z"], true),
-                ("DateGreaterThan", "aws:CurrentTime", &["2018-09-15T00:00:00Z"], false),
-                ("DateGreaterThanEquals", "aws:CurrentTime", &["2018-09-15T02:00+02:00"], true),
+                (
+                    "DateGreaterThan",
+                    "aws:CurrentTime",
+                    &["2018-08-31T12:00Z"],
+                    true,
+                ),
+                (
+                    "DateGreaterThan",
+                    "aws:CurrentTime",
+                    &["2018-09-15T00:00:00Z"],
+                    false,
+                ),
+                (
+                    "DateGreaterThanEquals",
+                    "aws:CurrentTime",
+                    &["2018-09-15T02:00+02:00"],
+                    true,
+                ),
                 ("DateGreaterThanEquals", "aws:CurrentTime", &["2019"], false),
                 ("DateGreaterThan", "aws:EpochTime", &["2018-09-14"], true),
                 ("DateGreaterThan", "aws:EpochTime", &["2018-09-16"], false),
@@ -512,13 +627,48 @@ mod tests {
                 ("IpAddress", "aws:SourceIp", &["203.0.113.7"], true),
                 ("IpAddress", "aws:SourceIp", &["::/0"], false),
                 ("NotIpAddress", "aws:SourceIp", &["198.51.100.0/24"], true),
-                ("NotIpAddress", "aws:SourceIp", &["198.51.100.0/24", "203.0.113.0/24"], false),
-                ("ArnLike", "aws:PrincipalArn", &["arn:aws:iam::*:user/apps/*"], true),
-                ("ArnLike", "aws:PrincipalArn", &["arn:aws:iam::*:user/ops/*"], false),
-                ("ArnEquals", "aws:PrincipalArn", &["arn:aws:iam::123456789012:user/apps/billing"], true),
-                ("ArnEquals", "aws:PrincipalArn", &["arn:aws:iam::123456789012:user/apps/*x"], false),
-                ("ArnNotLike", "aws:PrincipalArn", &["arn:aws:iam::*:user/ops/*"], true),
-                ("ArnNotEquals", "aws:PrincipalArn", &["arn:aws:iam::*:user/apps/*"], false),
+                (
+                    "NotIpAddress",
+                    "aws:SourceIp",
+                    &["198.51.100.0/24", "203.0.113.0/24"],
+                    false,
+                ),
+                (
+                    "ArnLike",
+                    "aws:PrincipalArn",
+                    &["arn:aws:iam::*:user/apps/*"],
+                    true,
+                ),
+                (
+                    "ArnLike",
+                    "aws:PrincipalArn",
+                    &["arn:aws:iam::*:user/ops/*"],
+                    false,
+                ),
+                (
+                    "ArnEquals",
+                    "aws:PrincipalArn",
+                    &["arn:aws:iam::123456789012:user/apps/billing"],
+                    true,
+                ),
+                (
+                    "ArnEquals",
+                    "aws:PrincipalArn",
+                    &["arn:aws:iam::123456789012:user/apps/*x"],
+                    false,
+                ),
+                (
+                    "ArnNotLike",
+                    "aws:PrincipalArn",
+                    &["arn:aws:iam::*:user/ops/*"],
+                    true,
+                ),
+                (
+                    "ArnNotEquals",
+                    "aws:PrincipalArn",
+                    &["arn:aws:iam::*:user/apps/*"],
+                    false,
+                ),
                 ("Null", "ses:FeedbackAddress", &["true"], true),
                 ("Null", "ses:FeedbackAddress", &["false"], false),
                 ("Null", "ses:FromAddress", &["false"], true),
@@ -542,12 +692,42 @@ mod tests {
                 ("IpAddress", "aws:SourceIp", &["0.0.0.0/0"], false),
                 ("NotIpAddress", "aws:SourceIp", &["0.0.0.0/0"], true),
                 ("StringEqualsIfExists", "ses:FromAddress", &["a@b.c"], true),
-                ("StringNotEqualsIfExists", "ses:FromAddress", &["a@b.c"], true),
-                ("ForAllValues:StringLike", "ses:Recipients", &["*@example.com"], true),
-                ("ForAnyValue:StringLike", "ses:Recipients", &["*@example.com"], false),
-                ("ForAnyValue:StringNotLike", "ses:Recipients", &["*@example.com"], false),
-                ("ForAllValues:StringNotLike", "ses:Recipients", &["*@example.com"], true),
-                ("ForAnyValue:StringNotLikeIfExists", "ses:Recipients", &["*@example.com"], true),
+                (
+                    "StringNotEqualsIfExists",
+                    "ses:FromAddress",
+                    &["a@b.c"],
+                    true,
+                ),
+                (
+                    "ForAllValues:StringLike",
+                    "ses:Recipients",
+                    &["*@example.com"],
+                    true,
+                ),
+                (
+                    "ForAnyValue:StringLike",
+                    "ses:Recipients",
+                    &["*@example.com"],
+                    false,
+                ),
+                (
+                    "ForAnyValue:StringNotLike",
+                    "ses:Recipients",
+                    &["*@example.com"],
+                    false,
+                ),
+                (
+                    "ForAllValues:StringNotLike",
+                    "ses:Recipients",
+                    &["*@example.com"],
+                    true,
+                ),
+                (
+                    "ForAnyValue:StringNotLikeIfExists",
+                    "ses:Recipients",
+                    &["*@example.com"],
+                    true,
+                ),
             ],
         );
         // An empty set behaves as a missing key.
@@ -555,8 +735,18 @@ mod tests {
         run_table(
             &empty_set,
             &[
-                ("ForAllValues:StringLike", "ses:Recipients", &["*@example.com"], true),
-                ("ForAnyValue:StringLike", "ses:Recipients", &["*@example.com"], false),
+                (
+                    "ForAllValues:StringLike",
+                    "ses:Recipients",
+                    &["*@example.com"],
+                    true,
+                ),
+                (
+                    "ForAnyValue:StringLike",
+                    "ses:Recipients",
+                    &["*@example.com"],
+                    false,
+                ),
                 ("Null", "ses:Recipients", &["true"], true),
             ],
         );
@@ -580,14 +770,54 @@ mod tests {
         run_table(
             &context,
             &[
-                ("ForAllValues:StringLike", "ses:Recipients", &["*@example.com"], false),
-                ("ForAllValues:StringLike", "ses:Recipients", &["*@example.com", "*@other.com"], true),
-                ("ForAnyValue:StringLike", "ses:Recipients", &["*@other.com"], true),
-                ("ForAnyValue:StringLike", "ses:Recipients", &["*@third.com"], false),
-                ("ForAllValues:StringNotLike", "ses:Recipients", &["*@third.com"], true),
-                ("ForAllValues:StringNotLike", "ses:Recipients", &["*@other.com"], false),
-                ("ForAnyValue:StringNotLike", "ses:Recipients", &["*@other.com"], true),
-                ("ForAnyValue:StringNotLike", "ses:Recipients", &["*@*"], false),
+                (
+                    "ForAllValues:StringLike",
+                    "ses:Recipients",
+                    &["*@example.com"],
+                    false,
+                ),
+                (
+                    "ForAllValues:StringLike",
+                    "ses:Recipients",
+                    &["*@example.com", "*@other.com"],
+                    true,
+                ),
+                (
+                    "ForAnyValue:StringLike",
+                    "ses:Recipients",
+                    &["*@other.com"],
+                    true,
+                ),
+                (
+                    "ForAnyValue:StringLike",
+                    "ses:Recipients",
+                    &["*@third.com"],
+                    false,
+                ),
+                (
+                    "ForAllValues:StringNotLike",
+                    "ses:Recipients",
+                    &["*@third.com"],
+                    true,
+                ),
+                (
+                    "ForAllValues:StringNotLike",
+                    "ses:Recipients",
+                    &["*@other.com"],
+                    false,
+                ),
+                (
+                    "ForAnyValue:StringNotLike",
+                    "ses:Recipients",
+                    &["*@other.com"],
+                    true,
+                ),
+                (
+                    "ForAnyValue:StringNotLike",
+                    "ses:Recipients",
+                    &["*@*"],
+                    false,
+                ),
             ],
         );
     }
@@ -595,21 +825,53 @@ mod tests {
     #[test]
     fn plain_operator_on_multivalued_key_fails_closed() {
         let context = ctx(&[("ses:Recipients", &["a@example.com", "b@other.com"], true)]);
-        let like = |effect| eval("StringLike", "ses:Recipients", &["*@example.com"], &context, effect);
-        assert!(!like(Effect::Allow), "an Allow needs every recipient to match");
-        assert!(like(Effect::Deny), "a Deny applies when any recipient matches");
+        let like = |effect| {
+            eval(
+                "StringLike",
+                "ses:Recipients",
+                &["*@example.com"],
+                &context,
+                effect,
+            )
+        };
+        assert!(
+            !like(Effect::Allow),
+            "an Allow needs every recipient to match"
+        );
+        assert!(
+            like(Effect::Deny),
+            "a Deny applies when any recipient matches"
+        );
         let one = ctx(&[("ses:Recipients", &["a@example.com"], true)]);
-        assert!(eval("StringLike", "ses:Recipients", &["*@example.com"], &one, Effect::Allow));
+        assert!(eval(
+            "StringLike",
+            "ses:Recipients",
+            &["*@example.com"],
+            &one,
+            Effect::Allow
+        ));
     }
 
     #[test]
     fn unreadable_request_values_fail_closed() {
         let context = ctx(&[("ses:FromAddress", &["a@b.c"], false)]);
         for op in ["NumericNotEquals", "NumericLessThan"] {
-            assert!(!eval(op, "ses:FromAddress", &["5"], &context, Effect::Allow), "{op}");
-            assert!(eval(op, "ses:FromAddress", &["5"], &context, Effect::Deny), "{op}");
+            assert!(
+                !eval(op, "ses:FromAddress", &["5"], &context, Effect::Allow),
+                "{op}"
+            );
+            assert!(
+                eval(op, "ses:FromAddress", &["5"], &context, Effect::Deny),
+                "{op}"
+            );
         }
-        assert!(!eval("NotIpAddress", "ses:FromAddress", &["10.0.0.0/8"], &context, Effect::Allow));
+        assert!(!eval(
+            "NotIpAddress",
+            "ses:FromAddress",
+            &["10.0.0.0/8"],
+            &context,
+            Effect::Allow
+        ));
     }
 
     #[test]
@@ -623,11 +885,36 @@ mod tests {
         run_table(
             &context,
             &[
-                ("StringEquals", "ses:FromAddress", &["${aws:username}@example.com"], true),
-                ("StringLike", "ses:FromAddress", &["${aws:username}@*"], true),
-                ("StringEquals", "ses:FromAddress", &["${aws:userid}@example.com"], false),
-                ("StringNotEquals", "ses:FromAddress", &["${aws:userid}@example.com"], true),
-                ("StringEquals", "ses:FromAddress", &["${aws:userid, 'bob'}@example.com"], true),
+                (
+                    "StringEquals",
+                    "ses:FromAddress",
+                    &["${aws:username}@example.com"],
+                    true,
+                ),
+                (
+                    "StringLike",
+                    "ses:FromAddress",
+                    &["${aws:username}@*"],
+                    true,
+                ),
+                (
+                    "StringEquals",
+                    "ses:FromAddress",
+                    &["${aws:userid}@example.com"],
+                    false,
+                ),
+                (
+                    "StringNotEquals",
+                    "ses:FromAddress",
+                    &["${aws:userid}@example.com"],
+                    true,
+                ),
+                (
+                    "StringEquals",
+                    "ses:FromAddress",
+                    &["${aws:userid, 'bob'}@example.com"],
+                    true,
+                ),
                 ("Bool", "aws:SecureTransport", &["${test:Flag}"], true),
             ],
         );
@@ -636,35 +923,130 @@ mod tests {
     #[test]
     fn key_names_are_case_insensitive() {
         let context = ctx(&[("aws:SourceIp", &["203.0.113.7"], false)]);
-        assert!(eval("IpAddress", "AWS:SOURCEIP", &["203.0.113.0/24"], &context, Effect::Allow));
+        assert!(eval(
+            "IpAddress",
+            "AWS:SOURCEIP",
+            &["203.0.113.0/24"],
+            &context,
+            Effect::Allow
+        ));
     }
 
     #[test]
     fn ipv4_never_matches_ipv6_ranges() {
         let v6 = ctx(&[("aws:SourceIp", &["2001:db8::1"], false)]);
-        assert!(!eval("IpAddress", "aws:SourceIp", &["0.0.0.0/0"], &v6, Effect::Allow));
-        assert!(eval("IpAddress", "aws:SourceIp", &["2001:db8::/32"], &v6, Effect::Allow));
-        assert!(eval("IpAddress", "aws:SourceIp", &["2001:DB8::1"], &v6, Effect::Allow));
+        assert!(!eval(
+            "IpAddress",
+            "aws:SourceIp",
+            &["0.0.0.0/0"],
+            &v6,
+            Effect::Allow
+        ));
+        assert!(eval(
+            "IpAddress",
+            "aws:SourceIp",
+            &["2001:db8::/32"],
+            &v6,
+            Effect::Allow
+        ));
+        assert!(eval(
+            "IpAddress",
+            "aws:SourceIp",
+            &["2001:DB8::1"],
+            &v6,
+            Effect::Allow
+        ));
         let mapped = ctx(&[("aws:SourceIp", &["::ffff:203.0.113.7"], false)]);
-        assert!(eval("IpAddress", "aws:SourceIp", &["203.0.113.0/24"], &mapped, Effect::Allow));
+        assert!(eval(
+            "IpAddress",
+            "aws:SourceIp",
+            &["203.0.113.0/24"],
+            &mapped,
+            Effect::Allow
+        ));
     }
 
     #[test]
     fn refusals() {
         let cases: &[(&str, &str, &[&str], &str)] = &[
-            ("StringLikee", "ses:FromAddress", &["x"], "unknown condition operator \"StringLikee\""),
-            ("NullIfExists", "ses:FromAddress", &["true"], "Null operator cannot take the IfExists"),
-            ("DateLessThan", "aws:CurrentTime", &["tomorrow"], "\"tomorrow\" is not a valid date"),
-            ("IpAddress", "aws:SourceIp", &["10.0.0.0/33"], "not a valid IP address or CIDR range"),
-            ("NumericLessThan", "test:N", &["ten"], "\"ten\" is not a valid number"),
-            ("Bool", "aws:SecureTransport", &["yes"], "not a valid boolean"),
-            ("Bool", "aws:SecureTransport", &["true", "false"], "Bool takes a single value"),
-            ("BinaryEquals", "test:B", &["***"], "not a valid base64 value"),
-            ("DateLessThan", "aws:CurrentTime", &["${aws:username}"], "policy variables cannot be used with the DateLessThan"),
-            ("NumericEquals", "test:N", &["${x:y}"], "policy variables cannot be used with the NumericEquals"),
-            ("IpAddress", "aws:SourceIp", &["${x:y}"], "policy variables cannot be used with the IpAddress"),
-            ("Null", "aws:SourceIp", &["${x:y}"], "policy variables cannot be used with the Null"),
-            ("StringEquals", "FromAddress", &["x"], "not of the form prefix:name"),
+            (
+                "StringLikee",
+                "ses:FromAddress",
+                &["x"],
+                "unknown condition operator \"StringLikee\"",
+            ),
+            (
+                "NullIfExists",
+                "ses:FromAddress",
+                &["true"],
+                "Null operator cannot take the IfExists",
+            ),
+            (
+                "DateLessThan",
+                "aws:CurrentTime",
+                &["tomorrow"],
+                "\"tomorrow\" is not a valid date",
+            ),
+            (
+                "IpAddress",
+                "aws:SourceIp",
+                &["10.0.0.0/33"],
+                "not a valid IP address or CIDR range",
+            ),
+            (
+                "NumericLessThan",
+                "test:N",
+                &["ten"],
+                "\"ten\" is not a valid number",
+            ),
+            (
+                "Bool",
+                "aws:SecureTransport",
+                &["yes"],
+                "not a valid boolean",
+            ),
+            (
+                "Bool",
+                "aws:SecureTransport",
+                &["true", "false"],
+                "Bool takes a single value",
+            ),
+            (
+                "BinaryEquals",
+                "test:B",
+                &["***"],
+                "not a valid base64 value",
+            ),
+            (
+                "DateLessThan",
+                "aws:CurrentTime",
+                &["${aws:username}"],
+                "policy variables cannot be used with the DateLessThan",
+            ),
+            (
+                "NumericEquals",
+                "test:N",
+                &["${x:y}"],
+                "policy variables cannot be used with the NumericEquals",
+            ),
+            (
+                "IpAddress",
+                "aws:SourceIp",
+                &["${x:y}"],
+                "policy variables cannot be used with the IpAddress",
+            ),
+            (
+                "Null",
+                "aws:SourceIp",
+                &["${x:y}"],
+                "policy variables cannot be used with the Null",
+            ),
+            (
+                "StringEquals",
+                "FromAddress",
+                &["x"],
+                "not of the form prefix:name",
+            ),
             ("StringEquals", "ses:FromAddress", &[], "at least one value"),
         ];
         for (operator, key, values, want) in cases {

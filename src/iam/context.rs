@@ -131,7 +131,10 @@ impl Resolve for Context {
     /// Only a single-valued key can be a policy variable (IAM-UG, policy variables).
     fn resolve(&self, key: &str) -> Option<&str> {
         match self.get_lowercase(key) {
-            Some(Entry { values, multi: false }) if values.len() == 1 => Some(values[0].text()),
+            Some(Entry {
+                values,
+                multi: false,
+            }) if values.len() == 1 => Some(values[0].text()),
             _ => None,
         }
     }
@@ -149,7 +152,11 @@ mod tests {
         let epoch = &ctx.get("AWS:epochtime").unwrap().values()[0];
         assert!(epoch.number.is_some() && epoch.time.is_some());
         assert!(ctx.get("ses:recipients").unwrap().is_multi());
-        assert_eq!(ctx.resolve("ses:recipients"), None, "multivalued keys are not variables");
+        assert_eq!(
+            ctx.resolve("ses:recipients"),
+            None,
+            "multivalued keys are not variables"
+        );
         assert_eq!(ctx.resolve("aws:epochtime"), Some("1535716800"));
     }
 
@@ -161,7 +168,10 @@ mod tests {
 
     #[test]
     fn binary_values_decode_base64() {
-        assert_eq!(Value::binary("aGk=").unwrap().binary.as_deref(), Some(&b"hi"[..]));
+        assert_eq!(
+            Value::binary("aGk=").unwrap().binary.as_deref(),
+            Some(&b"hi"[..])
+        );
         assert!(Value::binary("not base64!").is_none());
     }
 }

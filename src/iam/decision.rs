@@ -102,7 +102,9 @@ impl Decision {
             Outcome::Allowed => format!("allowed by {}", list()),
             Outcome::ExplicitDeny => format!("explicitly denied by {}", list()),
             Outcome::ImplicitDeny if self.statements.is_empty() => "no statement allows".to_owned(),
-            Outcome::ImplicitDeny => format!("allowed by {} but not by the permissions boundary", list()),
+            Outcome::ImplicitDeny => {
+                format!("allowed by {} but not by the permissions boundary", list())
+            }
         }
     }
 }
@@ -166,7 +168,11 @@ impl PolicySet {
         self.identity
             .iter()
             .map(|p| (PolicyRole::Identity, &**p))
-            .chain(self.boundary.iter().map(|p| (PolicyRole::PermissionsBoundary, &**p)))
+            .chain(
+                self.boundary
+                    .iter()
+                    .map(|p| (PolicyRole::PermissionsBoundary, &**p)),
+            )
     }
 
     /// Decides `action` on `resource` in `ctx`. Pure; allocates only for the reasons it returns.
@@ -206,11 +212,21 @@ impl PolicySet {
     }
 
     /// Decides `action` on every resource.
-    pub fn authorize<S: AsRef<str>>(&self, action: &str, resources: &[S], ctx: &Context) -> Authorization {
+    pub fn authorize<S: AsRef<str>>(
+        &self,
+        action: &str,
+        resources: &[S],
+        ctx: &Context,
+    ) -> Authorization {
         Authorization {
             resources: resources
                 .iter()
-                .map(|r| (r.as_ref().to_owned(), self.evaluate(action, r.as_ref(), ctx)))
+                .map(|r| {
+                    (
+                        r.as_ref().to_owned(),
+                        self.evaluate(action, r.as_ref(), ctx),
+                    )
+                })
                 .collect(),
         }
     }
@@ -227,8 +243,14 @@ impl PolicySet {
                 for condition in &statement.conditions {
                     for key in condition.referenced_keys() {
                         if ctx.get_lowercase(key).is_none_or(|e| e.values().is_empty()) {
-                            let spelled = if key == &*condition.key_lower { &*condition.key } else { key };
-                            missing.entry(key.to_owned()).or_insert_with(|| spelled.to_owned());
+                            let spelled = if key == &*condition.key_lower {
+                                &*condition.key
+                            } else {
+                                key
+                            };
+                            missing
+                                .entry(key.to_owned())
+                                .or_insert_with(|| spelled.to_owned());
                         }
                     }
                 }
@@ -272,10 +294,16 @@ mod tests {
 
     #[test]
     fn explicit_deny_beats_allow() {
-        let set = PolicySet::new(vec![policy("User", ALLOW_ALL), policy("Group", DENY_ADMIN)], None);
+        let set = PolicySet::new(
+            vec![policy("User", ALLOW_ALL), policy("Group", DENY_ADMIN)],
+            None,
+        );
         let denied = set.evaluate(ACTION, RESOURCE, &from("admin@example.com"));
         assert_eq!(denied.outcome, Outcome::ExplicitDeny);
-        assert_eq!(denied.reason(), "explicitly denied by Group Statement[1] Sid NoAdmin");
+        assert_eq!(
+            denied.reason(),
+            "explicitly denied by Group Statement[1] Sid NoAdmin"
+        );
         let allowed = set.evaluate(ACTION, RESOURCE, &from("info@example.com"));
         assert_eq!(allowed.outcome, Outcome::Allowed);
         assert_eq!(allowed.reason(), "allowed by User Statement[0] Sid All");
@@ -287,7 +315,12 @@ mod tests {
         let decision = set.evaluate(ACTION, RESOURCE, &from("info@example.com"));
         assert_eq!(decision.outcome, Outcome::ImplicitDeny);
         assert_eq!(decision.reason(), "no statement allows");
-        assert!(PolicySet::default().evaluate(ACTION, RESOURCE, &Context::new()).outcome == Outcome::ImplicitDeny);
+        assert!(
+            PolicySet::default()
+                .evaluate(ACTION, RESOURCE, &Context::new())
+                .outcome
+                == Outcome::ImplicitDeny
+        );
     }
 
     #[test]
@@ -304,19 +337,33 @@ mod tests {
         let outside = set.evaluate(ACTION, RESOURCE, &from("a@example.org"));
         assert_eq!(outside.outcome, Outcome::ImplicitDeny);
         assert_eq!(outside.allowed_by_boundary, Some(false));
-        assert_eq!(outside.reason(), "allowed by User Statement[0] Sid All but not by the permissions boundary");
+        assert_eq!(
+            outside.reason(),
+            "allowed by User Statement[0] Sid All but not by the permissions boundary"
+        );
         // A boundary alone grants nothing.
         let only_boundary = PolicySet::new(vec![], set.boundary().cloned());
-        assert_eq!(only_boundary.evaluate(ACTION, RESOURCE, &from("a@example.com")).outcome, Outcome::ImplicitDeny);
+        assert_eq!(
+            only_boundary
+                .evaluate(ACTION, RESOURCE, &from("a@example.com"))
+                .outcome,
+            Outcome::ImplicitDeny
+        );
     }
 
     #[test]
     fn deny_in_boundary_wins() {
-        let boundary = policy("Boundary", r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"ses:SendRawEmail","Resource":"*"}]}"#);
+        let boundary = policy(
+            "Boundary",
+            r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"ses:SendRawEmail","Resource":"*"}]}"#,
+        );
         let set = PolicySet::new(vec![policy("User", ALLOW_ALL)], Some(boundary));
         let decision = set.evaluate(ACTION, RESOURCE, &Context::new());
         assert_eq!(decision.outcome, Outcome::ExplicitDeny);
-        assert_eq!(decision.reason(), "explicitly denied by Boundary (permissions boundary) Statement[1]");
+        assert_eq!(
+            decision.reason(),
+            "explicitly denied by Boundary (permissions boundary) Statement[1]"
+        );
     }
 
     #[test]
@@ -330,8 +377,16 @@ mod tests {
         let auth = set.authorize(ACTION, &[RESOURCE, config_set], &Context::new());
         assert_eq!(auth.outcome(), Outcome::ImplicitDeny);
         assert_eq!(auth.first_denied().unwrap().0, config_set);
-        assert_eq!(set.authorize(ACTION, &[RESOURCE], &Context::new()).outcome(), Outcome::Allowed);
-        assert_eq!(set.authorize::<&str>(ACTION, &[], &Context::new()).outcome(), Outcome::ImplicitDeny);
+        assert_eq!(
+            set.authorize(ACTION, &[RESOURCE], &Context::new())
+                .outcome(),
+            Outcome::Allowed
+        );
+        assert_eq!(
+            set.authorize::<&str>(ACTION, &[], &Context::new())
+                .outcome(),
+            Outcome::ImplicitDeny
+        );
     }
 
     #[test]
@@ -344,8 +399,18 @@ mod tests {
             None,
         );
         assert!(set.evaluate(ACTION, RESOURCE, &Context::new()).is_allowed());
-        assert!(!set.evaluate("ses:DeleteIdentity", RESOURCE, &Context::new()).is_allowed());
-        assert!(!set.evaluate(ACTION, "arn:aws:ses:us-east-1:1:identity/secret.com", &Context::new()).is_allowed());
+        assert!(
+            !set.evaluate("ses:DeleteIdentity", RESOURCE, &Context::new())
+                .is_allowed()
+        );
+        assert!(
+            !set.evaluate(
+                ACTION,
+                "arn:aws:ses:us-east-1:1:identity/secret.com",
+                &Context::new()
+            )
+            .is_allowed()
+        );
     }
 
     #[test]
@@ -358,6 +423,9 @@ mod tests {
             None,
         );
         let ctx = from("bob@example.com");
-        assert_eq!(set.missing_context_keys(ACTION, RESOURCE, &ctx), ["aws:CurrentTime", "aws:username"]);
+        assert_eq!(
+            set.missing_context_keys(ACTION, RESOURCE, &ctx),
+            ["aws:CurrentTime", "aws:username"]
+        );
     }
 }

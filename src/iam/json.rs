@@ -211,7 +211,8 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_refused() {
-        let err = Json::parse(r#"{"Statement": {"Effect": "Allow", "Effect": "Deny"}}"#).unwrap_err();
+        let err =
+            Json::parse(r#"{"Statement": {"Effect": "Allow", "Effect": "Deny"}}"#).unwrap_err();
         assert!(err.contains("duplicate key \"Effect\""), "{err}");
         assert!(err.contains("line 1"), "{err}");
     }
@@ -237,8 +238,20 @@ mod tests {
         let policy = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"dynamodb:*","Resource":"*","Condition":{"DateGreaterThan":{"aws:CurrentTime":"2018-08-16T12:00:00Z"}}}}"#;
         let spans = statement_spans(policy);
         assert_eq!(spans.len(), 1);
-        assert_eq!(spans[0].start, Position { line: 1, column: 38 });
-        assert_eq!(spans[0].end, Position { line: 1, column: 167 });
+        assert_eq!(
+            spans[0].start,
+            Position {
+                line: 1,
+                column: 38
+            }
+        );
+        assert_eq!(
+            spans[0].end,
+            Position {
+                line: 1,
+                column: 167
+            }
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub use decision::{Authorization, Decision, Outcome, PolicyRole, PolicySet, Stat
 pub use json::{Position, Span};
 pub use pattern::{Pattern, Token};
 pub use policy::{Effect, Element, LoadError, Policy, Statement, Version};
-pub use scalar::{parse_cidr, parse_date, parse_ip};
+pub use scalar::{Decimal, parse_cidr, parse_date, parse_ip};
 
 /// The action every SMTP transaction is authorized as (the SES SMTP interface, API version 2).
 pub const SEND_RAW_EMAIL: &str = "ses:SendRawEmail";

@@ -62,9 +62,9 @@ impl Pattern {
         let mut rest = text;
         while let Some(c) = rest.chars().next() {
             if syntax.variables && rest.starts_with("${") {
-                let end = rest
-                    .find('}')
-                    .ok_or_else(|| PatternError(format!("unterminated policy variable in {text:?}")))?;
+                let end = rest.find('}').ok_or_else(|| {
+                    PatternError(format!("unterminated policy variable in {text:?}"))
+                })?;
                 let inner = &rest[2..end];
                 match inner {
                     "*" => literal.push('*'),
@@ -310,8 +310,16 @@ pub(crate) mod tests {
             ("Marketing", "Marketing", true),
             ("Marketing", "Marketing Team", false),
             ("*Marketing*", "Marketing Team", true),
-            ("marketing+.*@example.com", "marketing+foo@example.com", false),
-            ("marketing+.*@example.com", "marketing+.foo@example.com", true),
+            (
+                "marketing+.*@example.com",
+                "marketing+foo@example.com",
+                false,
+            ),
+            (
+                "marketing+.*@example.com",
+                "marketing+.foo@example.com",
+                true,
+            ),
             ("*admin*example.com", "sender@admin.example.com", true),
             ("**a", "ba", true),
             ("*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false),
@@ -341,14 +349,20 @@ pub(crate) mod tests {
         let p = Pattern::compile("${aws:username}@*", LIKE).unwrap();
         let vars = Vars(&[("aws:username", "a*")]);
         assert!(p.matches("a*@example.com", false, &vars));
-        assert!(!p.matches("abc@example.com", false, &vars), "value is literal");
+        assert!(
+            !p.matches("abc@example.com", false, &vars),
+            "value is literal"
+        );
         assert!(!p.matches("a*@example.com", false, &NoVars), "unresolved");
     }
 
     #[test]
     fn variable_default_and_case() {
         let p = Pattern::compile("team-${AWS:PrincipalTag/team, 'company-wide'}", EQUALS).unwrap();
-        assert_eq!(p.variable_keys().collect::<Vec<_>>(), ["aws:principaltag/team"]);
+        assert_eq!(
+            p.variable_keys().collect::<Vec<_>>(),
+            ["aws:principaltag/team"]
+        );
         assert!(p.matches("team-company-wide", false, &NoVars));
         let vars = Vars(&[("aws:principaltag/team", "red")]);
         assert!(p.matches("team-red", false, &vars));

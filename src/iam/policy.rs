@@ -122,7 +122,10 @@ impl Policy {
         }
         let json = Json::parse(text).map_err(|e| error("", format!("invalid JSON: {e}")))?;
         let Json::Object(members) = &json else {
-            return Err(error("", format!("a policy must be a JSON object, not {}", json.kind())));
+            return Err(error(
+                "",
+                format!("a policy must be a JSON object, not {}", json.kind()),
+            ));
         };
         let mut version = Version::V2008;
         let mut statement_json = None;
@@ -135,14 +138,20 @@ impl Policy {
                         other => {
                             return Err(error(
                                 "Version",
-                                format!("must be \"2012-10-17\" or \"2008-10-17\", not {}", show(other)),
+                                format!(
+                                    "must be \"2012-10-17\" or \"2008-10-17\", not {}",
+                                    show(other)
+                                ),
                             ));
                         }
                     }
                 }
                 "Id" => {
                     if !matches!(value, Json::String(_)) {
-                        return Err(error("Id", format!("must be a string, not {}", value.kind())));
+                        return Err(error(
+                            "Id",
+                            format!("must be a string, not {}", value.kind()),
+                        ));
                     }
                 }
                 "Statement" => statement_json = Some(value),
@@ -154,17 +163,24 @@ impl Policy {
                 }
             }
         }
-        let statement_json = statement_json.ok_or_else(|| error("Statement", "is required".into()))?;
+        let statement_json =
+            statement_json.ok_or_else(|| error("Statement", "is required".into()))?;
         let (items, in_array): (Vec<&Json>, bool) = match statement_json {
             Json::Array(items) if items.is_empty() => {
-                return Err(error("Statement", "must hold at least one statement".into()));
+                return Err(error(
+                    "Statement",
+                    "must hold at least one statement".into(),
+                ));
             }
             Json::Array(items) => (items.iter().collect(), true),
             object @ Json::Object(_) => (vec![object], false),
             other => {
                 return Err(error(
                     "Statement",
-                    format!("must be an object or an array of objects, not {}", other.kind()),
+                    format!(
+                        "must be an object or an array of objects, not {}",
+                        other.kind()
+                    ),
                 ));
             }
         };
@@ -208,10 +224,17 @@ fn show(json: &Json) -> String {
     }
 }
 
-fn parse_statement(json: &Json, index: usize, version: Version) -> Result<Statement, StatementError> {
+fn parse_statement(
+    json: &Json,
+    index: usize,
+    version: Version,
+) -> Result<Statement, StatementError> {
     let at = |sub: &str, reason: String| (format!(".{sub}"), reason);
     let Json::Object(members) = json else {
-        return Err((String::new(), format!("a statement must be an object, not {}", json.kind())));
+        return Err((
+            String::new(),
+            format!("a statement must be an object, not {}", json.kind()),
+        ));
     };
     let variables = version == Version::V2012;
     let mut sid = None;
@@ -228,7 +251,9 @@ fn parse_statement(json: &Json, index: usize, version: Version) -> Result<Statem
                 if !s.chars().all(|c| c.is_ascii_alphanumeric()) {
                     return Err(at(
                         "Sid",
-                        format!("{s:?} has characters IAM does not allow in a Sid (only A-Z, a-z, 0-9)"),
+                        format!(
+                            "{s:?} has characters IAM does not allow in a Sid (only A-Z, a-z, 0-9)"
+                        ),
                     ));
                 }
                 sid = (!s.is_empty()).then(|| Arc::<str>::from(s.as_str()));
@@ -240,20 +265,29 @@ fn parse_statement(json: &Json, index: usize, version: Version) -> Result<Statem
                     other => {
                         return Err(at(
                             "Effect",
-                            format!("must be exactly \"Allow\" or \"Deny\" (case-sensitive), not {}", show(other)),
+                            format!(
+                                "must be exactly \"Allow\" or \"Deny\" (case-sensitive), not {}",
+                                show(other)
+                            ),
                         ));
                     }
                 })
             }
             "Action" | "NotAction" => {
                 if let Some((first, _)) = actions {
-                    return Err(at(key, format!("a statement cannot have both {first} and {key}")));
+                    return Err(at(
+                        key,
+                        format!("a statement cannot have both {first} and {key}"),
+                    ));
                 }
                 actions = Some((key, value));
             }
             "Resource" | "NotResource" => {
                 if let Some((first, _)) = resources {
-                    return Err(at(key, format!("a statement cannot have both {first} and {key}")));
+                    return Err(at(
+                        key,
+                        format!("a statement cannot have both {first} and {key}"),
+                    ));
                 }
                 resources = Some((key, value));
             }
@@ -275,8 +309,12 @@ fn parse_statement(json: &Json, index: usize, version: Version) -> Result<Statem
     let effect = effect.ok_or_else(|| at("Effect", "is required".into()))?;
     let (action_key, action_json) =
         actions.ok_or_else(|| at("Action", "a statement needs Action or NotAction".into()))?;
-    let (resource_key, resource_json) =
-        resources.ok_or_else(|| at("Resource", "a statement needs Resource or NotResource".into()))?;
+    let (resource_key, resource_json) = resources.ok_or_else(|| {
+        at(
+            "Resource",
+            "a statement needs Resource or NotResource".into(),
+        )
+    })?;
 
     let action_syntax = Syntax {
         wildcards: true,
@@ -325,31 +363,45 @@ fn string_list<'a>(json: &'a Json, element: &str) -> Result<Vec<&'a str>, Statem
     let at = |sub: String, reason: String| (format!(".{sub}"), reason);
     match json {
         Json::String(s) => Ok(vec![s.as_str()]),
-        Json::Array(items) if items.is_empty() => Err(at(element.to_owned(), "must not be an empty list".into())),
+        Json::Array(items) if items.is_empty() => {
+            Err(at(element.to_owned(), "must not be an empty list".into()))
+        }
         Json::Array(items) => items
             .iter()
             .enumerate()
             .map(|(i, item)| match item {
                 Json::String(s) => Ok(s.as_str()),
-                other => Err(at(format!("{element}[{i}]"), format!("must be a string, not {}", other.kind()))),
+                other => Err(at(
+                    format!("{element}[{i}]"),
+                    format!("must be a string, not {}", other.kind()),
+                )),
             })
             .collect(),
         other => Err(at(
             element.to_owned(),
-            format!("must be a string or an array of strings, not {}", other.kind()),
+            format!(
+                "must be a string or an array of strings, not {}",
+                other.kind()
+            ),
         )),
     }
 }
 
 fn parse_conditions(json: &Json, variables: bool) -> Result<Vec<Condition>, StatementError> {
     let Json::Object(operators) = json else {
-        return Err((".Condition".into(), format!("must be an object, not {}", json.kind())));
+        return Err((
+            ".Condition".into(),
+            format!("must be an object, not {}", json.kind()),
+        ));
     };
     let mut conditions = Vec::new();
     for (operator, block) in operators {
         let path = format!(".Condition.{operator}");
         let Json::Object(keys) = block else {
-            return Err((path, format!("must be an object of condition keys, not {}", block.kind())));
+            return Err((
+                path,
+                format!("must be an object of condition keys, not {}", block.kind()),
+            ));
         };
         if keys.is_empty() {
             return Err((path, "must name at least one condition key".into()));
@@ -367,15 +419,19 @@ fn parse_conditions(json: &Json, variables: bool) -> Result<Vec<Condition>, Stat
                     item.scalar_text().ok_or_else(|| {
                         (
                             format!("{key_path}[{i}]"),
-                            format!("a condition value must be a string, number or boolean, not {}", item.kind()),
+                            format!(
+                                "a condition value must be a string, number or boolean, not {}",
+                                item.kind()
+                            ),
                         )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let condition = Condition::compile(operator, key, &texts, variables).map_err(|e| match e {
-                CompileError::Operator(reason) => (path.clone(), reason),
-                CompileError::Value(reason) => (key_path.clone(), reason),
-            })?;
+            let condition =
+                Condition::compile(operator, key, &texts, variables).map_err(|e| match e {
+                    CompileError::Operator(reason) => (path.clone(), reason),
+                    CompileError::Value(reason) => (key_path.clone(), reason),
+                })?;
             conditions.push(condition);
         }
     }
@@ -426,9 +482,18 @@ mod tests {
                 r#"{"Statement":{"Effect":"Allow","Resource":"*","NotResource":"*","Action":"ses:*"}}"#,
                 "Statement.NotResource: a statement cannot have both Resource and NotResource",
             ),
-            (r#"{"Statement":{"Action":"ses:*","Resource":"*"}}"#, "Statement.Effect: is required"),
-            (r#"{"Statement":{"Effect":"Allow","Resource":"*"}}"#, "Statement.Action: a statement needs Action or NotAction"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"ses:*"}}"#, "Statement.Resource: a statement needs Resource or NotResource"),
+            (
+                r#"{"Statement":{"Action":"ses:*","Resource":"*"}}"#,
+                "Statement.Effect: is required",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Resource":"*"}}"#,
+                "Statement.Action: a statement needs Action or NotAction",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"ses:*"}}"#,
+                "Statement.Resource: a statement needs Resource or NotResource",
+            ),
             (
                 r#"{"Statement":{"Effect":"allow","Action":"ses:*","Resource":"*"}}"#,
                 "Statement.Effect: must be exactly \"Allow\" or \"Deny\" (case-sensitive), not \"allow\"",
@@ -473,15 +538,39 @@ mod tests {
                 "{\"Statement\":{\"Sid\":\"Caf\u{0151}\",\"Effect\":\"Allow\",\"Action\":\"ses:*\",\"Resource\":\"*\"}}",
                 "character 'ő' (U+0151) at line 1 column 25 is not allowed",
             ),
-            (r#"{"Version":"2012-10-18","Statement":[]}"#, "Version: must be \"2012-10-17\" or \"2008-10-17\", not \"2012-10-18\""),
-            (r#"{"Version":"2012-10-17","Statement":[]}"#, "Statement: must hold at least one statement"),
+            (
+                r#"{"Version":"2012-10-18","Statement":[]}"#,
+                "Version: must be \"2012-10-17\" or \"2008-10-17\", not \"2012-10-18\"",
+            ),
+            (
+                r#"{"Version":"2012-10-17","Statement":[]}"#,
+                "Statement: must hold at least one statement",
+            ),
             (r#"{"Version":"2012-10-17"}"#, "Statement: is required"),
-            (r#"{"Statement":{"Effect":"Allow","Action":[],"Resource":"*"}}"#, "Statement.Action: must not be an empty list"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"SendRawEmail","Resource":"*"}}"#, "Statement.Action[0]: \"SendRawEmail\" is not an action"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"ses:*","Resource":"*","Effect":"Deny"}}"#, "invalid JSON: duplicate key \"Effect\""),
-            (r#"{"Statement":{"Effect":"Allow","Action":"ses:*","Resource":"*"},"Extra":1}"#, "Extra: unknown policy element"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"ses:*","Resource":"*","Conditions":{}}}"#, "Statement.Conditions: unknown statement element"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"ses:*","Resource":"*""#, "invalid JSON"),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":[],"Resource":"*"}}"#,
+                "Statement.Action: must not be an empty list",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"SendRawEmail","Resource":"*"}}"#,
+                "Statement.Action[0]: \"SendRawEmail\" is not an action",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"ses:*","Resource":"*","Effect":"Deny"}}"#,
+                "invalid JSON: duplicate key \"Effect\"",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"ses:*","Resource":"*"},"Extra":1}"#,
+                "Extra: unknown policy element",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"ses:*","Resource":"*","Conditions":{}}}"#,
+                "Statement.Conditions: unknown statement element",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"ses:*","Resource":"*""#,
+                "invalid JSON",
+            ),
             (
                 r#"{"Statement":{"Effect":"Allow","Action":"ses:*","Resource":"*","Condition":{"StringEquals":{"ses:FromAddress":{"a":"b"}}}}}"#,
                 "Statement.Condition.StringEquals.ses:FromAddress[0]: a condition value must be a string, number or boolean",

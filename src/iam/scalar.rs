@@ -69,7 +69,10 @@ pub fn parse_date(text: &str) -> Option<Timestamp> {
     let year = fields.next().filter(|y| digits(y, 4))?;
     let month = fields.next();
     let day = fields.next();
-    if fields.next().is_some() || month.is_some_and(|m| !digits(m, 2)) || day.is_some_and(|d| !digits(d, 2)) {
+    if fields.next().is_some()
+        || month.is_some_and(|m| !digits(m, 2))
+        || day.is_some_and(|d| !digits(d, 2))
+    {
         return None;
     }
     if time_part.is_some() && day.is_none() {
@@ -78,20 +81,30 @@ pub fn parse_date(text: &str) -> Option<Timestamp> {
     let number = |s: Option<&str>| s.map_or(Some(1), |s| s.parse::<i8>().ok());
     let date = Date::new(year.parse().ok()?, number(month)?, number(day)?).ok()?;
     let Some(time_part) = time_part else {
-        return TimeZone::UTC.to_timestamp(date.to_datetime(Time::midnight())).ok();
+        return TimeZone::UTC
+            .to_timestamp(date.to_datetime(Time::midnight()))
+            .ok();
     };
     // hh:mm, then optional :ss and .s, then a mandatory Z or ±hh:mm.
     let zone_at = time_part.find(['Z', '+', '-'])?;
     let (clock, zone) = time_part.split_at(zone_at);
     let zone_ok = zone == "Z"
-        || (zone.len() == 6 && digits(&zone[1..3], 2) && &zone[3..4] == ":" && digits(&zone[4..], 2));
+        || (zone.len() == 6
+            && digits(&zone[1..3], 2)
+            && &zone[3..4] == ":"
+            && digits(&zone[4..], 2));
     let mut clock_fields = clock.split(':');
-    let (hh, mm, ss) = (clock_fields.next()?, clock_fields.next()?, clock_fields.next());
+    let (hh, mm, ss) = (
+        clock_fields.next()?,
+        clock_fields.next()?,
+        clock_fields.next(),
+    );
     let seconds_ok = ss.is_none_or(|s| {
         let (whole, frac) = s.split_once('.').unwrap_or((s, "0"));
         digits(whole, 2) && !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit())
     });
-    if !zone_ok || clock_fields.next().is_some() || !digits(hh, 2) || !digits(mm, 2) || !seconds_ok {
+    if !zone_ok || clock_fields.next().is_some() || !digits(hh, 2) || !digits(mm, 2) || !seconds_ok
+    {
         return None;
     }
     let full = match ss {
@@ -172,7 +185,17 @@ mod tests {
         assert!(d("-1") < d("0"));
         assert_eq!(d(".5"), d("0.5"));
         assert_eq!(d("5."), d("5"));
-        for bad in ["", "-", ".", "1e3", "1,000", " 1", "0x10", "1.2.3", "999999999999999999999999"] {
+        for bad in [
+            "",
+            "-",
+            ".",
+            "1e3",
+            "1,000",
+            " 1",
+            "0x10",
+            "1.2.3",
+            "999999999999999999999999",
+        ] {
             assert_eq!(d(bad), None, "{bad:?}");
         }
     }
