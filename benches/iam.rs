@@ -1,1 +1,92 @@
-fn main() {}
+//! Decision time (SPEC §12): each guide example on a typical SMTP context (target: median under
+//! 1 µs), and a user with 20 policies of 10 statements (target: under 10 µs). Policies and
+//! contexts are built outside the timed closure; only `PolicySet::evaluate` is measured.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use common::{IDENTITY, Smtp, user_with};
+use criterion::{Criterion, criterion_group, criterion_main};
+use sesgate::iam::{Policy, PolicySet, SEND_RAW_EMAIL};
+
+const GUIDE_EXAMPLES: [&str; 8] = [
+    "AllowAllSesActions",
+    "AllowApiVersion2Only",
+    "AllowSendingOnly",
+    "AllowSendingSeptember2018",
+    "AllowRecipientsAtExampleCom",
+    "AllowFromMarketingAddress",
+    "AllowDisplayNameMarketing",
+    "AllowFeedbackAddress",
+];
+
+fn guide_examples(c: &mut Criterion) {
+    let ctx = Smtp::default().context();
+    let mut group = c.benchmark_group("guide_example");
+    for name in GUIDE_EXAMPLES {
+        let set = user_with(name);
+        assert!(
+            set.evaluate(SEND_RAW_EMAIL, IDENTITY, &ctx).is_allowed(),
+            "{name} allows the typical context"
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                set.evaluate(
+                    black_box(SEND_RAW_EMAIL),
+                    black_box(IDENTITY),
+                    black_box(&ctx),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Ten statements of the kinds operators write: identity-scoped allows, recipient and sender
+/// restrictions, time windows, source-IP denies. Only the last policy's last statement allows
+/// the benchmark's transaction, so every statement is evaluated.
+fn policy_of_ten(n: usize, allows: bool) -> Arc<Policy> {
+    let from = if allows {
+        "marketing@example.com"
+    } else {
+        "nobody@example.net"
+    };
+    let text = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+ {{"Sid":"S0","Effect":"Allow","Action":["ses:SendEmail","ses:SendRawEmail"],"Resource":"arn:aws:ses:us-east-1:123456789012:identity/team{n}.example.com"}},
+ {{"Sid":"S1","Effect":"Deny","Action":"ses:SendRawEmail","Resource":"*","Condition":{{"ForAnyValue:StringLike":{{"ses:Recipients":["*@competitor{n}.com","*@rival{n}.org"]}}}}}},
+ {{"Sid":"S2","Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*","Condition":{{"StringEquals":{{"ses:FromAddress":"team{n}@example.com"}}}}}},
+ {{"Sid":"S3","Effect":"Deny","Action":"ses:*","Resource":"*","Condition":{{"NotIpAddress":{{"aws:SourceIp":["203.0.113.0/24","198.51.100.0/24","2001:db8::/32"]}}}}}},
+ {{"Sid":"S4","Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*","Condition":{{"DateGreaterThan":{{"aws:CurrentTime":"2030-01-01T00:00Z"}}}}}},
+ {{"Sid":"S5","Effect":"Deny","Action":"ses:SendRawEmail","Resource":"*","Condition":{{"StringLike":{{"ses:FromAddress":"*admin{n}*"}}}}}},
+ {{"Sid":"S6","Effect":"Allow","Action":"ses:Get*","Resource":"*"}},
+ {{"Sid":"S7","Effect":"Deny","Action":"ses:SendRawEmail","Resource":"*","Condition":{{"Bool":{{"aws:SecureTransport":"false"}}}}}},
+ {{"Sid":"S8","Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*","Condition":{{"StringEquals":{{"ses:FeedbackAddress":"bounces{n}@example.com"}}}}}},
+ {{"Sid":"S9","Effect":"Allow","Action":"ses:SendRawEmail","Resource":"arn:aws:ses:*:123456789012:identity/*","Condition":{{"StringEquals":{{"ses:FromAddress":"{from}"}},"ForAllValues:StringLike":{{"ses:Recipients":"*@example.com"}}}}}}
+]}}"#
+    );
+    Arc::new(Policy::parse(&format!("Policy{n}"), &text).expect("bench policy parses"))
+}
+
+fn twenty_by_ten(c: &mut Criterion) {
+    let policies = (0..20).map(|n| policy_of_ten(n, n == 19)).collect();
+    let set = PolicySet::new(policies, None);
+    let ctx = Smtp::default().context();
+    let decision = set.evaluate(SEND_RAW_EMAIL, IDENTITY, &ctx);
+    assert!(decision.is_allowed(), "{}", decision.reason());
+    c.bench_function("user_20_policies_x_10_statements", |b| {
+        b.iter(|| {
+            set.evaluate(
+                black_box(SEND_RAW_EMAIL),
+                black_box(IDENTITY),
+                black_box(&ctx),
+            )
+        })
+    });
+}
+
+criterion_group!(benches, guide_examples, twenty_by_ten);
+criterion_main!(benches);

@@ -19,6 +19,13 @@ const COMPONENTS: usize = 6;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArnPattern {
     components: Vec<Pattern>,
+    /// The whole pattern when it has no wildcard and no variable: then matching is equality.
+    literal: Option<Box<str>>,
+    /// The whole pattern as one wildcard pattern, when that means the same as matching component
+    /// by component: a Resource pattern whose every `*` ends a component (so may span colons)
+    /// and whose `?` all sit in the resource part (where colons are ordinary characters).
+    flat: Option<Pattern>,
+    has_variables: bool,
     /// Whether a component ending in `*` may match across colons.
     trailing_star_spans: bool,
 }
@@ -43,12 +50,26 @@ impl ArnPattern {
             wildcards: true,
             variables,
         };
-        let components = text
+        let components: Vec<Pattern> = text
             .splitn(COMPONENTS, ':')
             .map(|c| Pattern::compile(c, syntax))
             .collect::<Result<_, _>>()?;
+        // Joined from the compiled components, so `${*}` and friends are already literal.
+        let literal = components
+            .iter()
+            .map(Pattern::as_literal)
+            .collect::<Option<Vec<_>>>()
+            .map(|parts| parts.join(":").into());
+        let flat = if trailing_star_spans && literal.is_none() && flat_equivalent(text) {
+            Some(Pattern::compile(text, syntax)?)
+        } else {
+            None
+        };
         Ok(ArnPattern {
+            flat,
+            has_variables: components.iter().any(Pattern::has_variables),
             components,
+            literal,
             trailing_star_spans,
         })
     }
@@ -65,7 +86,14 @@ impl ArnPattern {
 
     /// Matches a whole ARN (case-sensitive).
     pub fn matches(&self, arn: &str, vars: &dyn Resolve) -> bool {
-        self.components.iter().all(|c| c.resolves(vars)) && self.match_from(0, arn, vars)
+        if let Some(literal) = &self.literal {
+            return **literal == *arn;
+        }
+        if let Some(flat) = &self.flat {
+            return flat.matches(arn, false, vars);
+        }
+        let resolved = !self.has_variables || self.components.iter().all(|c| c.resolves(vars));
+        resolved && self.match_from(0, arn, vars)
     }
 
     fn match_from(&self, index: usize, rest: &str, vars: &dyn Resolve) -> bool {
@@ -73,7 +101,7 @@ impl ArnPattern {
         if index + 1 == self.components.len() {
             return component.matches(rest, false, vars);
         }
-        let Some(colon) = rest.find(':') else {
+        let Some(colon) = rest.bytes().position(|b| b == b':') else {
             return false;
         };
         if !component.matches(&rest[..colon], false, vars) {
@@ -93,10 +121,61 @@ impl ArnPattern {
     }
 }
 
+/// True when every `*` of the pattern text ends a component or sits in the resource part, and
+/// every `?` sits in the resource part. Variables keep the component-wise path.
+fn flat_equivalent(text: &str) -> bool {
+    if text.contains("${") {
+        return false;
+    }
+    let components: Vec<&str> = text.splitn(COMPONENTS, ':').collect();
+    let leading = &components[..components.len() - 1];
+    leading
+        .iter()
+        .all(|c| !c.contains('?') && !c.trim_end_matches('*').contains('*'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::iam::pattern::tests::{NoVars, Vars};
+
+    #[test]
+    fn flat_and_component_matching_agree() {
+        let patterns = [
+            "*",
+            "arn:aws:ses:*:123456789012:identity/*",
+            "arn:aws:ses:*:*:*",
+            "arn:*",
+            "arn:aws:ses:us-east-1:*:identity/x?y",
+            "arn:aws:someservice:*:111122223333:finance/*",
+        ];
+        let values = [
+            "arn:aws:ses:us-east-1:123456789012:identity/example.com",
+            "arn:aws:ses:us-east-1:999:identity/x:y",
+            "arn:aws:ses:us-east-1:1:identity/xzy",
+            "arn:aws:someservice:us-east-2:999999999999:store/abc:111122223333:finance/document.txt",
+            "arn:aws:ses",
+            "",
+        ];
+        for pattern in patterns {
+            let flat = ArnPattern::resource(pattern, true).unwrap();
+            assert!(
+                flat.flat.is_some() || flat.literal.is_some(),
+                "{pattern} takes the flat path"
+            );
+            let mut by_component = flat.clone();
+            by_component.flat = None;
+            for value in values {
+                assert_eq!(
+                    flat.matches(value, &NoVars),
+                    by_component.match_from(0, value, &NoVars),
+                    "{pattern} vs {value}"
+                );
+            }
+        }
+        let mid_star = ArnPattern::resource("arn:aws:ses:us*1:1:identity/x", true).unwrap();
+        assert!(mid_star.flat.is_none());
+    }
 
     #[test]
     fn resource_table() {
@@ -173,6 +252,13 @@ mod tests {
             let p = ArnPattern::resource(pattern, true).unwrap();
             assert_eq!(p.matches(arn, &NoVars), *want, "{pattern} vs {arn}");
         }
+    }
+
+    #[test]
+    fn literal_patterns_resolve_special_variables() {
+        let p = ArnPattern::resource("arn:aws:ses:us-east-1:1:identity/a${$}b", true).unwrap();
+        assert!(p.matches("arn:aws:ses:us-east-1:1:identity/a$b", &NoVars));
+        assert!(!p.matches("arn:aws:ses:us-east-1:1:identity/a${$}b", &NoVars));
     }
 
     #[test]

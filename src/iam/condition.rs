@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use jiff::Timestamp;
 
 use super::arn::ArnPattern;
-use super::context::{Context, Value};
+use super::context::{Context, Key, Value};
 use super::pattern::{Pattern, PatternError, Syntax};
 use super::policy::Effect;
 use super::scalar::{Decimal, parse_bool, parse_cidr, parse_date};
@@ -82,8 +82,8 @@ pub struct Condition {
     pub operator: Box<str>,
     /// The key as written.
     pub key: Box<str>,
-    /// The key lower-cased, for lookups.
-    pub(crate) key_lower: Box<str>,
+    /// The key, compiled for lookups.
+    pub(crate) key_id: Key,
     pub set: SetQualifier,
     pub negated: bool,
     pub if_exists: bool,
@@ -322,7 +322,7 @@ impl Condition {
         Ok(Condition {
             operator: operator.into(),
             key: key.into(),
-            key_lower: key.to_ascii_lowercase().into(),
+            key_id: Key::new(key),
             set: name.set,
             negated: name.negated,
             if_exists: name.if_exists,
@@ -331,8 +331,8 @@ impl Condition {
     }
 
     /// The keys this condition reads: its own and those of the variables in its values.
-    pub fn referenced_keys(&self) -> impl Iterator<Item = &str> {
-        let variable_keys: Vec<&str> = match &self.test {
+    pub fn referenced_keys(&self) -> impl Iterator<Item = &Key> {
+        let variable_keys: Vec<&Key> = match &self.test {
             Test::StringEquals { values, .. } | Test::StringLike(values) | Test::Bool(values) => {
                 values.iter().flat_map(Pattern::variable_keys).collect()
             }
@@ -342,12 +342,12 @@ impl Condition {
                 .collect(),
             _ => Vec::new(),
         };
-        std::iter::once(&*self.key_lower).chain(variable_keys)
+        std::iter::once(&self.key_id).chain(variable_keys)
     }
 
     /// Evaluates the condition for a statement of `effect`.
     pub fn evaluate(&self, ctx: &Context, effect: Effect) -> bool {
-        let values = match ctx.get_lowercase(&self.key_lower) {
+        let values = match ctx.entry(&self.key_id) {
             Some(entry) if !entry.values.is_empty() => entry,
             _ => return self.on_missing_key(),
         };
@@ -431,6 +431,9 @@ impl Condition {
 
 /// Reads a Bool policy value, resolving a variable in it.
 fn bool_of_pattern(pattern: &Pattern, ctx: &Context) -> Option<bool> {
+    if let Some(literal) = pattern.as_literal() {
+        return parse_bool(literal);
+    }
     [true, false]
         .into_iter()
         .find(|b| pattern.matches(if *b { "true" } else { "false" }, true, ctx))

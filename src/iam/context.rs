@@ -79,10 +79,59 @@ impl Entry {
     }
 }
 
+/// The keys a transaction's context always has (SPEC §3). They get fixed slots, so a compiled
+/// condition finds its key by index instead of hashing a string on every evaluation.
+const KNOWN_KEYS: [&str; 16] = [
+    "ses:apiversion",
+    "ses:fromaddress",
+    "ses:fromdisplayname",
+    "ses:feedbackaddress",
+    "ses:recipients",
+    "aws:currenttime",
+    "aws:epochtime",
+    "aws:securetransport",
+    "aws:sourceip",
+    "aws:useragent",
+    "aws:username",
+    "aws:userid",
+    "aws:principalarn",
+    "aws:principalaccount",
+    "aws:principaltype",
+    "aws:requestedregion",
+];
+
+/// A condition key name, case-folded once (key names are case-insensitive).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    lower: Box<str>,
+    slot: Option<usize>,
+}
+
+impl Key {
+    /// The key `name`, in any case.
+    pub fn new(name: &str) -> Key {
+        let lower = name.to_ascii_lowercase();
+        let slot = KNOWN_KEYS.iter().position(|k| *k == lower);
+        Key {
+            lower: lower.into(),
+            slot,
+        }
+    }
+
+    /// The lower-cased name.
+    pub fn as_str(&self) -> &str {
+        &self.lower
+    }
+}
+
+/// A key as it was spelled when set, with its values.
+type Slot = (Box<str>, Entry);
+
 /// Condition keys (case-insensitive) and their values.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Context {
-    entries: HashMap<Box<str>, (Box<str>, Entry)>,
+    known: [Option<Slot>; KNOWN_KEYS.len()],
+    other: HashMap<Box<str>, Slot>,
 }
 
 impl Context {
@@ -101,27 +150,42 @@ impl Context {
         self.insert(key, values, true)
     }
 
-    fn insert(&mut self, key: &str, values: Vec<Value>, multi: bool) -> &mut Self {
-        self.entries.insert(
-            key.to_ascii_lowercase().into(),
-            (key.into(), Entry { values, multi }),
-        );
+    fn insert(&mut self, name: &str, values: Vec<Value>, multi: bool) -> &mut Self {
+        let key = Key::new(name);
+        let slot = (name.into(), Entry { values, multi });
+        match key.slot {
+            Some(index) => self.known[index] = Some(slot),
+            None => {
+                self.other.insert(key.lower, slot);
+            }
+        }
         self
     }
 
-    /// The entry of `key`, which must already be lower-cased (compiled policies store keys so).
-    pub fn get_lowercase(&self, key: &str) -> Option<&Entry> {
-        self.entries.get(key).map(|(_, entry)| entry)
+    /// The entry of a compiled key.
+    #[inline]
+    pub fn entry(&self, key: &Key) -> Option<&Entry> {
+        let slot = match key.slot {
+            Some(index) => self.known[index].as_ref(),
+            None => self.other.get(&key.lower),
+        };
+        slot.map(|(_, entry)| entry)
     }
 
     /// The entry of `key`, in any case.
     pub fn get(&self, key: &str) -> Option<&Entry> {
-        self.get_lowercase(&key.to_ascii_lowercase())
+        self.entry(&Key::new(key))
     }
 
     /// Every key as it was spelled when set, with its entry, sorted by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Entry)> {
-        let mut all: Vec<_> = self.entries.values().map(|(k, e)| (&**k, e)).collect();
+        let mut all: Vec<_> = self
+            .known
+            .iter()
+            .flatten()
+            .chain(self.other.values())
+            .map(|(k, e)| (&**k, e))
+            .collect();
         all.sort_by(|a, b| a.0.cmp(b.0));
         all.into_iter()
     }
@@ -129,8 +193,8 @@ impl Context {
 
 impl Resolve for Context {
     /// Only a single-valued key can be a policy variable (IAM-UG, policy variables).
-    fn resolve(&self, key: &str) -> Option<&str> {
-        match self.get_lowercase(key) {
+    fn resolve(&self, key: &Key) -> Option<&str> {
+        match self.entry(key) {
             Some(Entry {
                 values,
                 multi: false,
@@ -153,11 +217,11 @@ mod tests {
         assert!(epoch.number.is_some() && epoch.time.is_some());
         assert!(ctx.get("ses:recipients").unwrap().is_multi());
         assert_eq!(
-            ctx.resolve("ses:recipients"),
+            ctx.resolve(&Key::new("ses:recipients")),
             None,
             "multivalued keys are not variables"
         );
-        assert_eq!(ctx.resolve("aws:epochtime"), Some("1535716800"));
+        assert_eq!(ctx.resolve(&Key::new("aws:epochtime")), Some("1535716800"));
     }
 
     #[test]

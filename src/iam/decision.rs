@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use super::SEND_RAW_EMAIL;
 use super::context::Context;
 use super::json::Span;
 use super::policy::{Effect, Policy, Statement};
@@ -146,12 +147,41 @@ impl Authorization {
 pub struct PolicySet {
     identity: Vec<Arc<Policy>>,
     boundary: Option<Arc<Policy>>,
+    /// (policy, statement) positions whose action element covers `ses:SendRawEmail`, the action
+    /// of every SMTP transaction: found once here instead of on every message.
+    send_raw_email: Vec<(usize, usize)>,
 }
 
 impl PolicySet {
     /// A set of identity policies and an optional permissions boundary.
     pub fn new(identity: Vec<Arc<Policy>>, boundary: Option<Arc<Policy>>) -> Self {
-        PolicySet { identity, boundary }
+        let mut set = PolicySet {
+            identity,
+            boundary,
+            send_raw_email: Vec::new(),
+        };
+        set.send_raw_email = set
+            .all()
+            .enumerate()
+            .flat_map(|(p, (_, policy))| {
+                policy
+                    .statements
+                    .iter()
+                    .filter(|s| s.matches_action(SEND_RAW_EMAIL))
+                    .map(move |s| (p, s.index))
+            })
+            .collect();
+        set
+    }
+
+    fn policy_at(&self, position: usize) -> (PolicyRole, &Policy) {
+        match self.identity.get(position) {
+            Some(policy) => (PolicyRole::Identity, policy),
+            None => (
+                PolicyRole::PermissionsBoundary,
+                self.boundary.as_deref().expect("positions come from all()"),
+            ),
+        }
     }
 
     /// The identity policies.
@@ -177,19 +207,44 @@ impl PolicySet {
 
     /// Decides `action` on `resource` in `ctx`. Pure; allocates only for the reasons it returns.
     pub fn evaluate(&self, action: &str, resource: &str, ctx: &Context) -> Decision {
+        self.decide(
+            action,
+            resource,
+            ctx,
+            action.eq_ignore_ascii_case(SEND_RAW_EMAIL),
+        )
+    }
+
+    /// `evaluate`, with the statements found through the `ses:SendRawEmail` index or by matching
+    /// every statement's action element.
+    fn decide(&self, action: &str, resource: &str, ctx: &Context, use_index: bool) -> Decision {
         let mut denies = Vec::new();
         let mut identity_allows = Vec::new();
         let mut boundary_allows = Vec::new();
-        for (role, policy) in self.all() {
-            for statement in &policy.statements {
-                if !statement.applies(action, resource, ctx) {
-                    continue;
-                }
-                let found = reference(policy, role, statement);
-                match (statement.effect, role) {
-                    (Effect::Deny, _) => denies.push(found),
-                    (Effect::Allow, PolicyRole::Identity) => identity_allows.push(found),
-                    (Effect::Allow, PolicyRole::PermissionsBoundary) => boundary_allows.push(found),
+        let mut consider = |role: PolicyRole, policy: &Policy, statement: &Statement| {
+            if !(statement.matches_resource(resource, ctx) && statement.conditions_hold(ctx)) {
+                return;
+            }
+            let found = reference(policy, role, statement);
+            match (statement.effect, role) {
+                (Effect::Deny, _) => denies.push(found),
+                (Effect::Allow, PolicyRole::Identity) => identity_allows.push(found),
+                (Effect::Allow, PolicyRole::PermissionsBoundary) => boundary_allows.push(found),
+            }
+        };
+        if use_index {
+            for &(position, index) in &self.send_raw_email {
+                let (role, policy) = self.policy_at(position);
+                consider(role, policy, &policy.statements[index]);
+            }
+        } else {
+            for (role, policy) in self.all() {
+                for statement in policy
+                    .statements
+                    .iter()
+                    .filter(|s| s.matches_action(action))
+                {
+                    consider(role, policy, statement);
                 }
             }
         }
@@ -242,14 +297,14 @@ impl PolicySet {
                 }
                 for condition in &statement.conditions {
                     for key in condition.referenced_keys() {
-                        if ctx.get_lowercase(key).is_none_or(|e| e.values().is_empty()) {
-                            let spelled = if key == &*condition.key_lower {
+                        if ctx.entry(key).is_none_or(|e| e.values().is_empty()) {
+                            let spelled = if *key == condition.key_id {
                                 &*condition.key
                             } else {
-                                key
+                                key.as_str()
                             };
                             missing
-                                .entry(key.to_owned())
+                                .entry(key.as_str().to_owned())
                                 .or_insert_with(|| spelled.to_owned());
                         }
                     }
@@ -291,6 +346,32 @@ mod tests {
 
     const ALLOW_ALL: &str = r#"{"Version":"2012-10-17","Statement":{"Sid":"All","Effect":"Allow","Action":"ses:*","Resource":"*"}}"#;
     const DENY_ADMIN: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ses:GetSendQuota","Resource":"*"},{"Sid":"NoAdmin","Effect":"Deny","Action":"SES:sendrawemail","Resource":"*","Condition":{"StringEquals":{"ses:FromAddress":"admin@example.com"}}}]}"#;
+
+    #[test]
+    fn the_send_raw_email_index_agrees_with_the_general_path() {
+        let boundary = policy(
+            "Boundary",
+            r#"{"Statement":[{"Effect":"Allow","Action":"ses:Send*","Resource":"*"},{"Effect":"Deny","NotAction":"ses:SendRawEmail","Resource":"*"}]}"#,
+        );
+        let set = PolicySet::new(
+            vec![policy("User", ALLOW_ALL), policy("Group", DENY_ADMIN)],
+            Some(boundary),
+        );
+        for address in ["admin@example.com", "info@example.com"] {
+            let ctx = from(address);
+            let indexed = set.decide(ACTION, RESOURCE, &ctx, true);
+            assert_eq!(
+                indexed,
+                set.decide(ACTION, RESOURCE, &ctx, false),
+                "{address}"
+            );
+            assert_eq!(
+                indexed,
+                set.evaluate("SES:SENDRAWEMAIL", RESOURCE, &ctx),
+                "{address}"
+            );
+        }
+    }
 
     #[test]
     fn explicit_deny_beats_allow() {

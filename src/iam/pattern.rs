@@ -6,10 +6,12 @@
 //! `${*}` itself produces a literal `*`). This is why no glob crate is used: none can express a
 //! literal `*` next to a wildcard one.
 
+use super::context::Key;
+
 /// Where the value of a policy variable comes from: the request context.
 pub trait Resolve {
-    /// The single value of `key` (lower-cased), or `None` when the key is absent or multi-valued.
-    fn resolve(&self, key: &str) -> Option<&str>;
+    /// The single value of `key`, or `None` when the key is absent or multi-valued.
+    fn resolve(&self, key: &Key) -> Option<&str>;
 }
 
 /// One piece of a compiled pattern.
@@ -28,8 +30,8 @@ pub enum Token {
 /// A policy variable reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Variable {
-    /// Context key, lower-cased (key names are case-insensitive).
-    pub key: Box<str>,
+    /// Context key (key names are case-insensitive).
+    pub key: Key,
     /// The value used when the key has no single value in the request.
     pub default: Option<Box<str>>,
 }
@@ -38,6 +40,46 @@ pub struct Variable {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Pattern {
     tokens: Vec<Token>,
+    shape: Shape,
+}
+
+/// The forms almost every policy value takes, recognised at compile time so that matching them
+/// is one comparison instead of a token walk.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+enum Shape {
+    /// `text`
+    Exact(Box<str>),
+    /// `text*`
+    Prefix(Box<str>),
+    /// `*text`
+    Suffix(Box<str>),
+    /// `*text*`
+    Contains(Box<str>),
+    /// `*`
+    Anything,
+    /// Anything else, including every pattern with a variable.
+    #[default]
+    General,
+}
+
+impl Shape {
+    fn of(tokens: &[Token]) -> Shape {
+        let lit = |t: &Token| match t {
+            Token::Lit(s) => Some(s.clone()),
+            _ => None,
+        };
+        match tokens {
+            [] => Shape::Exact("".into()),
+            [Token::Star] => Shape::Anything,
+            [only] => lit(only).map_or(Shape::General, Shape::Exact),
+            [Token::Star, last] => lit(last).map_or(Shape::General, Shape::Suffix),
+            [first, Token::Star] => lit(first).map_or(Shape::General, Shape::Prefix),
+            [Token::Star, middle, Token::Star] => {
+                lit(middle).map_or(Shape::General, Shape::Contains)
+            }
+            _ => Shape::General,
+        }
+    }
 }
 
 /// Why a pattern text could not be compiled.
@@ -95,7 +137,8 @@ impl Pattern {
             rest = &rest[c.len_utf8()..];
         }
         flush(&mut tokens, &mut literal);
-        Ok(Pattern { tokens })
+        let shape = Shape::of(&tokens);
+        Ok(Pattern { tokens, shape })
     }
 
     /// The tokens, for inspection by the linter and tests.
@@ -121,9 +164,9 @@ impl Pattern {
     }
 
     /// The keys of the variables the pattern references.
-    pub fn variable_keys(&self) -> impl Iterator<Item = &str> {
+    pub fn variable_keys(&self) -> impl Iterator<Item = &Key> {
         self.tokens.iter().filter_map(|t| match t {
-            Token::Var(v) => Some(&*v.key),
+            Token::Var(v) => Some(&v.key),
             _ => None,
         })
     }
@@ -139,8 +182,25 @@ impl Pattern {
 
     /// Matches `text` against the whole pattern. `fold` compares letters ignoring case.
     /// A pattern with an unresolvable variable matches nothing.
+    #[inline]
     pub fn matches(&self, text: &str, fold: bool, vars: &dyn Resolve) -> bool {
-        self.resolves(vars) && glob(&self.tokens, text, fold, vars)
+        match &self.shape {
+            Shape::Anything => true,
+            Shape::Exact(lit) if !fold => **lit == *text,
+            Shape::Exact(lit) => strip_literal(text, lit, fold) == Some(text.len()),
+            Shape::Prefix(lit) if !fold => text.starts_with(&**lit),
+            Shape::Suffix(lit) if !fold => text.ends_with(&**lit),
+            Shape::Contains(lit) if !fold => find_literal(text, lit).is_some(),
+            _ => self.resolves(vars) && glob(&self.tokens, text, fold, vars),
+        }
+    }
+
+    /// The text of a pattern that is one literal (no wildcard, no variable).
+    pub fn as_literal(&self) -> Option<&str> {
+        match &self.shape {
+            Shape::Exact(lit) => Some(lit),
+            _ => None,
+        }
     }
 
     /// True when the pattern ends in `*` (used by the ARN segment rule).
@@ -182,7 +242,7 @@ fn parse_variable(inner: &str, text: &str) -> Result<Variable, PatternError> {
         )));
     }
     Ok(Variable {
-        key: key.to_ascii_lowercase().into(),
+        key: Key::new(key),
         default,
     })
 }
@@ -199,10 +259,41 @@ fn literal_text<'a>(token: &'a Token, vars: &'a dyn Resolve) -> &'a str {
     }
 }
 
+/// Byte offset of the first occurrence of `needle` in `haystack`. `str::find` builds a
+/// Two-Way searcher per call, which costs more than the short searches patterns need.
+fn find_literal(haystack: &str, needle: &str) -> Option<usize> {
+    let needle = needle.as_bytes();
+    let Some(&first) = needle.first() else {
+        return Some(0);
+    };
+    let bytes = haystack.as_bytes();
+    let mut from = 0;
+    // `first` is a UTF-8 leading byte, so every hit is on a character boundary.
+    while let Some(offset) = bytes[from..].iter().position(|&b| b == first) {
+        let at = from + offset;
+        if bytes[at..].starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 /// Length in bytes of the prefix of `text` that equals `lit`, if it does.
 fn strip_literal(text: &str, lit: &str, fold: bool) -> Option<usize> {
     if !fold {
         return text.starts_with(lit).then_some(lit.len());
+    }
+    // ASCII on both sides: byte-wise folding is exact. Otherwise fold per character, so that
+    // letters outside ASCII compare as Unicode lower-casing says.
+    let candidate = text.as_bytes().get(..lit.len());
+    if let Some(candidate) = candidate
+        && lit.is_ascii()
+        && candidate.is_ascii()
+    {
+        return candidate
+            .eq_ignore_ascii_case(lit.as_bytes())
+            .then_some(lit.len());
     }
     let mut consumed = 0;
     let mut text_chars = text.chars();
@@ -226,6 +317,8 @@ fn glob(tokens: &[Token], text: &str, fold: bool, vars: &dyn Resolve) -> bool {
     loop {
         if let Some(token) = tokens.get(ti) {
             let advanced = match token {
+                // A final `*` matches whatever is left.
+                Token::Star if ti + 1 == tokens.len() => return true,
                 Token::Star => {
                     backtrack = Some((ti + 1, pos));
                     Some(0)
@@ -249,7 +342,14 @@ fn glob(tokens: &[Token], text: &str, fold: bool, vars: &dyn Resolve) -> bool {
         let Some(c) = text[star_pos..].chars().next() else {
             return false;
         };
-        let resume = star_pos + c.len_utf8();
+        let mut resume = star_pos + c.len_utf8();
+        // When the star is followed by literal text, skip straight to its next occurrence.
+        if !fold && let Some(next @ (Token::Lit(_) | Token::Var(_))) = tokens.get(star_next) {
+            match find_literal(&text[resume..], literal_text(next, vars)) {
+                Some(offset) => resume += offset,
+                None => return false,
+            }
+        }
         backtrack = Some((star_next, resume));
         ti = star_next;
         pos = resume;
@@ -263,15 +363,18 @@ pub(crate) mod tests {
 
     pub(crate) struct NoVars;
     impl Resolve for NoVars {
-        fn resolve(&self, _: &str) -> Option<&str> {
+        fn resolve(&self, _: &Key) -> Option<&str> {
             None
         }
     }
 
     pub(crate) struct Vars(pub &'static [(&'static str, &'static str)]);
     impl Resolve for Vars {
-        fn resolve(&self, key: &str) -> Option<&str> {
-            self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        fn resolve(&self, key: &Key) -> Option<&str> {
+            self.0
+                .iter()
+                .find(|(k, _)| *k == key.as_str())
+                .map(|(_, v)| *v)
         }
     }
 
@@ -359,10 +462,8 @@ pub(crate) mod tests {
     #[test]
     fn variable_default_and_case() {
         let p = Pattern::compile("team-${AWS:PrincipalTag/team, 'company-wide'}", EQUALS).unwrap();
-        assert_eq!(
-            p.variable_keys().collect::<Vec<_>>(),
-            ["aws:principaltag/team"]
-        );
+        let keys: Vec<&str> = p.variable_keys().map(Key::as_str).collect();
+        assert_eq!(keys, ["aws:principaltag/team"]);
         assert!(p.matches("team-company-wide", false, &NoVars));
         let vars = Vars(&[("aws:principaltag/team", "red")]);
         assert!(p.matches("team-red", false, &vars));
@@ -401,6 +502,13 @@ pub(crate) mod tests {
             let p: Vec<char> = pattern.chars().collect();
             let t: Vec<char> = text.chars().collect();
             prop_assert_eq!(like(&pattern, &text), reference(&p, &t));
+        }
+
+        #[test]
+        fn shapes_agree_with_the_general_matcher(pattern in "[ab*]{0,6}", text in "[aAbB]{0,8}") {
+            let p = Pattern::compile(&pattern, LIKE).unwrap();
+            prop_assert_eq!(p.matches(&text, false, &NoVars), glob(p.tokens(), &text, false, &NoVars));
+            prop_assert_eq!(p.matches(&text, true, &NoVars), glob(p.tokens(), &text, true, &NoVars));
         }
 
         #[test]

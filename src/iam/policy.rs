@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use super::arn::ArnPattern;
 use super::condition::{CompileError, Condition};
-use super::context::Context;
+use super::context::{Context, Key};
 use super::json::{Json, Span, first_forbidden_char, statement_spans};
-use super::pattern::{Pattern, Syntax};
+use super::pattern::{Pattern, Resolve, Syntax};
 
 /// `Effect`: exactly `Allow` or `Deny` (case-sensitive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,8 @@ pub struct LoadError {
 pub struct Element<P> {
     pub patterns: Vec<P>,
     pub negated: bool,
+    /// True when one of the patterns is `*`, so the element lists everything.
+    pub lists_everything: bool,
 }
 
 /// One compiled statement.
@@ -75,23 +77,47 @@ pub struct Statement {
 impl Statement {
     /// True when the statement applies to this action on this resource in this context.
     pub fn applies(&self, action: &str, resource: &str, ctx: &Context) -> bool {
-        self.matches_target(action, resource, ctx)
-            && self.conditions.iter().all(|c| c.evaluate(ctx, self.effect))
+        self.matches_target(action, resource, ctx) && self.conditions_hold(ctx)
     }
 
     /// True when the action and resource elements match, conditions aside.
     pub fn matches_target(&self, action: &str, resource: &str, ctx: &Context) -> bool {
-        let action_listed = self
+        self.matches_action(action) && self.matches_resource(resource, ctx)
+    }
+
+    /// True when the Action (or NotAction) element covers `action` (case-insensitive).
+    pub fn matches_action(&self, action: &str) -> bool {
+        let listed = self
             .actions
             .patterns
             .iter()
-            .any(|p| p.matches(action, true, ctx));
-        let resource_listed = self
-            .resources
-            .patterns
-            .iter()
-            .any(|p| p.matches(resource, ctx));
-        action_listed != self.actions.negated && resource_listed != self.resources.negated
+            .any(|p| p.matches(action, true, &NoVariables));
+        listed != self.actions.negated
+    }
+
+    /// True when the Resource (or NotResource) element covers `resource`.
+    pub fn matches_resource(&self, resource: &str, ctx: &Context) -> bool {
+        let listed = self.resources.lists_everything
+            || self
+                .resources
+                .patterns
+                .iter()
+                .any(|p| p.matches(resource, ctx));
+        listed != self.resources.negated
+    }
+
+    /// True when every condition holds.
+    pub fn conditions_hold(&self, ctx: &Context) -> bool {
+        self.conditions.iter().all(|c| c.evaluate(ctx, self.effect))
+    }
+}
+
+/// Actions never hold policy variables (they compile with variables off).
+struct NoVariables;
+
+impl Resolve for NoVariables {
+    fn resolve(&self, _: &Key) -> Option<&str> {
+        None
     }
 }
 
@@ -320,7 +346,7 @@ fn parse_statement(
         wildcards: true,
         variables: false,
     };
-    let action_patterns = string_list(action_json, action_key)?
+    let action_patterns: Vec<Pattern> = string_list(action_json, action_key)?
         .into_iter()
         .enumerate()
         .map(|(i, text)| {
@@ -337,7 +363,7 @@ fn parse_statement(
             Pattern::compile(text, action_syntax).map_err(|e| at(action_key, e.0))
         })
         .collect::<Result<_, _>>()?;
-    let resource_patterns = string_list(resource_json, resource_key)?
+    let resource_patterns: Vec<ArnPattern> = string_list(resource_json, resource_key)?
         .into_iter()
         .map(|text| ArnPattern::resource(text, variables).map_err(|e| at(resource_key, e.0)))
         .collect::<Result<_, _>>()?;
@@ -346,10 +372,12 @@ fn parse_statement(
         sid,
         effect,
         actions: Element {
+            lists_everything: action_patterns.iter().any(Pattern::is_match_all),
             patterns: action_patterns,
             negated: action_key == "NotAction",
         },
         resources: Element {
+            lists_everything: resource_patterns.iter().any(ArnPattern::is_match_all),
             patterns: resource_patterns,
             negated: resource_key == "NotResource",
         },
