@@ -82,6 +82,9 @@ pub struct Decision {
     pub statements: Vec<StatementRef>,
     /// Whether the permissions boundary allowed; `None` when no boundary is set.
     pub allowed_by_boundary: Option<bool>,
+    /// For an implicit deny: the condition keys that statements for this action and resource
+    /// reference and the request lacks (what the deny may be waiting for). Empty otherwise.
+    pub missing_keys: Vec<String>,
 }
 
 impl Decision {
@@ -102,7 +105,13 @@ impl Decision {
         match self.outcome {
             Outcome::Allowed => format!("allowed by {}", list()),
             Outcome::ExplicitDeny => format!("explicitly denied by {}", list()),
-            Outcome::ImplicitDeny if self.statements.is_empty() => "no statement allows".to_owned(),
+            Outcome::ImplicitDeny if self.statements.is_empty() && self.missing_keys.is_empty() => {
+                "no statement allows".to_owned()
+            }
+            Outcome::ImplicitDeny if self.statements.is_empty() => format!(
+                "no statement allows (the request lacks {}, which the policies test)",
+                self.missing_keys.join(", ")
+            ),
             Outcome::ImplicitDeny => {
                 format!("allowed by {} but not by the permissions boundary", list())
             }
@@ -259,10 +268,17 @@ impl PolicySet {
             identity_allows.extend(boundary_allows);
             (Outcome::Allowed, identity_allows)
         };
+        // Only the deny path pays for the explanation of what was missing.
+        let missing_keys = if outcome == Outcome::ImplicitDeny {
+            self.missing_context_keys(action, resource, ctx)
+        } else {
+            Vec::new()
+        };
         Decision {
             outcome,
             statements,
             allowed_by_boundary,
+            missing_keys,
         }
     }
 
@@ -507,6 +523,12 @@ mod tests {
         assert_eq!(
             set.missing_context_keys(ACTION, RESOURCE, &ctx),
             ["aws:CurrentTime", "aws:username"]
+        );
+        let decision = set.evaluate(ACTION, RESOURCE, &ctx);
+        assert_eq!(decision.missing_keys, ["aws:CurrentTime", "aws:username"]);
+        assert_eq!(
+            decision.reason(),
+            "no statement allows (the request lacks aws:CurrentTime, aws:username, which the policies test)"
         );
     }
 }
