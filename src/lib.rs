@@ -12,3 +12,4 @@
 
 pub mod iam;
 pub mod simulator;
+pub mod smtp;

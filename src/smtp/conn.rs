@@ -1,0 +1,334 @@
+//! One connection: the only code in `smtp` that awaits. It frames command lines, runs the SASL
+//! and DATA exchanges, upgrades to TLS, enforces timeouts, and asks the [`Session`] what to do.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::timeout;
+use tracing::{debug, info};
+
+use super::data::DataReader;
+use super::reply::{self, Reply};
+use super::sasl;
+use super::session::{AuthFailure, Mechanism, Session, Step, Transaction};
+use super::{Authenticator, Handler, Shared};
+
+/// Anything a session can run over: TCP, PROXY-wrapped TCP, or TLS over either.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The longest command line (RFC 5321 allows 512; AUTH PLAIN initial responses need more).
+const MAX_COMMAND_LINE: usize = 4096;
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why a connection ends without a normal QUIT.
+#[derive(Debug)]
+enum End {
+    /// The client went away.
+    Closed,
+    /// No data within the timeout.
+    Timeout,
+    /// The server is shutting down.
+    Shutdown,
+    /// A socket or TLS error.
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for End {
+    fn from(e: std::io::Error) -> Self {
+        End::Io(e)
+    }
+}
+
+/// A command line, or the fact that one was too long (and has been discarded).
+enum Line {
+    Complete(Vec<u8>),
+    TooLong,
+}
+
+pub(super) struct Connection<H, A> {
+    io: Option<Box<dyn Io>>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    session: Session,
+    shared: Arc<Shared<H, A>>,
+    client: IpAddr,
+    id: String,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl<H: Handler, A: Authenticator> Connection<H, A> {
+    pub(super) fn new(
+        io: Box<dyn Io>,
+        session: Session,
+        shared: Arc<Shared<H, A>>,
+        client: IpAddr,
+        id: String,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Connection {
+            io: Some(io),
+            input: Vec::new(),
+            output: Vec::new(),
+            session,
+            shared,
+            client,
+            id,
+            shutdown,
+        }
+    }
+
+    /// Runs the session to its end. Errors are logged, never returned: a connection's failure
+    /// concerns only that connection.
+    pub(super) async fn run(mut self) {
+        let greeting = reply::greeting(&self.session.config().hostname);
+        self.send(&greeting);
+        let end = self.serve().await;
+        let reply = match &end {
+            Ok(()) | Err(End::Closed) | Err(End::Io(_)) => None,
+            Err(End::Timeout) => Some(reply::timeout()),
+            Err(End::Shutdown) => Some(reply::shutting_down()),
+        };
+        if let Some(reply) = reply {
+            self.send(&reply);
+        }
+        let _ = self.flush().await;
+        if let Some(io) = self.io.as_mut() {
+            let _ = io.shutdown().await;
+        }
+        match end {
+            Err(End::Io(e)) => {
+                debug!(session = %self.id, client = %self.client, error = %e, "connection error")
+            }
+            Err(End::Timeout) => info!(session = %self.id, client = %self.client, "timeout"),
+            _ => debug!(session = %self.id, client = %self.client, "connection closed"),
+        }
+    }
+
+    async fn serve(&mut self) -> Result<(), End> {
+        loop {
+            let step = match self
+                .read_line(self.shared.limits.idle_timeout, true)
+                .await?
+            {
+                Line::Complete(line) => self.session.on_line(&line),
+                Line::TooLong => self.session.on_line_too_long(),
+            };
+            match step {
+                Step::Reply(reply) => self.send(&reply),
+                Step::Close(reply) => {
+                    self.send(&reply);
+                    return Ok(());
+                }
+                Step::StartTls => self.start_tls().await?,
+                Step::Auth { mechanism, initial } => {
+                    let result = self.authenticate(mechanism, initial).await?;
+                    match self.session.on_auth_result(result) {
+                        Step::Close(reply) => {
+                            self.send(&reply);
+                            return Ok(());
+                        }
+                        Step::Reply(reply) => self.send(&reply),
+                        other => unreachable!("on_auth_result returns replies only, not {other:?}"),
+                    }
+                }
+                Step::ReadData => {
+                    self.send(&reply::start_data());
+                    let data = self.read_data().await?;
+                    let reply = match self.session.on_data_end(data) {
+                        Err(reply) => reply,
+                        Ok((envelope, message)) => {
+                            let transaction = Transaction {
+                                session_id: self.id.clone(),
+                                user: self.session.user().unwrap_or_default().to_owned(),
+                                tls: self.session.is_tls(),
+                                client: self.client,
+                                ehlo: self.session.ehlo_name().unwrap_or_default().to_owned(),
+                                envelope,
+                                message,
+                            };
+                            self.shared.handler.deliver(transaction).await
+                        }
+                    };
+                    self.send(&reply);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, reply: &Reply) {
+        self.output.extend_from_slice(&reply.to_wire());
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        let io = self.io.as_mut().ok_or(End::Closed)?;
+        io.write_all(&self.output).await?;
+        io.flush().await?;
+        self.output.clear();
+        Ok(())
+    }
+
+    /// Reads more input, flushing pending replies first (so pipelined commands are answered in
+    /// one write, and nothing waits on a reply that was never sent).
+    async fn fill(&mut self, wait: Duration, interruptible: bool) -> Result<(), End> {
+        self.flush().await?;
+        let io = self.io.as_mut().ok_or(End::Closed)?;
+        self.input.reserve(READ_CHUNK);
+        let read = io.read_buf(&mut self.input);
+        let outcome = if interruptible {
+            let mut shutdown = self.shutdown.clone();
+            tokio::select! {
+                r = timeout(wait, read) => r,
+                _ = shutdown.wait_for(|stop| *stop) => return Err(End::Shutdown),
+            }
+        } else {
+            timeout(wait, read).await
+        };
+        match outcome {
+            Err(_) => Err(End::Timeout),
+            Ok(Ok(0)) => Err(End::Closed),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(End::Io(e)),
+        }
+    }
+
+    /// The next line. A line longer than the command limit is discarded up to its end.
+    async fn read_line(&mut self, wait: Duration, interruptible: bool) -> Result<Line, End> {
+        let mut discarding = false;
+        loop {
+            if let Some(newline) = memchr::memchr(b'\n', &self.input) {
+                let line: Vec<u8> = self.input.drain(..=newline).collect();
+                return Ok(if discarding {
+                    Line::TooLong
+                } else {
+                    Line::Complete(line)
+                });
+            }
+            if self.input.len() > MAX_COMMAND_LINE {
+                discarding = true;
+                self.input.clear();
+            }
+            // Between transactions a shutdown may interrupt the wait; inside an exchange it
+            // may not.
+            self.fill(wait, interruptible && !discarding).await?;
+        }
+    }
+
+    async fn read_data(&mut self) -> Result<Result<Vec<u8>, super::data::DataError>, End> {
+        let config = self.session.config();
+        let mut reader = DataReader::new(config.max_message_bytes, config.max_line_length);
+        loop {
+            if let Some(consumed) = reader.ingest(&self.input) {
+                self.input.drain(..consumed);
+                return Ok(reader.finish());
+            }
+            self.input.clear();
+            self.fill(self.shared.limits.data_timeout, false).await?;
+        }
+    }
+
+    async fn start_tls(&mut self) -> Result<(), End> {
+        self.send(&reply::ready_for_tls());
+        self.flush().await?;
+        // Anything the client pipelined after STARTTLS was sent in plaintext: it must never be
+        // executed inside the TLS session (CVE-2011-0411 class).
+        if !self.input.is_empty() {
+            info!(session = %self.id, client = %self.client, bytes = self.input.len(), "discarded plaintext pipelined after STARTTLS");
+            self.input.clear();
+        }
+        let plain = self.io.take().ok_or(End::Closed)?;
+        let acceptor = self.shared.tls_acceptor();
+        let tls = timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(plain))
+            .await
+            .map_err(|_| End::Timeout)??;
+        self.io = Some(Box::new(tls));
+        self.session.on_tls_established();
+        Ok(())
+    }
+
+    /// Runs the SASL exchange and checks the credentials.
+    async fn authenticate(
+        &mut self,
+        mechanism: Mechanism,
+        initial: Option<String>,
+    ) -> Result<Result<String, AuthFailure>, End> {
+        let credentials = match self.read_credentials(mechanism, initial).await? {
+            Ok(credentials) => credentials,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        if self.shared.throttle.is_blocked(self.client) {
+            info!(session = %self.id, client = %self.client, "AUTH refused: too many recent failures from this address");
+            return Ok(Err(AuthFailure::Throttled));
+        }
+        let username = credentials.username.clone();
+        match self.shared.authenticator.authenticate(credentials).await {
+            Some(user) => {
+                info!(session = %self.id, client = %self.client, smtp_user = %username, user = %user, "authenticated");
+                Ok(Ok(user))
+            }
+            None => {
+                self.shared.throttle.record_failure(self.client);
+                info!(session = %self.id, client = %self.client, smtp_user = %username, "authentication failed");
+                Ok(Err(AuthFailure::Invalid))
+            }
+        }
+    }
+
+    async fn read_credentials(
+        &mut self,
+        mechanism: Mechanism,
+        initial: Option<String>,
+    ) -> Result<Result<sasl::Credentials, AuthFailure>, End> {
+        match mechanism {
+            Mechanism::Plain => {
+                let response = match initial {
+                    Some(response) => response,
+                    None => {
+                        self.send(&Reply::new(334, ""));
+                        self.read_response().await?
+                    }
+                };
+                Ok(sasl::decode_plain(&response))
+            }
+            Mechanism::Login => {
+                let username = match initial {
+                    Some(response) => response,
+                    None => {
+                        self.send(&reply::auth_challenge("VXNlcm5hbWU6"));
+                        self.read_response().await?
+                    }
+                };
+                let username = match sasl::decode_text(&username) {
+                    Ok(username) => username,
+                    Err(failure) => return Ok(Err(failure)),
+                };
+                self.send(&reply::auth_challenge("UGFzc3dvcmQ6"));
+                let password = match sasl::decode_text(&self.read_response().await?) {
+                    Ok(password) => password,
+                    Err(failure) => return Ok(Err(failure)),
+                };
+                Ok(Ok(sasl::Credentials { username, password }))
+            }
+        }
+    }
+
+    /// A SASL response line; an over-long one reads as malformed.
+    async fn read_response(&mut self) -> Result<String, End> {
+        match self
+            .read_line(self.shared.limits.idle_timeout, false)
+            .await?
+        {
+            Line::Complete(line) => Ok(String::from_utf8(line).unwrap_or_default()),
+            Line::TooLong => Ok(String::new()),
+        }
+    }
+}

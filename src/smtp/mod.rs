@@ -1,0 +1,298 @@
+//! The SMTP front end: listeners, TLS, AUTH, the session and the DATA phase. Protocol only: it
+//! knows users as names an [`Authenticator`] returned and hands every completed transaction to a
+//! [`Handler`], whose reply it writes back. Nothing about policy lives here.
+//!
+//! ```text
+//! TcpListener -> [PROXY header] -> [TLS] -> Connection (conn.rs, awaits)
+//!                                             |  line in
+//!                                             v
+//!                                          Session (session.rs, pure) -> Step
+//!                                             |  DATA bytes: DataReader (data.rs, pure)
+//!                                             v
+//!                                          Handler::deliver(Transaction) -> Reply
+//! ```
+
+mod conn;
+pub mod data;
+pub mod limits;
+pub mod reply;
+pub mod sasl;
+pub mod session;
+pub mod tls;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use proxy_header::ParseConfig;
+use proxy_header::io::ProxiedStream;
+use rustls::ServerConfig;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+pub use reply::Reply;
+pub use sasl::Credentials;
+pub use session::{Envelope, SessionConfig, TlsMode, Transaction};
+
+use conn::{Connection, Io};
+use limits::{AuthThrottle, PerIpConnections};
+use session::Session;
+
+/// Receives every completed transaction and decides the reply to DATA. The reply is written
+/// as given: a handler must not return 250 before the message is safe (SPEC §7).
+pub trait Handler: Send + Sync + 'static {
+    fn deliver(&self, transaction: Transaction) -> impl Future<Output = Reply> + Send;
+}
+
+/// Checks SMTP credentials. Returns the name the session is then known by, or `None`.
+pub trait Authenticator: Send + Sync + 'static {
+    fn authenticate(&self, credentials: Credentials)
+    -> impl Future<Output = Option<String>> + Send;
+}
+
+/// One listening socket's protocol settings (`[[listener]]`).
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    pub tls: TlsMode,
+    pub allow_plaintext_auth: bool,
+    /// Peers whose PROXY v1/v2 header is trusted; from them a header is required.
+    pub proxy_protocol_from: Vec<IpNet>,
+}
+
+/// Limits shared by all listeners (`[limits]`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    pub max_line_length: usize,
+    pub max_errors: u32,
+    pub max_auth_failures: u32,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub idle_timeout: Duration,
+    pub data_timeout: Duration,
+    /// AUTH failures from one address within `auth_failure_window` before it is refused.
+    pub auth_failures_per_ip: u32,
+    pub auth_failure_window: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 41_943_040,
+            max_recipients: 50,
+            max_line_length: 1000,
+            max_errors: 10,
+            max_auth_failures: 3,
+            max_connections: 1000,
+            max_connections_per_ip: 100,
+            idle_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            auth_failures_per_ip: 10,
+            auth_failure_window: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How long a trusted proxy may take to send its header.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// State shared by every connection of a server.
+pub struct Shared<H, A> {
+    hostname: String,
+    limits: Limits,
+    handler: H,
+    authenticator: A,
+    tls: RwLock<TlsAcceptor>,
+    connections: Arc<Semaphore>,
+    per_ip: Arc<PerIpConnections>,
+    throttle: AuthThrottle,
+    next_session: AtomicU64,
+}
+
+impl<H, A> Shared<H, A> {
+    fn tls_acceptor(&self) -> TlsAcceptor {
+        self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// An SMTP server: any number of listeners sharing limits, TLS, handler and authenticator.
+pub struct Server<H, A> {
+    shared: Arc<Shared<H, A>>,
+}
+
+impl<H, A> Clone for Server<H, A> {
+    fn clone(&self) -> Self {
+        Server {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<H: Handler, A: Authenticator> Server<H, A> {
+    pub fn new(
+        hostname: String,
+        limits: Limits,
+        tls: Arc<ServerConfig>,
+        handler: H,
+        authenticator: A,
+    ) -> Self {
+        Server {
+            shared: Arc::new(Shared {
+                hostname,
+                connections: Arc::new(Semaphore::new(limits.max_connections)),
+                per_ip: PerIpConnections::new(limits.max_connections_per_ip),
+                throttle: AuthThrottle::new(
+                    limits.auth_failures_per_ip,
+                    limits.auth_failure_window,
+                ),
+                limits,
+                handler,
+                authenticator,
+                tls: RwLock::new(TlsAcceptor::from(tls)),
+                next_session: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Replaces the TLS configuration for connections that start TLS from now on.
+    pub fn set_tls(&self, tls: Arc<ServerConfig>) {
+        *self.shared.tls.write().unwrap_or_else(|p| p.into_inner()) = TlsAcceptor::from(tls);
+    }
+
+    /// Accepts connections on `listener` until `shutdown` turns true.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        settings: ListenerSettings,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let settings = Arc::new(settings);
+        let mut stop = shutdown.clone();
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let server = self.clone();
+            let settings = Arc::clone(&settings);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                server
+                    .on_connection(stream, peer, &settings, shutdown)
+                    .await
+            });
+        }
+    }
+
+    async fn on_connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        settings: &ListenerSettings,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let shared = &self.shared;
+        let Ok(_permit) = Arc::clone(&shared.connections).try_acquire_owned() else {
+            refuse_plaintext(stream, settings.tls, reply::too_many_connections()).await;
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let peer_ip = peer.ip().to_canonical();
+        let trusted_proxy = settings
+            .proxy_protocol_from
+            .iter()
+            .any(|net| net.contains(&peer_ip));
+        let (io, client): (Box<dyn Io>, IpAddr) = if trusted_proxy {
+            match timeout(
+                PROXY_HEADER_TIMEOUT,
+                ProxiedStream::create_from_tokio(stream, ParseConfig::default()),
+            )
+            .await
+            {
+                Ok(Ok(proxied)) => {
+                    let client = proxied
+                        .proxy_header()
+                        .proxied_address()
+                        .map_or(peer_ip, |a| a.source.ip().to_canonical());
+                    (Box::new(proxied), client)
+                }
+                Ok(Err(e)) => {
+                    info!(peer = %peer_ip, error = %e, "invalid or missing PROXY header from a trusted proxy");
+                    return;
+                }
+                Err(_) => {
+                    info!(peer = %peer_ip, "no PROXY header from a trusted proxy in time");
+                    return;
+                }
+            }
+        } else {
+            (Box::new(stream), peer_ip)
+        };
+        let (mut io, tls) = if settings.tls == TlsMode::Implicit {
+            match timeout(Duration::from_secs(30), shared.tls_acceptor().accept(io)).await {
+                Ok(Ok(tls)) => (Box::new(tls) as Box<dyn Io>, true),
+                Ok(Err(e)) => {
+                    debug!(client = %client, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            }
+        } else {
+            (io, false)
+        };
+        let Some(_slot) = shared.per_ip.acquire(client) else {
+            let _ = io.write_all(&reply::too_many_connections().to_wire()).await;
+            let _ = io.shutdown().await;
+            info!(client = %client, "refused: too many connections from this address");
+            return;
+        };
+        let id = format!(
+            "{:08x}",
+            shared.next_session.fetch_add(1, Ordering::Relaxed)
+        );
+        let session = Session::new(
+            SessionConfig {
+                hostname: shared.hostname.clone(),
+                tls_mode: settings.tls,
+                allow_plaintext_auth: settings.allow_plaintext_auth,
+                max_message_bytes: shared.limits.max_message_bytes,
+                max_recipients: shared.limits.max_recipients,
+                max_line_length: shared.limits.max_line_length,
+                max_errors: shared.limits.max_errors,
+                max_auth_failures: shared.limits.max_auth_failures,
+            },
+            tls,
+        );
+        debug!(session = %id, client = %client, tls, "connection");
+        Connection::new(io, session, Arc::clone(shared), client, id, shutdown)
+            .run()
+            .await;
+    }
+}
+
+/// Refuses a connection before any TLS: on an implicit-TLS port the client cannot read a
+/// plaintext reply, so it is only closed.
+async fn refuse_plaintext(mut stream: TcpStream, mode: TlsMode, reply: Reply) {
+    if mode != TlsMode::Implicit {
+        let _ = stream.write_all(&reply.to_wire()).await;
+    }
+    let _ = stream.shutdown().await;
+    info!("refused: {reply}");
+}

@@ -1,0 +1,584 @@
+//! The SMTP session as a state machine: one command line in, one [`Step`] out. No I/O and no
+//! runtime, so every reply rule is tested directly; `conn.rs` is the only code that awaits.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, Request};
+
+use super::data::DataError;
+use super::reply::{self, Reply};
+
+/// How a listener offers TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// No TLS at all.
+    None,
+    /// Plaintext until the client sends STARTTLS.
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+}
+
+/// Protocol settings of one listener.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub hostname: String,
+    pub tls_mode: TlsMode,
+    pub allow_plaintext_auth: bool,
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    pub max_line_length: usize,
+    pub max_errors: u32,
+    pub max_auth_failures: u32,
+}
+
+/// The envelope of the transaction in progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// The reverse-path; empty for `MAIL FROM:<>`.
+    pub mail_from: String,
+    pub recipients: Vec<String>,
+}
+
+/// One completed transaction, handed to the [`Handler`](super::Handler).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// Identifies the connection in logs.
+    pub session_id: String,
+    /// Who authenticated, as the authenticator named them.
+    pub user: String,
+    /// True when the session is under TLS (STARTTLS or implicit).
+    pub tls: bool,
+    /// The client's address (from the PROXY header when the peer is a trusted proxy).
+    pub client: IpAddr,
+    /// The EHLO/HELO name.
+    pub ehlo: String,
+    pub envelope: Envelope,
+    /// The message as received: unstuffed, CR LF line endings.
+    pub message: Vec<u8>,
+}
+
+/// A SASL mechanism sesgate accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    Plain,
+    Login,
+}
+
+/// Why an AUTH exchange did not authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// Wrong user name or password.
+    Invalid,
+    /// The client sent `*`.
+    Cancelled,
+    /// Not base64, or not the mechanism's shape.
+    Malformed,
+    /// This address failed too often recently.
+    Throttled,
+}
+
+/// What the connection must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Reply(Reply),
+    /// Write the reply, then close the connection.
+    Close(Reply),
+    /// Write `220 Ready to start TLS`, drop buffered input, and start the TLS handshake.
+    StartTls,
+    /// Run a SASL exchange; `initial` is the initial response, if the client sent one.
+    Auth {
+        mechanism: Mechanism,
+        initial: Option<String>,
+    },
+    /// Write `354` and read the message.
+    ReadData,
+}
+
+/// The state of one SMTP session.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    tls: bool,
+    ehlo: Option<String>,
+    user: Option<String>,
+    envelope: Option<Envelope>,
+    errors: u32,
+    auth_failures: u32,
+}
+
+impl Session {
+    /// A new session; `tls` is true on an implicit-TLS listener.
+    pub fn new(config: SessionConfig, tls: bool) -> Self {
+        Session {
+            config,
+            tls,
+            ehlo: None,
+            user: None,
+            envelope: None,
+            errors: 0,
+            auth_failures: 0,
+        }
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    pub fn ehlo_name(&self) -> Option<&str> {
+        self.ehlo.as_deref()
+    }
+
+    fn auth_allowed_here(&self) -> bool {
+        self.tls || self.config.allow_plaintext_auth
+    }
+
+    /// Counts a protocol error; past the limit the connection is closed.
+    fn error(&mut self, reply: Reply) -> Step {
+        self.errors += 1;
+        if self.errors >= self.config.max_errors {
+            Step::Close(reply::too_many_errors())
+        } else {
+            Step::Reply(reply)
+        }
+    }
+
+    /// A command line longer than the limit was received (and discarded).
+    pub fn on_line_too_long(&mut self) -> Step {
+        self.error(reply::line_too_long())
+    }
+
+    /// Handles one command line (terminator included).
+    pub fn on_line(&mut self, line: &[u8]) -> Step {
+        if line.starts_with(b"PROXY ") {
+            // A PROXY header from a peer that is not a trusted proxy: refuse, never parse it.
+            return Step::Close(reply::untrusted_proxy());
+        }
+        match Request::parse(&mut line.iter()) {
+            Ok(request) => self.on_request(request),
+            Err(ParseError::UnknownCommand) => self.error(reply::unrecognized()),
+            Err(ParseError::InvalidSenderAddress) => {
+                self.error(reply::syntax("MAIL FROM:<address>"))
+            }
+            Err(ParseError::InvalidRecipientAddress) => {
+                self.error(reply::syntax("RCPT TO:<address>"))
+            }
+            Err(ParseError::SyntaxError { syntax }) => self.error(reply::syntax(syntax)),
+            Err(ParseError::InvalidParameter { .. } | ParseError::UnsupportedParameter { .. }) => {
+                self.error(Reply::new(555, "5.5.4 Unsupported or invalid parameter"))
+            }
+            Err(ParseError::ResponseTooLong) => self.on_line_too_long(),
+            Err(ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. }) => {
+                self.error(reply::syntax("command line"))
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: Request<Cow<'_, str>>) -> Step {
+        match request {
+            Request::Ehlo { host } => {
+                self.envelope = None;
+                self.ehlo = Some(host.into_owned());
+                Step::Reply(reply::ehlo(
+                    &self.config.hostname,
+                    self.ehlo.as_deref().unwrap_or_default(),
+                    self.config.max_message_bytes,
+                    self.config.tls_mode == TlsMode::Starttls && !self.tls,
+                    self.auth_allowed_here() && self.user.is_none(),
+                ))
+            }
+            Request::Helo { host } => {
+                self.envelope = None;
+                self.ehlo = Some(host.into_owned());
+                Step::Reply(reply::helo(&self.config.hostname))
+            }
+            Request::StartTls => {
+                if self.tls || self.config.tls_mode != TlsMode::Starttls {
+                    self.error(reply::not_implemented())
+                } else if self.ehlo.is_none() {
+                    self.error(reply::bad_sequence("send EHLO first"))
+                } else {
+                    Step::StartTls
+                }
+            }
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.on_auth(mechanism, initial_response),
+            Request::Mail { from } => self.on_mail(&from.address, from.size),
+            Request::Rcpt { to } => self.on_rcpt(&to.address),
+            Request::Data => match &self.envelope {
+                None => self.error(reply::bad_sequence("send MAIL first")),
+                Some(envelope) if envelope.recipients.is_empty() => {
+                    self.envelope = None;
+                    Step::Reply(reply::no_recipients())
+                }
+                Some(_) => Step::ReadData,
+            },
+            Request::Rset => {
+                self.envelope = None;
+                Step::Reply(reply::ok())
+            }
+            Request::Noop { .. } => Step::Reply(reply::ok()),
+            Request::Vrfy { .. } => Step::Reply(reply::vrfy()),
+            Request::Help { .. } => Step::Reply(reply::help()),
+            Request::Quit => Step::Close(reply::bye()),
+            Request::Lhlo { .. }
+            | Request::Bdat { .. }
+            | Request::Expn { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => self.error(reply::not_implemented()),
+        }
+    }
+
+    fn on_auth(&mut self, mechanism: u64, initial: Cow<'_, str>) -> Step {
+        if self.ehlo.is_none() {
+            return self.error(reply::bad_sequence("send EHLO first"));
+        }
+        if self.user.is_some() {
+            return self.error(reply::already_authenticated());
+        }
+        if self.envelope.is_some() {
+            return self.error(reply::bad_sequence(
+                "AUTH is not allowed during a mail transaction",
+            ));
+        }
+        if !self.auth_allowed_here() {
+            return match self.config.tls_mode {
+                TlsMode::Starttls => Step::Reply(reply::starttls_first()),
+                _ => Step::Reply(Reply::new(
+                    538,
+                    "5.7.11 Encryption required for requested authentication mechanism",
+                )),
+            };
+        }
+        let mechanism = match mechanism {
+            AUTH_PLAIN => Mechanism::Plain,
+            AUTH_LOGIN => Mechanism::Login,
+            _ => return self.error(reply::auth_mechanism_unsupported()),
+        };
+        let initial = (!initial.is_empty()).then(|| initial.into_owned());
+        Step::Auth { mechanism, initial }
+    }
+
+    /// The outcome of the SASL exchange started by [`Step::Auth`].
+    pub fn on_auth_result(&mut self, result: Result<String, AuthFailure>) -> Step {
+        match result {
+            Ok(user) => {
+                self.user = Some(user);
+                Step::Reply(reply::auth_succeeded())
+            }
+            Err(AuthFailure::Invalid) => {
+                self.auth_failures += 1;
+                if self.auth_failures >= self.config.max_auth_failures {
+                    Step::Close(reply::too_many_auth_failures())
+                } else {
+                    Step::Reply(reply::auth_invalid())
+                }
+            }
+            Err(AuthFailure::Throttled) => Step::Close(reply::auth_throttled()),
+            Err(AuthFailure::Cancelled) => Step::Reply(reply::auth_cancelled()),
+            Err(AuthFailure::Malformed) => self.error(reply::auth_malformed()),
+        }
+    }
+
+    fn on_mail(&mut self, address: &str, declared_size: usize) -> Step {
+        if self.ehlo.is_none() {
+            return self.error(reply::bad_sequence("send EHLO first"));
+        }
+        if self.user.is_none() {
+            return Step::Reply(reply::auth_required());
+        }
+        if self.envelope.is_some() {
+            return self.error(reply::bad_sequence("nested MAIL command"));
+        }
+        if !address.is_ascii() {
+            return Step::Reply(reply::non_ascii_address());
+        }
+        if !address.is_empty() && !is_mailbox(address) {
+            return self.error(reply::invalid_sender(address));
+        }
+        if declared_size > self.config.max_message_bytes {
+            return Step::Reply(reply::message_too_long());
+        }
+        self.envelope = Some(Envelope {
+            mail_from: address.to_owned(),
+            recipients: Vec::new(),
+        });
+        Step::Reply(reply::sender_ok())
+    }
+
+    fn on_rcpt(&mut self, address: &str) -> Step {
+        let Some(envelope) = &self.envelope else {
+            return self.error(reply::bad_sequence("send MAIL first"));
+        };
+        if envelope.recipients.len() >= self.config.max_recipients {
+            return Step::Reply(reply::too_many_recipients());
+        }
+        if !address.is_ascii() {
+            return Step::Reply(reply::non_ascii_address());
+        }
+        if !is_mailbox(address) {
+            return self.error(reply::invalid_recipient(address));
+        }
+        if let Some(envelope) = &mut self.envelope {
+            envelope.recipients.push(address.to_owned());
+        }
+        Step::Reply(reply::recipient_ok())
+    }
+
+    /// The end of DATA: the message, or why it was refused. A message comes back as the
+    /// transaction's parts; the envelope is consumed either way.
+    pub fn on_data_end(
+        &mut self,
+        data: Result<Vec<u8>, DataError>,
+    ) -> Result<(Envelope, Vec<u8>), Reply> {
+        let envelope = self
+            .envelope
+            .take()
+            .expect("ReadData is only stepped with an envelope");
+        match data {
+            Ok(message) => Ok((envelope, message)),
+            Err(DataError::TooLarge) => Err(reply::message_too_long()),
+            Err(DataError::BareCr) => Err(reply::bare_cr()),
+            Err(DataError::LineTooLong) => {
+                Err(reply::data_line_too_long(self.config.max_line_length))
+            }
+        }
+    }
+
+    /// TLS is now active: RFC 3207 says forget everything learned before it.
+    pub fn on_tls_established(&mut self) {
+        self.tls = true;
+        self.ehlo = None;
+        self.user = None;
+        self.envelope = None;
+    }
+}
+
+/// `local@domain` with both parts non-empty (smtp-proto has checked the grammar).
+fn is_mailbox(address: &str) -> bool {
+    address
+        .rsplit_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(tls_mode: TlsMode) -> SessionConfig {
+        SessionConfig {
+            hostname: "gw.test".into(),
+            tls_mode,
+            allow_plaintext_auth: false,
+            max_message_bytes: 1000,
+            max_recipients: 2,
+            max_line_length: 1000,
+            max_errors: 5,
+            max_auth_failures: 3,
+        }
+    }
+
+    fn reply_of(step: Step) -> String {
+        match step {
+            Step::Reply(r) | Step::Close(r) => r.to_string(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn authenticated() -> Session {
+        let mut s = Session::new(config(TlsMode::Implicit), true);
+        s.on_line(b"EHLO client\r\n");
+        assert!(matches!(
+            s.on_line(b"AUTH PLAIN AGEAYg==\r\n"),
+            Step::Auth {
+                mechanism: Mechanism::Plain,
+                ..
+            }
+        ));
+        s.on_auth_result(Ok("user".into()));
+        s
+    }
+
+    #[test]
+    fn starttls_listener_requires_tls_before_auth() {
+        let mut s = Session::new(config(TlsMode::Starttls), false);
+        let ehlo = reply_of(s.on_line(b"EHLO client\r\n"));
+        assert!(
+            ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"),
+            "{ehlo}"
+        );
+        assert_eq!(
+            reply_of(s.on_line(b"AUTH LOGIN\r\n")),
+            "530 5.7.0 Must issue a STARTTLS command first"
+        );
+        assert_eq!(
+            reply_of(s.on_line(b"MAIL FROM:<a@b.c>\r\n")),
+            "530 5.7.0 Authentication required"
+        );
+        assert_eq!(s.on_line(b"STARTTLS\r\n"), Step::StartTls);
+        s.on_tls_established();
+        assert!(s.ehlo_name().is_none(), "EHLO must be sent again");
+        let ehlo = reply_of(s.on_line(b"EHLO client\r\n"));
+        assert!(
+            !ehlo.contains("STARTTLS") && ehlo.contains("AUTH PLAIN LOGIN"),
+            "{ehlo}"
+        );
+        assert_eq!(
+            reply_of(s.on_line(b"STARTTLS\r\n")),
+            "502 5.5.1 Command not implemented"
+        );
+    }
+
+    #[test]
+    fn plaintext_auth_only_when_allowed() {
+        let mut closed = Session::new(config(TlsMode::None), false);
+        closed.on_line(b"EHLO c\r\n");
+        assert!(reply_of(closed.on_line(b"AUTH PLAIN\r\n")).starts_with("538 "));
+        let mut open = Session::new(
+            SessionConfig {
+                allow_plaintext_auth: true,
+                ..config(TlsMode::None)
+            },
+            false,
+        );
+        assert!(reply_of(open.on_line(b"EHLO c\r\n")).contains("AUTH PLAIN LOGIN"));
+        assert_eq!(
+            open.on_line(b"AUTH LOGIN dXNlcg==\r\n"),
+            Step::Auth {
+                mechanism: Mechanism::Login,
+                initial: Some("dXNlcg==".into())
+            }
+        );
+    }
+
+    #[test]
+    fn three_failures_close_the_session() {
+        let mut s = Session::new(config(TlsMode::Implicit), true);
+        s.on_line(b"EHLO c\r\n");
+        assert_eq!(
+            reply_of(s.on_auth_result(Err(AuthFailure::Invalid))),
+            "535 5.7.8 Authentication Credentials Invalid"
+        );
+        assert_eq!(
+            reply_of(s.on_auth_result(Err(AuthFailure::Invalid))),
+            "535 5.7.8 Authentication Credentials Invalid"
+        );
+        assert!(
+            matches!(s.on_auth_result(Err(AuthFailure::Invalid)), Step::Close(r) if r.code == 421)
+        );
+    }
+
+    #[test]
+    fn envelope_rules() {
+        let mut s = authenticated();
+        assert_eq!(
+            reply_of(s.on_line(b"RCPT TO:<x@y.z>\r\n")),
+            "503 5.5.1 Bad sequence of commands: send MAIL first"
+        );
+        assert_eq!(
+            reply_of(s.on_line(b"MAIL FROM:<a@b.c> SIZE=1001\r\n")),
+            "552 5.3.4 Message is too long."
+        );
+        assert_eq!(
+            reply_of(s.on_line(b"MAIL FROM:<a@b.c> SIZE=1000 BODY=8BITMIME\r\n")),
+            "250 2.1.0 Ok"
+        );
+        assert_eq!(
+            reply_of(s.on_line(b"DATA\r\n")),
+            "554 5.5.1 Transaction failed: There are no recipients specified"
+        );
+        assert_eq!(reply_of(s.on_line(b"MAIL FROM:<>\r\n")), "250 2.1.0 Ok");
+        assert_eq!(
+            reply_of(s.on_line(b"MAIL FROM:<a@b.c>\r\n")),
+            "503 5.5.1 Bad sequence of commands: nested MAIL command"
+        );
+        assert_eq!(
+            reply_of(s.on_line(b"RCPT TO:<one@y.z>\r\n")),
+            "250 2.1.5 Ok"
+        );
+        assert_eq!(
+            reply_of(s.on_line(b"RCPT TO:<two@y.z>\r\n")),
+            "250 2.1.5 Ok"
+        );
+        assert_eq!(
+            reply_of(s.on_line(b"RCPT TO:<three@y.z>\r\n")),
+            "452 4.5.3 Too many recipients"
+        );
+        assert_eq!(
+            reply_of(s.on_line("RCPT TO:<ü@y.z>\r\n".as_bytes())),
+            "452 4.5.3 Too many recipients"
+        );
+        assert_eq!(s.on_line(b"DATA\r\n"), Step::ReadData);
+        let (envelope, message) = s.on_data_end(Ok(b"x\r\n".to_vec())).unwrap();
+        assert_eq!(envelope.mail_from, "");
+        assert_eq!(envelope.recipients, ["one@y.z", "two@y.z"]);
+        assert_eq!(message, b"x\r\n");
+        assert_eq!(
+            reply_of(s.on_line(b"DATA\r\n")),
+            "503 5.5.1 Bad sequence of commands: send MAIL first"
+        );
+    }
+
+    #[test]
+    fn non_ascii_addresses_are_refused() {
+        let mut s = authenticated();
+        assert!(
+            reply_of(s.on_line("MAIL FROM:<jürgen@example.com>\r\n".as_bytes()))
+                .starts_with("553 5.6.7")
+        );
+        s.on_line(b"MAIL FROM:<a@b.c>\r\n");
+        assert!(
+            reply_of(s.on_line("RCPT TO:<jürgen@example.com>\r\n".as_bytes()))
+                .starts_with("553 5.6.7")
+        );
+    }
+
+    #[test]
+    fn errors_are_counted_and_close_the_session() {
+        let mut s = Session::new(config(TlsMode::Implicit), true);
+        for _ in 0..4 {
+            assert!(matches!(s.on_line(b"BOGUS\r\n"), Step::Reply(r) if r.code == 500));
+        }
+        assert!(matches!(s.on_line(b"BOGUS\r\n"), Step::Close(r) if r.code == 421));
+    }
+
+    #[test]
+    fn small_commands() {
+        let mut s = Session::new(config(TlsMode::Implicit), true);
+        assert_eq!(reply_of(s.on_line(b"NOOP\r\n")), "250 2.0.0 Ok");
+        assert!(reply_of(s.on_line(b"VRFY postmaster\r\n")).starts_with("252 "));
+        assert!(reply_of(s.on_line(b"HELP\r\n")).starts_with("214 "));
+        assert_eq!(reply_of(s.on_line(b"RSET\r\n")), "250 2.0.0 Ok");
+        assert!(
+            matches!(s.on_line(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"), Step::Close(r) if r.code == 421)
+        );
+        assert!(matches!(s.on_line(b"QUIT\r\n"), Step::Close(r) if r.code == 221));
+    }
+
+    #[test]
+    fn data_errors_map_to_replies() {
+        for (error, code) in [
+            (DataError::TooLarge, 552),
+            (DataError::BareCr, 554),
+            (DataError::LineTooLong, 554),
+        ] {
+            let mut s = authenticated();
+            s.on_line(b"MAIL FROM:<a@b.c>\r\n");
+            s.on_line(b"RCPT TO:<x@y.z>\r\n");
+            assert_eq!(s.on_data_end(Err(error)).unwrap_err().code, code);
+        }
+    }
+}
