@@ -6,10 +6,15 @@
 //!                                      v
 //!                                 iam::PolicySet (pure)
 //! ```
-//! `iam` never sees a socket; `smtp` never sees a policy. This build holds the policy engine and
-//! the AWS-compatible simulator; see the README for what is still to come.
+//! `iam` never sees a socket; `smtp` never sees a policy; `gateway` is the only module that
+//! joins them. `config` turns files into typed values, `credentials` checks SMTP passwords,
+//! `relay` stores or forwards accepted mail, `simulator` is AWS's `simulate-custom-policy`.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod credentials;
+pub mod gateway;
 pub mod iam;
+pub mod relay;
 pub mod simulator;
 pub mod smtp;

@@ -1,10 +1,13 @@
 //! The sesgate command line. Everything it does lives in the library; this file only parses
 //! arguments, prints, and maps errors to exit codes (2: invalid input).
 
+use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use sesgate::simulator;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sesgate::config::{Config, LogFormat};
+use sesgate::{credentials, gateway, simulator};
 
 #[derive(Parser)]
 #[command(
@@ -19,8 +22,34 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway (with no --config, the embedded default: loopback 2587 and 2465).
+    Serve(Serve),
     /// Evaluate policies for actions, resources and a context, as `aws iam simulate-custom-policy`.
     SimulateCustomPolicy(SimulateCustomPolicy),
+    /// Print the SES SMTP password of the secret access key read on stdin.
+    SmtpPassword {
+        /// The AWS region the password is for (SES SMTP passwords are per region).
+        #[arg(long)]
+        region: String,
+    },
+    /// Print the argon2id PHC hash of the password read on stdin, for policies/iam.toml.
+    HashPassword,
+}
+
+#[derive(Args)]
+struct Serve {
+    /// sesgate.toml; without it the embedded default configuration is used.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Log format (overrides [log] format).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Args)]
@@ -62,14 +91,87 @@ fn simulate_custom_policy(args: SimulateCustomPolicy) -> Result<String, simulato
     Ok(simulator::render(&simulator::simulate(&input)?))
 }
 
+/// Reads stdin, without the final line break (`echo secret |` adds one).
+fn read_stdin_secret() -> Result<String, String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| format!("reading stdin: {e}"))?;
+    let secret = text.strip_suffix('\n').unwrap_or(&text);
+    let secret = secret.strip_suffix('\r').unwrap_or(secret);
+    if secret.is_empty() {
+        return Err("nothing on stdin".into());
+    }
+    Ok(secret.to_owned())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn serve(args: Serve) -> Result<(), String> {
+    let config = match &args.config {
+        Some(file) => Config::load(file).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let format = match args.log_format {
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        None => config.log.format,
+    };
+    init_logging(format);
+    if args.config.is_none() {
+        tracing::warn!(
+            "running the embedded default configuration: its demo credentials are for local use only"
+        );
+    }
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("starting the runtime: {e}"))?;
+    runtime.block_on(async {
+        let running = gateway::start(&config).await.map_err(|e| e.to_string())?;
+        wait_for_stop_signal().await;
+        tracing::info!("stopping");
+        running.stop().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::SimulateCustomPolicy(args) => simulate_custom_policy(args),
+        Command::Serve(args) => serve(args).map(|()| String::new()),
+        Command::SimulateCustomPolicy(args) => {
+            simulate_custom_policy(args).map_err(|e| e.to_string())
+        }
+        Command::SmtpPassword { region } => {
+            read_stdin_secret().map(|secret| credentials::ses_smtp_password(&secret, &region))
+        }
+        Command::HashPassword => {
+            read_stdin_secret().map(|password| credentials::hash_password(&password))
+        }
     };
     match result {
         Ok(output) => {
-            println!("{output}");
+            if !output.is_empty() {
+                println!("{output}");
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -165,7 +165,9 @@ mod tests {
 
     #[test]
     fn framing_table() {
-        let cases: &[(&[u8], Option<usize>, Result<&[u8], DataError>)] = &[
+        /// (input, bytes consumed, message or error)
+        type Case = (&'static [u8], Option<usize>, Result<&'static [u8], DataError>);
+        let cases: &[Case] = &[
             (b".\r\n", Some(3), Ok(b"")),
             (
                 b"Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n",

@@ -1,0 +1,163 @@
+//! `policies/iam.toml`: groups, users and their SMTP credentials.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{ConfigError, parse_toml};
+use crate::credentials::Login;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IamFile {
+    #[serde(rename = "group")]
+    pub groups: Vec<Group>,
+    #[serde(rename = "user")]
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    /// Managed policies: `<dir>/<name>.json`.
+    #[serde(default)]
+    pub policies: Vec<String>,
+    #[serde(default)]
+    pub inline_policies: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    #[serde(default = "root_path")]
+    pub path: String,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub policies: Vec<String>,
+    #[serde(default)]
+    pub inline_policies: BTreeMap<String, String>,
+    #[serde(default)]
+    pub permissions_boundary: Option<String>,
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// The SMTP user name.
+    pub username: String,
+    /// argon2id PHC string of the SMTP password.
+    pub password_hash: String,
+}
+
+impl IamFile {
+    /// Reads and parses the file.
+    pub fn load(file: &Path) -> Result<IamFile, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        IamFile::parse(file, &text)
+    }
+
+    pub fn parse(file: &Path, text: &str) -> Result<IamFile, ConfigError> {
+        let parsed: IamFile = parse_toml(file, text)?;
+        let mut seen = std::collections::HashSet::new();
+        for user in &parsed.users {
+            if !seen.insert(user.name.as_str()) {
+                return Err(ConfigError::Invalid {
+                    file: file.to_owned(),
+                    message: format!("user {:?} is defined twice", user.name),
+                });
+            }
+            if !user.path.starts_with('/') || !user.path.ends_with('/') {
+                return Err(ConfigError::Invalid {
+                    file: file.to_owned(),
+                    message: format!(
+                        "user {:?}: path {:?} must start and end with /",
+                        user.name, user.path
+                    ),
+                });
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// Every SMTP login, naming the IAM user it authenticates as.
+    pub fn logins(&self) -> Vec<Login> {
+        self.users
+            .iter()
+            .flat_map(|user| {
+                user.credentials.iter().map(|c| Login {
+                    smtp_username: c.username.clone(),
+                    iam_user: user.name.clone(),
+                    password_hash: c.password_hash.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_example_parses() {
+        let text = r#"
+[[group]]
+name = "senders"
+policies = ["AllowSendingOnly"]
+inline_policies = { NoNights = """{ "Statement": [] }""" }
+
+[[user]]
+name = "billing-app"
+path = "/apps/"
+id = "AIDAEXAMPLEBILLING01"
+groups = ["senders"]
+policies = ["RestrictFromAddress"]
+permissions_boundary = "SendOnlyBoundary"
+[[user.credentials]]
+username = "AKIAEXAMPLEBILLING01"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA"
+"#;
+        let file = IamFile::parse(Path::new("iam.toml"), text).unwrap();
+        assert_eq!(file.groups[0].inline_policies.len(), 1);
+        let logins = file.logins();
+        assert_eq!(logins[0].smtp_username, "AKIAEXAMPLEBILLING01");
+        assert_eq!(logins[0].iam_user, "billing-app");
+    }
+
+    #[test]
+    fn errors() {
+        let err = IamFile::parse(
+            Path::new("iam.toml"),
+            "[[user]]\nname = \"a\"\npasword = \"x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("iam.toml: line") && err.contains("unknown field `pasword`"),
+            "{err}"
+        );
+        let err = IamFile::parse(
+            Path::new("iam.toml"),
+            "[[user]]\nname = \"a\"\n[[user]]\nname = \"a\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("user \"a\" is defined twice"), "{err}");
+    }
+}

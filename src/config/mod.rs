@@ -1,0 +1,416 @@
+//! Files to typed values: `sesgate.toml` and `policies/iam.toml` (SPEC §8). Every field has a
+//! default; an unknown field or a value of the wrong type is an error naming the file, the line
+//! and the field. Relative paths in a config file are relative to that file's directory; in the
+//! embedded default, to the working directory.
+
+pub mod iam;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::smtp::{self, ListenerSettings, TlsMode};
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: line {line}, column {column}: {message}")]
+    Parse {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    Invalid { file: PathBuf, message: String },
+}
+
+/// Parses TOML text, turning errors into file:line:column messages.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |span| span.start);
+        let before = &text[..offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigError::Parse {
+            file: file.to_owned(),
+            line,
+            column,
+            message: e.message().trim().to_owned(),
+        }
+    })
+}
+
+/// `sesgate.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The name in the greeting and EHLO reply.
+    pub hostname: String,
+    pub account: Account,
+    pub iam: Iam,
+    #[serde(rename = "listener")]
+    pub listeners: Vec<Listener>,
+    pub tls: Tls,
+    pub upstream: Upstream,
+    pub limits: Limits,
+    pub log: Log,
+    pub metrics: Metrics,
+    /// Where relative paths start; not a TOML field.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: "localhost".into(),
+            account: Account::default(),
+            iam: Iam::default(),
+            listeners: vec![
+                Listener {
+                    address: "127.0.0.1:2587".parse().expect("literal address"),
+                    tls: TlsMode::Starttls,
+                    ..Listener::default()
+                },
+                Listener {
+                    address: "127.0.0.1:2465".parse().expect("literal address"),
+                    tls: TlsMode::Implicit,
+                    ..Listener::default()
+                },
+            ],
+            tls: Tls::default(),
+            upstream: Upstream::default(),
+            limits: Limits::default(),
+            log: Log::default(),
+            metrics: Metrics::default(),
+            base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Account {
+    pub id: String,
+    pub region: String,
+    pub identities: Vec<String>,
+    pub sandbox: bool,
+    pub default_configuration_sets: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for Account {
+    fn default() -> Self {
+        Account {
+            id: "123456789012".into(),
+            region: "us-east-1".into(),
+            identities: Vec::new(),
+            sandbox: false,
+            default_configuration_sets: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Iam {
+    /// Holds `iam.toml` and one policy JSON per file.
+    pub dir: PathBuf,
+}
+
+impl Default for Iam {
+    fn default() -> Self {
+        Iam {
+            dir: "policies".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub tls: TlsMode,
+    pub allow_plaintext_auth: bool,
+    pub proxy_protocol_from: Vec<IpNet>,
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Listener {
+            address: "127.0.0.1:2587".parse().expect("literal address"),
+            tls: TlsMode::Starttls,
+            allow_plaintext_auth: false,
+            proxy_protocol_from: Vec::new(),
+        }
+    }
+}
+
+impl Listener {
+    pub fn settings(&self) -> ListenerSettings {
+        ListenerSettings {
+            tls: self.tls,
+            allow_plaintext_auth: self.allow_plaintext_auth,
+            proxy_protocol_from: self.proxy_protocol_from.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            certificate: "certs/sesgate.crt".into(),
+            private_key: "certs/sesgate.key".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Upstream {
+    pub url: String,
+    pub username: String,
+    pub password_env: String,
+    pub password_file: PathBuf,
+    pub pool_size: usize,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Upstream {
+            url: "file://./outbox".into(),
+            username: String::new(),
+            password_env: String::new(),
+            password_file: PathBuf::new(),
+            pool_size: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    pub max_line_length: usize,
+    pub max_errors: u32,
+    pub max_auth_failures: u32,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub idle_timeout_secs: u64,
+    pub data_timeout_secs: u64,
+    pub auth_failures_per_ip: u32,
+    pub auth_failure_window_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let d = smtp::Limits::default();
+        Limits {
+            max_message_bytes: d.max_message_bytes,
+            max_recipients: d.max_recipients,
+            max_line_length: d.max_line_length,
+            max_errors: d.max_errors,
+            max_auth_failures: d.max_auth_failures,
+            max_connections: d.max_connections,
+            max_connections_per_ip: d.max_connections_per_ip,
+            idle_timeout_secs: d.idle_timeout.as_secs(),
+            data_timeout_secs: d.data_timeout.as_secs(),
+            auth_failures_per_ip: d.auth_failures_per_ip,
+            auth_failure_window_secs: d.auth_failure_window.as_secs(),
+        }
+    }
+}
+
+impl Limits {
+    pub fn to_smtp(&self) -> smtp::Limits {
+        smtp::Limits {
+            max_message_bytes: self.max_message_bytes,
+            max_recipients: self.max_recipients,
+            max_line_length: self.max_line_length,
+            max_errors: self.max_errors,
+            max_auth_failures: self.max_auth_failures,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            data_timeout: Duration::from_secs(self.data_timeout_secs),
+            auth_failures_per_ip: self.auth_failures_per_ip,
+            auth_failure_window: Duration::from_secs(self.auth_failure_window_secs),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    pub listen: String,
+}
+
+impl Config {
+    /// Reads `sesgate.toml`.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(file, &text)?;
+        config.base_dir = file.parent().map(Path::to_owned).unwrap_or_default();
+        Ok(config)
+    }
+
+    /// Parses `sesgate.toml` text (`file` names it in errors).
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = parse_toml(file, text)?;
+        let invalid = |message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            message,
+        };
+        if config.listeners.is_empty() {
+            return Err(invalid("at least one [[listener]] is needed".into()));
+        }
+        if config.limits.max_recipients == 0 || config.limits.max_connections == 0 {
+            return Err(invalid(
+                "limits.max_recipients and limits.max_connections must be at least 1".into(),
+            ));
+        }
+        if config.limits.max_line_length < 80 {
+            return Err(invalid("limits.max_line_length must be at least 80".into()));
+        }
+        Ok(config)
+    }
+
+    /// A path from the config, made absolute against the config's directory.
+    pub fn path(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_example_parses() {
+        let text = r#"
+[account]
+id = "123456789012"
+region = "us-east-1"
+identities = ["example.com", "marketing@example.com"]
+sandbox = false
+[account.default_configuration_sets]
+"example.com" = "marketing"
+
+[iam]
+dir = "policies"
+
+[[listener]]
+address = "127.0.0.1:2587"
+tls = "starttls"
+allow_plaintext_auth = false
+proxy_protocol_from = []
+
+[[listener]]
+address = "[::1]:2465"
+tls = "implicit"
+proxy_protocol_from = ["10.0.0.0/8"]
+
+[tls]
+certificate = "certs/sesgate.crt"
+private_key = "certs/sesgate.key"
+
+[upstream]
+url = "file://./outbox"
+username = ""
+password_env = ""
+pool_size = 8
+
+[limits]
+max_message_bytes = 41943040
+max_recipients = 50
+max_connections = 1000
+max_connections_per_ip = 100
+idle_timeout_secs = 300
+data_timeout_secs = 600
+
+[log]
+format = "text"
+
+[metrics]
+listen = ""
+"#;
+        let config = Config::parse(Path::new("sesgate.toml"), text).unwrap();
+        assert_eq!(config.listeners.len(), 2);
+        assert_eq!(config.listeners[1].tls, TlsMode::Implicit);
+        assert_eq!(
+            config.account.default_configuration_sets["example.com"],
+            "marketing"
+        );
+    }
+
+    #[test]
+    fn empty_file_is_the_embedded_default() {
+        let config = Config::parse(Path::new("x.toml"), "").unwrap();
+        assert_eq!(config.listeners.len(), 2);
+        assert_eq!(config.upstream.url, "file://./outbox");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let err = Config::parse(
+            Path::new("sesgate.toml"),
+            "[limits]\nmax_recipients = 5\nmax_recipent = 3\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("sesgate.toml: line 3, column 1: unknown field `max_recipent`"),
+            "{err}"
+        );
+        let err = Config::parse(
+            Path::new("sesgate.toml"),
+            "[[listener]]\ntls = \"sometimes\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("sesgate.toml: line 2, column 7:") && err.contains("sometimes"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! The file outbox: each accepted message is written atomically (temporary file, fsync, rename,
+//! fsync of the directory) as `ID.eml`, after its envelope `ID.json`, so a reader that sees the
+//! message also sees its envelope, and nothing acknowledged is lost in a crash.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// The envelope stored beside a message.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredEnvelope<'a> {
+    pub id: &'a str,
+    pub session: &'a str,
+    pub user: &'a str,
+    pub client: String,
+    pub tls: bool,
+    pub mail_from: &'a str,
+    pub recipients: &'a [String],
+    pub received_at: String,
+}
+
+/// A directory of delivered messages.
+#[derive(Debug)]
+pub struct Outbox {
+    dir: PathBuf,
+    tmp: PathBuf,
+    sequence: AtomicU64,
+}
+
+impl Outbox {
+    /// Opens (creating) the outbox directory.
+    pub fn open(dir: &Path) -> io::Result<Outbox> {
+        let tmp = dir.join("tmp");
+        fs::create_dir_all(&tmp)?;
+        Ok(Outbox {
+            dir: dir.to_owned(),
+            tmp,
+            sequence: AtomicU64::new(0),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A new message id: time, process and sequence, unique within this outbox.
+    pub fn next_id(&self) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{}.{:06}.{}.{sequence}",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id()
+        )
+    }
+
+    /// Stores one message durably. Blocking: call it off the async threads.
+    pub fn store(&self, envelope: &StoredEnvelope<'_>, message: &[u8]) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(envelope).map_err(io::Error::other)?;
+        self.write_atomically(&format!("{}.json", envelope.id), &json)?;
+        self.write_atomically(&format!("{}.eml", envelope.id), message)?;
+        File::open(&self.dir)?.sync_all()
+    }
+
+    fn write_atomically(&self, name: &str, contents: &[u8]) -> io::Result<()> {
+        let temporary = self.tmp.join(name);
+        let mut file = File::create(&temporary)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temporary, self.dir.join(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_envelope_and_message() {
+        let dir = std::env::temp_dir().join(format!("sesgate-outbox-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let outbox = Outbox::open(&dir).unwrap();
+        let id = outbox.next_id();
+        assert_ne!(id, outbox.next_id());
+        let recipients = vec!["b@example.com".to_owned()];
+        let envelope = StoredEnvelope {
+            id: &id,
+            session: "s1",
+            user: "demo",
+            client: "127.0.0.1".into(),
+            tls: true,
+            mail_from: "a@example.com",
+            recipients: &recipients,
+            received_at: "2026-11-26T00:00:00Z".into(),
+        };
+        outbox
+            .store(&envelope, b"Subject: x\r\n\r\nbody\r\n")
+            .unwrap();
+        assert_eq!(
+            fs::read(dir.join(format!("{id}.eml"))).unwrap(),
+            b"Subject: x\r\n\r\nbody\r\n"
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.join(format!("{id}.json"))).unwrap()).unwrap();
+        assert_eq!(json["recipients"][0], "b@example.com");
+        assert_eq!(
+            fs::read_dir(dir.join("tmp")).unwrap().count(),
+            0,
+            "no temporary file is left"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
