@@ -1,0 +1,256 @@
+//! A real sesgate on loopback for the SMTP tests: started in-process from a config built in a
+//! temporary directory (its own certificate, `iam.toml` and outbox), plus a raw SMTP client
+//! that speaks over TCP or TLS and reads whole replies.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use sesgate::config::{Config, Listener, Limits};
+use sesgate::credentials::hash_password;
+use sesgate::gateway::{self, Running};
+use sesgate::smtp::TlsMode;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const USER: &str = "AKIAEXAMPLETEST00001";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Listener positions in every test server.
+pub const STARTTLS: usize = 0;
+pub const IMPLICIT: usize = 1;
+pub const PLAINTEXT_AUTH: usize = 2;
+pub const BEHIND_PROXY: usize = 3;
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub dir: PathBuf,
+}
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+
+impl TestServer {
+    /// Starts a server with the default limits.
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `adjust` has changed its limits.
+    pub async fn start_with(adjust: impl FnOnce(&mut Limits)) -> TestServer {
+        let dir = std::env::temp_dir().join(format!(
+            "sesgate-test-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("policies")).unwrap();
+        std::fs::write(
+            dir.join("policies/iam.toml"),
+            format!(
+                "[[user]]\nname = \"test-app\"\npath = \"/apps/\"\n[[user.credentials]]\nusername = \"{USER}\"\npassword_hash = \"{}\"\n",
+                hash_password(PASSWORD)
+            ),
+        )
+        .unwrap();
+        let listener = |tls, allow_plaintext_auth, proxy: &[&str]| Listener {
+            address: "127.0.0.1:0".parse().unwrap(),
+            tls,
+            allow_plaintext_auth,
+            proxy_protocol_from: proxy.iter().map(|p| p.parse().unwrap()).collect(),
+        };
+        let mut config = Config {
+            hostname: "gw.test".into(),
+            listeners: vec![
+                listener(TlsMode::Starttls, false, &[]),
+                listener(TlsMode::Implicit, false, &[]),
+                listener(TlsMode::None, true, &[]),
+                listener(TlsMode::Starttls, false, &["127.0.0.0/8"]),
+            ],
+            base_dir: dir.clone(),
+            ..Config::default()
+        };
+        config.upstream.url = "file://outbox".into();
+        adjust(&mut config.limits);
+        let running = gateway::start(&config).await.expect("the test server starts");
+        TestServer {
+            running: Some(running),
+            dir,
+        }
+    }
+
+    pub fn port(&self, listener: usize) -> u16 {
+        self.running.as_ref().unwrap().addresses[listener].port()
+    }
+
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.join("certs/sesgate.crt")
+    }
+
+    pub fn cert_pem(&self) -> Vec<u8> {
+        std::fs::read(self.cert_path()).unwrap()
+    }
+
+    /// Every stored message with its envelope JSON, oldest first.
+    pub fn outbox(&self) -> Vec<(Vec<u8>, serde_json::Value)> {
+        let dir = self.dir.join("outbox");
+        let mut ids: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".eml").map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort_by_key(|id| id.rsplit('.').next().and_then(|n| n.parse::<u64>().ok()));
+        ids.iter()
+            .map(|id| {
+                let message = std::fs::read(dir.join(format!("{id}.eml"))).unwrap();
+                let envelope = serde_json::from_slice(&std::fs::read(dir.join(format!("{id}.json"))).unwrap()).unwrap();
+                (message, envelope)
+            })
+            .collect()
+    }
+
+    pub async fn connect(&self, listener: usize) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", self.port(listener))).await.unwrap();
+        let mut client = Client::new(Box::new(stream), self.cert_pem());
+        if listener == IMPLICIT {
+            client.start_tls().await;
+        }
+        client
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A raw SMTP client: writes bytes, reads whole (multi-line) replies.
+pub struct Client {
+    io: Option<Box<dyn Stream>>,
+    buffer: Vec<u8>,
+    cert: Vec<u8>,
+}
+
+impl Client {
+    pub fn new(io: Box<dyn Stream>, cert: Vec<u8>) -> Self {
+        Client {
+            io: Some(io),
+            buffer: Vec::new(),
+            cert,
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        let io = self.io.as_mut().unwrap();
+        io.write_all(bytes).await.unwrap();
+        io.flush().await.unwrap();
+    }
+
+    /// Reads one reply; all its lines joined by `\n`. Empty when the server closed.
+    pub async fn reply(&mut self) -> String {
+        let mut lines = Vec::new();
+        loop {
+            let Some(line) = self.line().await else {
+                return lines.join("\n");
+            };
+            let last = line.len() < 4 || line.as_bytes()[3] == b' ';
+            lines.push(line);
+            if last {
+                return lines.join("\n");
+            }
+        }
+    }
+
+    async fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(newline) = self.buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=newline).collect();
+                return Some(String::from_utf8_lossy(&line).trim_end().to_owned());
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.io.as_mut().unwrap().read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends a command line and returns the reply.
+    pub async fn command(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.reply().await
+    }
+
+    /// True when the server has closed the connection.
+    pub async fn is_closed(&mut self) -> bool {
+        self.line().await.is_none()
+    }
+
+    /// TLS handshake trusting the test server's certificate (after `220` to STARTTLS, or at
+    /// once on the implicit port).
+    pub async fn start_tls(&mut self) {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&self.cert) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let plain = self.io.take().unwrap();
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), plain)
+            .await
+            .expect("TLS handshake with the test server");
+        self.io = Some(Box::new(tls));
+    }
+
+    /// Greeting, EHLO, and (on a STARTTLS listener) STARTTLS and EHLO again.
+    pub async fn hello(&mut self, starttls: bool) {
+        assert!(self.reply().await.starts_with("220 gw.test ESMTP"));
+        assert!(self.command("EHLO client.test").await.starts_with("250-gw.test"));
+        if starttls {
+            assert_eq!(self.command("STARTTLS").await, "220 2.0.0 Ready to start TLS");
+            self.start_tls().await;
+            assert!(self.command("EHLO client.test").await.starts_with("250-gw.test"));
+        }
+    }
+
+    pub async fn login(&mut self) {
+        let plain = base64_encode(format!("\0{USER}\0{PASSWORD}").as_bytes());
+        assert_eq!(self.command(&format!("AUTH PLAIN {plain}")).await, "235 2.7.0 Authentication successful.");
+    }
+}
+
+pub fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Whether an outside tool may be missing: skip with a notice, unless CI requires it.
+pub fn tool_available(tool: &str, probe: &[&str]) -> bool {
+    let present = std::process::Command::new(tool)
+        .args(probe)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        assert!(
+            std::env::var_os("SESGATE_REQUIRE_INTEROP").is_none(),
+            "{tool} is required (SESGATE_REQUIRE_INTEROP is set) but not usable"
+        );
+        eprintln!("notice: {tool} is not installed; skipping this interop test");
+    }
+    present
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
