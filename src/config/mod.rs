@@ -313,7 +313,10 @@ impl Config {
 
     /// A path from the config, made absolute against the config's directory.
     pub fn path(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() || self.base_dir.as_os_str().is_empty() || self.base_dir == Path::new(".") {
+        if path.is_absolute()
+            || self.base_dir.as_os_str().is_empty()
+            || self.base_dir == Path::new(".")
+        {
             path.to_owned()
         } else {
             self.base_dir.join(path)

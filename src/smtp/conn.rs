@@ -207,7 +207,8 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
         loop {
             if let Some(newline) = memchr::memchr(b'\n', &self.input) {
                 let line: Vec<u8> = self.input.drain(..=newline).collect();
-                return Ok(if discarding {
+                let too_long = discarding || line.len() > MAX_COMMAND_LINE;
+                return Ok(if too_long {
                     Line::TooLong
                 } else {
                     Line::Complete(line)

@@ -166,7 +166,11 @@ mod tests {
     #[test]
     fn framing_table() {
         /// (input, bytes consumed, message or error)
-        type Case = (&'static [u8], Option<usize>, Result<&'static [u8], DataError>);
+        type Case = (
+            &'static [u8],
+            Option<usize>,
+            Result<&'static [u8], DataError>,
+        );
         let cases: &[Case] = &[
             (b".\r\n", Some(3), Ok(b"")),
             (

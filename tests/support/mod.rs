@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
-use sesgate::config::{Config, Listener, Limits};
+use sesgate::config::{Config, Limits, Listener};
 use sesgate::credentials::hash_password;
 use sesgate::gateway::{self, Running};
 use sesgate::smtp::TlsMode;
@@ -74,7 +74,9 @@ impl TestServer {
         };
         config.upstream.url = "file://outbox".into();
         adjust(&mut config.limits);
-        let running = gateway::start(&config).await.expect("the test server starts");
+        let running = gateway::start(&config)
+            .await
+            .expect("the test server starts");
         TestServer {
             running: Some(running),
             dir,
@@ -99,7 +101,13 @@ impl TestServer {
         let mut ids: Vec<String> = std::fs::read_dir(&dir)
             .map(|entries| {
                 entries
-                    .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".eml").map(str::to_owned))
+                    .filter_map(|e| {
+                        e.ok()?
+                            .file_name()
+                            .to_str()?
+                            .strip_suffix(".eml")
+                            .map(str::to_owned)
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -107,14 +115,18 @@ impl TestServer {
         ids.iter()
             .map(|id| {
                 let message = std::fs::read(dir.join(format!("{id}.eml"))).unwrap();
-                let envelope = serde_json::from_slice(&std::fs::read(dir.join(format!("{id}.json"))).unwrap()).unwrap();
+                let envelope =
+                    serde_json::from_slice(&std::fs::read(dir.join(format!("{id}.json"))).unwrap())
+                        .unwrap();
                 (message, envelope)
             })
             .collect()
     }
 
     pub async fn connect(&self, listener: usize) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", self.port(listener))).await.unwrap();
+        let stream = TcpStream::connect(("127.0.0.1", self.port(listener)))
+            .await
+            .unwrap();
         let mut client = Client::new(Box::new(stream), self.cert_pem());
         if listener == IMPLICIT {
             client.start_tls().await;
@@ -177,7 +189,13 @@ impl Client {
                 return Some(String::from_utf8_lossy(&line).trim_end().to_owned());
             }
             let mut chunk = [0u8; 4096];
-            let n = self.io.as_mut().unwrap().read(&mut chunk).await.unwrap_or(0);
+            let n = self
+                .io
+                .as_mut()
+                .unwrap()
+                .read(&mut chunk)
+                .await
+                .unwrap_or(0);
             if n == 0 {
                 return None;
             }
@@ -203,7 +221,9 @@ impl Client {
         for cert in CertificateDer::pem_slice_iter(&self.cert) {
             roots.add(cert.unwrap()).unwrap();
         }
-        let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let plain = self.io.take().unwrap();
         let tls = connector
@@ -216,17 +236,31 @@ impl Client {
     /// Greeting, EHLO, and (on a STARTTLS listener) STARTTLS and EHLO again.
     pub async fn hello(&mut self, starttls: bool) {
         assert!(self.reply().await.starts_with("220 gw.test ESMTP"));
-        assert!(self.command("EHLO client.test").await.starts_with("250-gw.test"));
+        assert!(
+            self.command("EHLO client.test")
+                .await
+                .starts_with("250-gw.test")
+        );
         if starttls {
-            assert_eq!(self.command("STARTTLS").await, "220 2.0.0 Ready to start TLS");
+            assert_eq!(
+                self.command("STARTTLS").await,
+                "220 2.0.0 Ready to start TLS"
+            );
             self.start_tls().await;
-            assert!(self.command("EHLO client.test").await.starts_with("250-gw.test"));
+            assert!(
+                self.command("EHLO client.test")
+                    .await
+                    .starts_with("250-gw.test")
+            );
         }
     }
 
     pub async fn login(&mut self) {
         let plain = base64_encode(format!("\0{USER}\0{PASSWORD}").as_bytes());
-        assert_eq!(self.command(&format!("AUTH PLAIN {plain}")).await, "235 2.7.0 Authentication successful.");
+        assert_eq!(
+            self.command(&format!("AUTH PLAIN {plain}")).await,
+            "235 2.7.0 Authentication successful."
+        );
     }
 }
 
