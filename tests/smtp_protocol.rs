@@ -155,10 +155,13 @@ async fn plaintext_listener_needs_allow_plaintext_auth() {
     client.hello(false).await;
     client.login().await;
     assert_eq!(
-        send_message(&mut client, b"Subject: plain\r\n\r\nhi\r\n.\r\n")
-            .await
-            .split(' ')
-            .next(),
+        send_message(
+            &mut client,
+            b"From: a@example.com\r\nSubject: plain\r\n\r\nhi\r\n.\r\n"
+        )
+        .await
+        .split(' ')
+        .next(),
         Some("250")
     );
     let stored = server.outbox();
@@ -184,14 +187,17 @@ async fn pipelined_transaction_is_answered_in_order() {
     assert_eq!(client.reply().await, "250 2.1.5 Ok");
     assert_eq!(client.reply().await, "354 End data with <CR><LF>.<CR><LF>");
     client
-        .send(b"Subject: pipelined\r\n\r\nbody\r\n.\r\nRSET\r\nQUIT\r\n")
+        .send(b"From: a@example.com\r\nSubject: pipelined\r\n\r\nbody\r\n.\r\nRSET\r\nQUIT\r\n")
         .await;
     assert!(client.reply().await.starts_with("250 2.0.0 Ok "));
     assert_eq!(client.reply().await, "250 2.0.0 Ok");
     assert_eq!(client.reply().await, "221 2.0.0 Bye");
     let stored = server.outbox();
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].0, b"Subject: pipelined\r\n\r\nbody\r\n");
+    assert_eq!(
+        stored[0].0,
+        b"From: a@example.com\r\nSubject: pipelined\r\n\r\nbody\r\n"
+    );
     assert_eq!(
         stored[0].1["recipients"],
         serde_json::json!(["b@example.com", "c@example.com"])
@@ -226,16 +232,14 @@ async fn dot_stuffing_round_trips() {
     let cases: &[(&[u8], &[u8])] = &[
         // A line that is a single dot, sent stuffed.
         (
-            b"Subject: a\r\n\r\nbefore\r\n..\r\nafter\r\n.\r\n",
-            b"Subject: a\r\n\r\nbefore\r\n.\r\nafter\r\n",
+            b"From: a@example.com\r\n\r\nbefore\r\n..\r\nafter\r\n.\r\n",
+            b"From: a@example.com\r\n\r\nbefore\r\n.\r\nafter\r\n",
         ),
         // A message whose first line starts with a dot.
         (
-            b"..hidden: header\r\n\r\nx\r\n.\r\n",
-            b".hidden: header\r\n\r\nx\r\n",
+            b"..first: line\r\nFrom: a@example.com\r\n\r\nx\r\n.\r\n",
+            b".first: line\r\nFrom: a@example.com\r\n\r\nx\r\n",
         ),
-        // An empty message.
-        (b".\r\n", b""),
     ];
     for (wire, _) in cases {
         assert!(
@@ -244,6 +248,11 @@ async fn dot_stuffing_round_trips() {
                 .starts_with("250 2.0.0 Ok ")
         );
     }
+    // An empty message: its end is found at once (no hang), and with no From it is refused.
+    assert_eq!(
+        send_message(&mut client, b".\r\n").await,
+        "554 5.6.0 Transaction failed: the message has no From header"
+    );
     let stored: Vec<Vec<u8>> = server.outbox().into_iter().map(|(m, _)| m).collect();
     let expected: Vec<Vec<u8>> = cases.iter().map(|(_, m)| m.to_vec()).collect();
     assert_eq!(stored, expected);
@@ -255,16 +264,23 @@ async fn bare_lf_is_normalized_and_bare_cr_rejected() {
     let server = TestServer::start().await;
     let mut client = authenticated(&server).await;
     assert!(
-        send_message(&mut client, b"Subject: lf\n\nline one\nline two\r\n.\r\n")
-            .await
-            .starts_with("250 ")
+        send_message(
+            &mut client,
+            b"From: a@example.com\nSubject: lf\n\nline one\nline two\r\n.\r\n"
+        )
+        .await
+        .starts_with("250 ")
     );
     // `\n.\n` is not an end of data: what follows stays in the message, and nothing is
     // smuggled as a second transaction.
-    let smuggle = b"Subject: s\r\n\r\nx\n.\nMAIL FROM:<evil@example.com>\r\n.\r\n";
+    let smuggle = b"From: a@example.com\r\n\r\nx\n.\nMAIL FROM:<evil@example.com>\r\n.\r\n";
     assert!(send_message(&mut client, smuggle).await.starts_with("250 "));
     assert_eq!(
-        send_message(&mut client, b"Subject: cr\r\n\r\nbad\rline\r\n.\r\n").await,
+        send_message(
+            &mut client,
+            b"From: a@example.com\r\n\r\nbad\rline\r\n.\r\n"
+        )
+        .await,
         "554 5.6.0 Transaction failed: message contains a bare CR"
     );
     assert_eq!(
@@ -274,10 +290,13 @@ async fn bare_lf_is_normalized_and_bare_cr_rejected() {
     );
     let stored: Vec<Vec<u8>> = server.outbox().into_iter().map(|(m, _)| m).collect();
     assert_eq!(stored.len(), 2, "the bare-CR message was not stored");
-    assert_eq!(stored[0], b"Subject: lf\r\n\r\nline one\r\nline two\r\n");
+    assert_eq!(
+        stored[0],
+        b"From: a@example.com\r\nSubject: lf\r\n\r\nline one\r\nline two\r\n"
+    );
     assert_eq!(
         stored[1],
-        b"Subject: s\r\n\r\nx\r\n\r\nMAIL FROM:<evil@example.com>\r\n"
+        b"From: a@example.com\r\n\r\nx\r\n\r\nMAIL FROM:<evil@example.com>\r\n"
     );
     server.stop().await;
 }
@@ -410,7 +429,7 @@ async fn proxy_protocol_v1_and_v2_from_a_trusted_peer() {
     client.hello(true).await;
     client.login().await;
     assert!(
-        send_message(&mut client, b"Subject: v1\r\n\r\nx\r\n.\r\n")
+        send_message(&mut client, b"From: a@example.com\r\n\r\nv1\r\n.\r\n")
             .await
             .starts_with("250 ")
     );
@@ -431,7 +450,7 @@ async fn proxy_protocol_v1_and_v2_from_a_trusted_peer() {
     client.hello(true).await;
     client.login().await;
     assert!(
-        send_message(&mut client, b"Subject: v2\r\n\r\nx\r\n.\r\n")
+        send_message(&mut client, b"From: a@example.com\r\n\r\nv2\r\n.\r\n")
             .await
             .starts_with("250 ")
     );

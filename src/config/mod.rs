@@ -191,6 +191,10 @@ pub struct Upstream {
     pub password_env: String,
     pub password_file: PathBuf,
     pub pool_size: usize,
+    /// An extra trusted root certificate (PEM) for an upstream with a private CA.
+    pub ca_certificate: PathBuf,
+    /// Per-command timeout towards the upstream.
+    pub timeout_secs: u64,
 }
 
 impl Default for Upstream {
@@ -201,6 +205,8 @@ impl Default for Upstream {
             password_env: String::new(),
             password_file: PathBuf::new(),
             pool_size: 8,
+            ca_certificate: PathBuf::new(),
+            timeout_secs: 60,
         }
     }
 }

@@ -1,6 +1,119 @@
-//! Where accepted messages go. This build has the file outbox, the embedded default
-//! (`file://DIR`); the SMTP upstream is the next step.
+//! Where allowed messages go: the file outbox (`file://DIR`, the embedded default) or an SMTP
+//! upstream. Either way a message is acknowledged only once it is safe: written durably, or
+//! accepted by the upstream with a 250.
 
 pub mod outbox;
+pub mod upstream;
 
-pub use outbox::Outbox;
+use std::sync::Arc;
+
+use outbox::StoredEnvelope;
+pub use outbox::{MessageIds, Outbox};
+pub use upstream::{SmtpUpstream, UpstreamOptions, UpstreamUrl};
+
+/// Why a message was not relayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayError {
+    /// Try again later (upstream 4xx, unreachable, lost mid-transfer, outbox write failed).
+    Deferred(String),
+    /// The upstream refused it for good: its code and text.
+    Rejected { code: u16, text: String },
+    /// sesgate cannot hand it to the upstream (an address lettre refuses).
+    Refused(String),
+}
+
+/// One message to relay, with what the outbox records beside it.
+pub struct Delivery<'a> {
+    pub id: &'a str,
+    pub session: &'a str,
+    pub user: &'a str,
+    pub client: String,
+    pub tls: bool,
+    pub mail_from: &'a str,
+    pub recipients: &'a [String],
+    pub message: Vec<u8>,
+}
+
+/// The configured destination.
+#[derive(Clone)]
+pub enum Relay {
+    Outbox(Arc<Outbox>),
+    Smtp(SmtpUpstream),
+}
+
+impl Relay {
+    /// Relays one message; on success, the id to report (the upstream's when it gave one).
+    pub async fn send(&self, delivery: Delivery<'_>) -> Result<String, RelayError> {
+        match self {
+            Relay::Outbox(outbox) => {
+                let outbox = Arc::clone(outbox);
+                let received_at = jiff::Timestamp::now()
+                    .strftime("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string();
+                let id = delivery.id.to_owned();
+                let (session, user, mail_from) = (
+                    delivery.session.to_owned(),
+                    delivery.user.to_owned(),
+                    delivery.mail_from.to_owned(),
+                );
+                let recipients = delivery.recipients.to_vec();
+                let (client, tls, message) = (delivery.client, delivery.tls, delivery.message);
+                let stored = tokio::task::spawn_blocking(move || {
+                    let envelope = StoredEnvelope {
+                        id: &id,
+                        session: &session,
+                        user: &user,
+                        client,
+                        tls,
+                        mail_from: &mail_from,
+                        recipients: &recipients,
+                        received_at,
+                    };
+                    outbox.store(&envelope, &message).map(|()| id)
+                })
+                .await;
+                match stored {
+                    Ok(Ok(id)) => Ok(id),
+                    Ok(Err(e)) => Err(RelayError::Deferred(format!("outbox write failed: {e}"))),
+                    Err(e) => Err(RelayError::Deferred(format!("outbox task failed: {e}"))),
+                }
+            }
+            Relay::Smtp(upstream) => {
+                let text = upstream
+                    .send(delivery.mail_from, delivery.recipients, &delivery.message)
+                    .await?;
+                Ok(upstream_id(&text).unwrap_or(delivery.id).to_owned())
+            }
+        }
+    }
+}
+
+/// The message id in an upstream's `250` text (`Ok <id>` as SES sends it, with or without an
+/// enhanced code).
+fn upstream_id(text: &str) -> Option<&str> {
+    let mut words = text.split_whitespace();
+    let mut word = words.next()?;
+    if word.starts_with("2.") {
+        word = words.next()?;
+    }
+    if !word.eq_ignore_ascii_case("ok") {
+        return None;
+    }
+    words.next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_ids() {
+        assert_eq!(
+            upstream_id("Ok 0107017033dbb64d-be13a01e-000000"),
+            Some("0107017033dbb64d-be13a01e-000000")
+        );
+        assert_eq!(upstream_id("2.0.0 Ok abc"), Some("abc"));
+        assert_eq!(upstream_id("2.0.0 Ok"), None);
+        assert_eq!(upstream_id("queued as 123"), None);
+    }
+}

@@ -23,31 +23,13 @@ pub struct StoredEnvelope<'a> {
     pub received_at: String,
 }
 
-/// A directory of delivered messages.
-#[derive(Debug)]
-pub struct Outbox {
-    dir: PathBuf,
-    tmp: PathBuf,
+/// Message ids: time, process and sequence, unique per process and sortable by arrival.
+#[derive(Debug, Default)]
+pub struct MessageIds {
     sequence: AtomicU64,
 }
 
-impl Outbox {
-    /// Opens (creating) the outbox directory.
-    pub fn open(dir: &Path) -> io::Result<Outbox> {
-        let tmp = dir.join("tmp");
-        fs::create_dir_all(&tmp)?;
-        Ok(Outbox {
-            dir: dir.to_owned(),
-            tmp,
-            sequence: AtomicU64::new(0),
-        })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// A new message id: time, process and sequence, unique within this outbox.
+impl MessageIds {
     pub fn next_id(&self) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -59,6 +41,29 @@ impl Outbox {
             now.subsec_micros(),
             std::process::id()
         )
+    }
+}
+
+/// A directory of delivered messages.
+#[derive(Debug)]
+pub struct Outbox {
+    dir: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Outbox {
+    /// Opens (creating) the outbox directory.
+    pub fn open(dir: &Path) -> io::Result<Outbox> {
+        let tmp = dir.join("tmp");
+        fs::create_dir_all(&tmp)?;
+        Ok(Outbox {
+            dir: dir.to_owned(),
+            tmp,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Stores one message durably. Blocking: call it off the async threads.
@@ -88,8 +93,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sesgate-outbox-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let outbox = Outbox::open(&dir).unwrap();
-        let id = outbox.next_id();
-        assert_ne!(id, outbox.next_id());
+        let ids = MessageIds::default();
+        let id = ids.next_id();
+        assert_ne!(id, ids.next_id());
         let recipients = vec!["b@example.com".to_owned()];
         let envelope = StoredEnvelope {
             id: &id,

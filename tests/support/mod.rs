@@ -40,6 +40,13 @@ impl TestServer {
 
     /// Starts a server after `adjust` has changed its limits.
     pub async fn start_with(adjust: impl FnOnce(&mut Limits)) -> TestServer {
+        let mut setup = Setup::default();
+        adjust(&mut setup.config.limits);
+        Self::start_setup(setup).await
+    }
+
+    /// Starts a server from a full setup.
+    pub async fn start_setup(setup: Setup) -> TestServer {
         let dir = std::env::temp_dir().join(format!(
             "sesgate-test-{}-{}",
             std::process::id(),
@@ -47,12 +54,28 @@ impl TestServer {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("policies")).unwrap();
+        let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        for entry in std::fs::read_dir(&guide).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                std::fs::copy(&path, dir.join("policies").join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        for (name, json) in &setup.policies {
+            std::fs::write(dir.join(format!("policies/{name}.json")), json).unwrap();
+        }
+        let users = setup.users.unwrap_or_else(|| {
+            user_toml(
+                "test-app",
+                "/apps/",
+                USER,
+                PASSWORD,
+                "policies = [\"AllowSendingOnly\"]",
+            )
+        });
         std::fs::write(
             dir.join("policies/iam.toml"),
-            format!(
-                "[[user]]\nname = \"test-app\"\npath = \"/apps/\"\n[[user.credentials]]\nusername = \"{USER}\"\npassword_hash = \"{}\"\n",
-                hash_password(PASSWORD)
-            ),
+            format!("{}\n{users}", setup.groups),
         )
         .unwrap();
         let listener = |tls, allow_plaintext_auth, proxy: &[&str]| Listener {
@@ -61,19 +84,18 @@ impl TestServer {
             allow_plaintext_auth,
             proxy_protocol_from: proxy.iter().map(|p| p.parse().unwrap()).collect(),
         };
-        let mut config = Config {
-            hostname: "gw.test".into(),
-            listeners: vec![
-                listener(TlsMode::Starttls, false, &[]),
-                listener(TlsMode::Implicit, false, &[]),
-                listener(TlsMode::None, true, &[]),
-                listener(TlsMode::Starttls, false, &["127.0.0.0/8"]),
-            ],
-            base_dir: dir.clone(),
-            ..Config::default()
-        };
-        config.upstream.url = "file://outbox".into();
-        adjust(&mut config.limits);
+        let mut config = setup.config;
+        config.hostname = "gw.test".into();
+        config.listeners = vec![
+            listener(TlsMode::Starttls, false, &[]),
+            listener(TlsMode::Implicit, false, &[]),
+            listener(TlsMode::None, true, &[]),
+            listener(TlsMode::Starttls, false, &["127.0.0.0/8"]),
+        ];
+        config.base_dir = dir.clone();
+        if config.upstream.url == "file://./outbox" {
+            config.upstream.url = "file://outbox".into();
+        }
         let running = gateway::start(&config)
             .await
             .expect("the test server starts");
@@ -95,8 +117,17 @@ impl TestServer {
         std::fs::read(self.cert_path()).unwrap()
     }
 
-    /// Every stored message with its envelope JSON, oldest first.
+    /// Every stored message (without the `Received:` line sesgate adds) with its envelope
+    /// JSON, oldest first.
     pub fn outbox(&self) -> Vec<(Vec<u8>, serde_json::Value)> {
+        self.outbox_raw()
+            .into_iter()
+            .map(|(m, e)| (strip_trace(&m).to_vec(), e))
+            .collect()
+    }
+
+    /// Every stored message as stored, with its envelope JSON, oldest first.
+    pub fn outbox_raw(&self) -> Vec<(Vec<u8>, serde_json::Value)> {
         let dir = self.dir.join("outbox");
         let mut ids: Vec<String> = std::fs::read_dir(&dir)
             .map(|entries| {
@@ -139,6 +170,54 @@ impl TestServer {
             running.stop().await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a test server is built from; `Default` is the standard test user (AllowSendingOnly,
+/// no identities, file outbox).
+pub struct Setup {
+    pub config: Config,
+    /// `[[group]]` tables for iam.toml.
+    pub groups: String,
+    /// `[[user]]` tables for iam.toml; `None`: the standard test user.
+    pub users: Option<String>,
+    /// Extra policy files: (name, JSON).
+    pub policies: Vec<(String, String)>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            config: Config::default(),
+            groups: String::new(),
+            users: None,
+            policies: Vec::new(),
+        }
+    }
+}
+
+/// A `[[user]]` table with one credential; `extra` adds fields such as `policies = [...]`.
+pub fn user_toml(name: &str, path: &str, username: &str, password: &str, extra: &str) -> String {
+    format!(
+        "[[user]]\nname = \"{name}\"\npath = \"{path}\"\n{extra}\n[[user.credentials]]\nusername = \"{username}\"\npassword_hash = \"{}\"\n",
+        hash_password(password)
+    )
+}
+
+/// A message without the leading `Received:` header (and its folded lines).
+pub fn strip_trace(message: &[u8]) -> &[u8] {
+    if !message.starts_with(b"Received:") {
+        return message;
+    }
+    let mut at = 0;
+    loop {
+        let Some(end) = message[at..].windows(2).position(|w| w == b"\r\n") else {
+            return &message[message.len()..];
+        };
+        at += end + 2;
+        if !matches!(message.get(at), Some(b' ' | b'\t')) {
+            return &message[at..];
+        }
     }
 }
 

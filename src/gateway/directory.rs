@@ -1,0 +1,195 @@
+//! Users and their policies: `iam.toml` plus the policy files beside it, compiled into one
+//! [`PolicySet`] per user (user and group policies, inline and managed, and the permissions
+//! boundary). Anything missing or refused is an error naming the file and the field.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::request::Principal;
+use crate::config::ConfigError;
+use crate::config::iam::IamFile;
+use crate::iam::{Policy, PolicySet};
+
+/// One IAM user as the gateway needs it.
+#[derive(Debug, Clone)]
+pub struct UserEntry {
+    pub principal: Principal,
+    pub policies: PolicySet,
+}
+
+/// Every user by name.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    users: HashMap<String, UserEntry>,
+}
+
+impl Directory {
+    pub fn user(&self, name: &str) -> Option<&UserEntry> {
+        self.users.get(name)
+    }
+
+    /// Compiles every user of `iam` (read from `iam_file`), loading managed policies from `dir`.
+    pub fn load(
+        iam: &IamFile,
+        iam_file: &Path,
+        dir: &Path,
+        account_id: &str,
+    ) -> Result<Directory, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            file: iam_file.to_owned(),
+            message,
+        };
+        let mut managed: HashMap<String, Arc<Policy>> = HashMap::new();
+        let mut load_managed = |name: &str, field: &str| -> Result<Arc<Policy>, ConfigError> {
+            if let Some(policy) = managed.get(name) {
+                return Ok(Arc::clone(policy));
+            }
+            let file: PathBuf = dir.join(format!("{name}.json"));
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                invalid(format!("{field}: policy {name:?}: {}: {e}", file.display()))
+            })?;
+            let policy =
+                Arc::new(
+                    Policy::parse(name, &text).map_err(|e| ConfigError::Invalid {
+                        file: file.clone(),
+                        message: e.to_string(),
+                    })?,
+                );
+            managed.insert(name.to_owned(), Arc::clone(&policy));
+            Ok(policy)
+        };
+        let inline = |owner: &str, name: &str, text: &str| -> Result<Arc<Policy>, ConfigError> {
+            Policy::parse(&format!("{owner}/{name}"), text)
+                .map(Arc::new)
+                .map_err(|e| invalid(format!("inline policy {name:?} of {owner:?}: {e}")))
+        };
+        let mut groups: HashMap<&str, Vec<Arc<Policy>>> = HashMap::new();
+        for group in &iam.groups {
+            let mut policies = Vec::new();
+            for name in &group.policies {
+                policies.push(load_managed(
+                    name,
+                    &format!("group {:?} policies", group.name),
+                )?);
+            }
+            for (name, text) in &group.inline_policies {
+                policies.push(inline(&group.name, name, text)?);
+            }
+            if groups.insert(group.name.as_str(), policies).is_some() {
+                return Err(invalid(format!("group {:?} is defined twice", group.name)));
+            }
+        }
+        let mut users = HashMap::new();
+        for user in &iam.users {
+            let mut policies = Vec::new();
+            for name in &user.policies {
+                policies.push(load_managed(
+                    name,
+                    &format!("user {:?} policies", user.name),
+                )?);
+            }
+            for (name, text) in &user.inline_policies {
+                policies.push(inline(&user.name, name, text)?);
+            }
+            for group in &user.groups {
+                let group_policies = groups.get(group.as_str()).ok_or_else(|| {
+                    invalid(format!(
+                        "user {:?} groups: no group named {group:?}",
+                        user.name
+                    ))
+                })?;
+                policies.extend(group_policies.iter().cloned());
+            }
+            let boundary = match &user.permissions_boundary {
+                Some(name) => Some(load_managed(
+                    name,
+                    &format!("user {:?} permissions_boundary", user.name),
+                )?),
+                None => None,
+            };
+            let principal = Principal {
+                name: user.name.clone(),
+                arn: format!("arn:aws:iam::{account_id}:user{}{}", user.path, user.name),
+                id: user.id.clone(),
+            };
+            users.insert(
+                user.name.clone(),
+                UserEntry {
+                    principal,
+                    policies: PolicySet::new(policies, boundary),
+                },
+            );
+        }
+        Ok(Directory { users })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory(toml: &str) -> Result<Directory, String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let iam = IamFile::parse(Path::new("iam.toml"), toml).map_err(|e| e.to_string())?;
+        Directory::load(&iam, Path::new("iam.toml"), &dir, "123456789012")
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn users_get_user_group_and_boundary_policies() {
+        let dir = directory(
+            r#"
+[[group]]
+name = "senders"
+policies = ["AllowSendingOnly"]
+inline_policies = { NoAdmin = '{"Statement":{"Effect":"Deny","Action":"ses:*","Resource":"*","Condition":{"StringEquals":{"ses:FromAddress":"admin@example.com"}}}}' }
+[[user]]
+name = "app"
+path = "/apps/"
+groups = ["senders"]
+policies = ["AllowFromMarketingAddress"]
+permissions_boundary = "AllowRecipientsAtExampleCom"
+"#,
+        )
+        .unwrap();
+        let user = dir.user("app").unwrap();
+        assert_eq!(
+            user.principal.arn,
+            "arn:aws:iam::123456789012:user/apps/app"
+        );
+        let names: Vec<&str> = user.policies.identity().iter().map(|p| &*p.name).collect();
+        assert_eq!(
+            names,
+            [
+                "AllowFromMarketingAddress",
+                "AllowSendingOnly",
+                "senders/NoAdmin"
+            ]
+        );
+        assert_eq!(
+            &*user.policies.boundary().unwrap().name,
+            "AllowRecipientsAtExampleCom"
+        );
+    }
+
+    #[test]
+    fn missing_names_are_errors() {
+        let err = directory("[[user]]\nname = \"a\"\ngroups = [\"nobody\"]\n").unwrap_err();
+        assert!(
+            err.contains("iam.toml: user \"a\" groups: no group named \"nobody\""),
+            "{err}"
+        );
+        let err = directory("[[user]]\nname = \"a\"\npolicies = [\"NoSuchPolicy\"]\n").unwrap_err();
+        assert!(
+            err.contains("user \"a\" policies: policy \"NoSuchPolicy\""),
+            "{err}"
+        );
+        let err = directory("[[user]]\nname = \"a\"\ninline_policies = { Bad = '{\"Statement\":{\"Effect\":\"allow\",\"Action\":\"ses:*\",\"Resource\":\"*\"}}' }\n")
+            .unwrap_err();
+        assert!(
+            err.contains("inline policy \"Bad\" of \"a\"") && err.contains("Statement.Effect"),
+            "{err}"
+        );
+    }
+}

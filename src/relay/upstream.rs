@@ -1,0 +1,207 @@
+//! The SMTP upstream (the SES SMTP endpoint in production), through lettre's pooled transport.
+//! TLS is STARTTLS-required (`smtp://host:587?tls=required`) or implicit (`smtps://host:465`);
+//! lettre's opportunistic mode, which an attacker can downgrade, is never used. A plain
+//! `smtp://host:port` is accepted for local relays only (SPEC §7) and logged as such.
+
+use std::time::Duration;
+
+use lettre::address::{Address, Envelope};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use super::RelayError;
+
+/// How the upstream URL asks for TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamTls {
+    None,
+    Starttls,
+    Implicit,
+}
+
+/// The parsed `upstream.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: UpstreamTls,
+}
+
+impl UpstreamUrl {
+    /// `smtp://host[:port][?tls=required]` or `smtps://host[:port]`.
+    pub fn parse(url: &str) -> Result<UpstreamUrl, String> {
+        let (scheme, rest) = url.split_once("://").ok_or("expected scheme://host:port")?;
+        let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let authority = authority.trim_end_matches('/');
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => (
+                host,
+                Some(
+                    port.parse::<u16>()
+                        .map_err(|_| format!("bad port {port:?}"))?,
+                ),
+            ),
+            _ => (authority, None),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err("no host".into());
+        }
+        let tls = match (scheme, query) {
+            ("smtps", "") => UpstreamTls::Implicit,
+            ("smtp", "tls=required") => UpstreamTls::Starttls,
+            ("smtp", "") => UpstreamTls::None,
+            ("smtp", other) => {
+                return Err(format!("unsupported query {other:?} (only tls=required)"));
+            }
+            (other, _) => {
+                return Err(format!(
+                    "unsupported scheme {other:?} (smtp, smtps or file)"
+                ));
+            }
+        };
+        let default_port = match tls {
+            UpstreamTls::Implicit => 465,
+            UpstreamTls::Starttls => 587,
+            UpstreamTls::None => 25,
+        };
+        Ok(UpstreamUrl {
+            host: host.to_owned(),
+            port: port.unwrap_or(default_port),
+            tls,
+        })
+    }
+}
+
+/// Settings beyond the URL.
+#[derive(Clone, Default)]
+pub struct UpstreamOptions {
+    pub credentials: Option<(String, String)>,
+    /// An extra trusted root (PEM), for upstreams with a private CA.
+    pub extra_root_pem: Option<Vec<u8>>,
+    pub pool_size: u32,
+    pub timeout: Duration,
+    /// The name sent in EHLO.
+    pub hello_name: String,
+}
+
+/// A pooled SMTP upstream.
+#[derive(Clone)]
+pub struct SmtpUpstream {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+}
+
+impl SmtpUpstream {
+    pub fn new(url: &UpstreamUrl, options: UpstreamOptions) -> Result<SmtpUpstream, String> {
+        let parameters = || -> Result<TlsParameters, String> {
+            let mut builder = TlsParameters::builder(url.host.clone());
+            if let Some(pem) = &options.extra_root_pem {
+                builder = builder
+                    .add_root_certificate(Certificate::from_pem(pem).map_err(|e| e.to_string())?);
+            }
+            builder.build_rustls().map_err(|e| e.to_string())
+        };
+        let tls = match url.tls {
+            UpstreamTls::None => Tls::None,
+            UpstreamTls::Starttls => Tls::Required(parameters()?),
+            UpstreamTls::Implicit => Tls::Wrapper(parameters()?),
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(url.host.clone())
+            .port(url.port)
+            .tls(tls)
+            .timeout(Some(options.timeout))
+            .hello_name(lettre::transport::smtp::extension::ClientId::Domain(
+                options.hello_name.clone(),
+            ))
+            .pool_config(PoolConfig::new().max_size(options.pool_size.max(1)));
+        if let Some((user, password)) = options.credentials {
+            builder = builder.credentials(Credentials::new(user, password));
+        }
+        Ok(SmtpUpstream {
+            transport: builder.build(),
+        })
+    }
+
+    /// Sends one message; the upstream's reply text on success.
+    pub async fn send(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Result<String, RelayError> {
+        let address = |a: &str| {
+            a.parse::<Address>().map_err(|e| {
+                RelayError::Refused(format!("5.1.3 address <{a}> cannot be relayed: {e}"))
+            })
+        };
+        let from = if mail_from.is_empty() {
+            None
+        } else {
+            Some(address(mail_from)?)
+        };
+        let to = recipients
+            .iter()
+            .map(|r| address(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envelope =
+            Envelope::new(from, to).map_err(|e| RelayError::Refused(format!("5.5.1 {e}")))?;
+        match self.transport.send_raw(&envelope, message).await {
+            Ok(response) => Ok(response.message().collect::<Vec<_>>().join(" ")),
+            Err(error) => Err(classify(&error)),
+        }
+    }
+}
+
+/// Maps lettre's error to what the client is told: the upstream's 5xx passes through, anything
+/// else (4xx, unreachable, TLS, timeout, connection lost mid-DATA) is temporary.
+fn classify(error: &lettre::transport::smtp::Error) -> RelayError {
+    let text = std::error::Error::source(error)
+        .map(ToString::to_string)
+        .unwrap_or_else(|| error.to_string());
+    if error.is_permanent() {
+        let code = error
+            .status()
+            .map_or(554, |c| c.to_string().parse().unwrap_or(554));
+        RelayError::Rejected { code, text }
+    } else if error.is_transient() {
+        RelayError::Deferred(format!(
+            "upstream replied {}: {text}",
+            error.status().map(|c| c.to_string()).unwrap_or_default()
+        ))
+    } else {
+        RelayError::Deferred(format!("upstream unavailable: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let parse = |u: &str| UpstreamUrl::parse(u);
+        assert_eq!(
+            parse("smtp://email-smtp.us-east-1.amazonaws.com:587?tls=required").unwrap(),
+            UpstreamUrl {
+                host: "email-smtp.us-east-1.amazonaws.com".into(),
+                port: 587,
+                tls: UpstreamTls::Starttls
+            }
+        );
+        assert_eq!(
+            parse("smtps://mx.example:465").unwrap().tls,
+            UpstreamTls::Implicit
+        );
+        assert_eq!(parse("smtps://mx.example").unwrap().port, 465);
+        assert_eq!(
+            parse("smtp://127.0.0.1:2525").unwrap().tls,
+            UpstreamTls::None
+        );
+        assert_eq!(parse("smtp://[::1]:2525").unwrap().host, "::1");
+        assert!(parse("smtp://mx.example?tls=opportunistic").is_err());
+        assert!(parse("http://mx.example").is_err());
+        assert!(parse("smtp://:25").is_err());
+    }
+}
