@@ -175,6 +175,7 @@ impl TestServer {
 
 /// What a test server is built from; `Default` is the standard test user (AllowSendingOnly,
 /// no identities, file outbox).
+#[derive(Default)]
 pub struct Setup {
     pub config: Config,
     /// `[[group]]` tables for iam.toml.
@@ -183,17 +184,6 @@ pub struct Setup {
     pub users: Option<String>,
     /// Extra policy files: (name, JSON).
     pub policies: Vec<(String, String)>,
-}
-
-impl Default for Setup {
-    fn default() -> Self {
-        Setup {
-            config: Config::default(),
-            groups: String::new(),
-            users: None,
-            policies: Vec::new(),
-        }
-    }
 }
 
 /// A `[[user]]` table with one credential; `extra` adds fields such as `policies = [...]`.
