@@ -55,8 +55,12 @@ pub enum StartError {
     },
 }
 
+/// Where the gateway reads the time of a request (`aws:CurrentTime`); tests set it.
+pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
+
 /// Decides and relays each transaction.
 struct Gateway {
+    clock: Clock,
     hostname: String,
     account: Account,
     directory: Directory,
@@ -109,7 +113,7 @@ impl Gateway {
             connection,
             &user.principal,
             &self.account,
-            jiff::Timestamp::now(),
+            (self.clock)(),
         ) {
             Ok(request) => request,
             Err(Refusal::Ambiguous(why)) => {
@@ -240,6 +244,11 @@ impl Running {
 
 /// Loads everything the configuration names and starts listening.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
+    start_with_clock(config, Arc::new(jiff::Timestamp::now)).await
+}
+
+/// `start`, with the clock requests are stamped with.
+pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, StartError> {
     let iam_dir = config.path(&config.iam.dir);
     let iam_file = iam_dir.join("iam.toml");
     let iam = IamFile::load(&iam_file)?;
@@ -287,6 +296,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         config.limits.to_smtp(),
         tls,
         Gateway {
+            clock,
             hostname: config.hostname.clone(),
             account,
             directory,
