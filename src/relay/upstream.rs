@@ -147,7 +147,10 @@ impl SmtpUpstream {
             .collect::<Result<Vec<_>, _>>()?;
         let envelope =
             Envelope::new(from, to).map_err(|e| RelayError::Refused(format!("5.5.1 {e}")))?;
-        match self.transport.send_raw(&envelope, message).await {
+        // lettre always ends DATA with CR LF . CR LF; without this the upstream would receive
+        // one extra empty line at the end of every message.
+        let body = message.strip_suffix(b"\r\n").unwrap_or(message);
+        match self.transport.send_raw(&envelope, body).await {
             Ok(response) => Ok(response.message().collect::<Vec<_>>().join(" ")),
             Err(error) => Err(classify(&error)),
         }

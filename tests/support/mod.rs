@@ -3,6 +3,8 @@
 //! that speaks over TCP or TLS and reads whole replies.
 #![allow(dead_code)]
 
+pub mod sink;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -96,7 +98,26 @@ impl TestServer {
         if config.upstream.url == "file://./outbox" {
             config.upstream.url = "file://outbox".into();
         }
-        let running = gateway::start(&config)
+        if let Some(sink) = &setup.upstream {
+            std::fs::write(dir.join("sink-ca.pem"), &sink.cert_pem).unwrap();
+            std::fs::write(
+                dir.join("sink-password"),
+                format!(
+                    "{}
+",
+                    sink::SINK_PASSWORD
+                ),
+            )
+            .unwrap();
+            config.upstream.url = format!("smtp://localhost:{}?tls=required", sink.port);
+            config.upstream.username = sink::SINK_USER.into();
+            config.upstream.password_file = "sink-password".into();
+            config.upstream.ca_certificate = "sink-ca.pem".into();
+        }
+        let clock = setup
+            .clock
+            .unwrap_or_else(|| std::sync::Arc::new(jiff::Timestamp::now));
+        let running = gateway::start_with_clock(&config, clock)
             .await
             .expect("the test server starts");
         TestServer {
@@ -184,6 +205,10 @@ pub struct Setup {
     pub users: Option<String>,
     /// Extra policy files: (name, JSON).
     pub policies: Vec<(String, String)>,
+    /// Relay to this sink (STARTTLS required, AUTH) instead of the file outbox.
+    pub upstream: Option<sink::Sink>,
+    /// The clock requests are stamped with.
+    pub clock: Option<gateway::Clock>,
 }
 
 /// A `[[user]]` table with one credential; `extra` adds fields such as `policies = [...]`.
@@ -325,11 +350,50 @@ impl Client {
     }
 
     pub async fn login(&mut self) {
-        let plain = base64_encode(format!("\0{USER}\0{PASSWORD}").as_bytes());
+        self.login_as(USER, PASSWORD).await;
+    }
+
+    pub async fn login_as(&mut self, user: &str, password: &str) {
+        let plain = base64_encode(format!("\0{user}\0{password}").as_bytes());
         assert_eq!(
             self.command(&format!("AUTH PLAIN {plain}")).await,
             "235 2.7.0 Authentication successful."
         );
+    }
+
+    /// One transaction; the reply to its end of data (or the first refusal before it). Lines
+    /// of `data` are sent with CR LF and dot-stuffed.
+    pub async fn transaction(
+        &mut self,
+        mail_from: &str,
+        recipients: &[&str],
+        data: &str,
+    ) -> String {
+        let reply = self.command(&format!("MAIL FROM:<{mail_from}>")).await;
+        if !reply.starts_with("250") {
+            return reply;
+        }
+        for recipient in recipients {
+            let reply = self.command(&format!("RCPT TO:<{recipient}>")).await;
+            if !reply.starts_with("250") {
+                return reply;
+            }
+        }
+        let reply = self.command("DATA").await;
+        if !reply.starts_with("354") {
+            return reply;
+        }
+        let mut wire = String::new();
+        for line in data.lines() {
+            if line.starts_with('.') {
+                wire.push('.');
+            }
+            wire.push_str(line);
+            wire.push_str("\r\n");
+        }
+        wire.push_str(".\r\n");
+        self.send(wire.as_bytes()).await;
+        self.reply().await
     }
 }
 
