@@ -650,3 +650,30 @@ async fn pooled_upstream_connections_are_reused() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_pooled_connection_is_replaced() {
+    let sink = Sink::start().await;
+    *sink.close_after_accept.lock().unwrap() = true;
+    let server = TestServer::start_setup(Setup {
+        upstream: Some(sink.clone()),
+        ..Setup::default()
+    })
+    .await;
+    let mut client = session(&server, STARTTLS, USER, PASSWORD).await;
+    for _ in 0..3 {
+        // Each pooled connection was closed by the upstream after its message: the next
+        // message still goes through, on a fresh connection.
+        let reply = client
+            .transaction(
+                "a@example.com",
+                &["b@example.com"],
+                "From: a@example.com\r\n\r\nx\r\n",
+            )
+            .await;
+        assert!(reply.starts_with("250 2.0.0 Ok 0100018c-sink-"), "{reply}");
+    }
+    assert_eq!(sink.accepted().len(), 3);
+    assert_eq!(*sink.connections.lock().unwrap(), 3);
+    server.stop().await;
+}

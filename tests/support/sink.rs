@@ -1,7 +1,7 @@
 //! A real SMTP server standing in for the SES endpoint in tests: STARTTLS (required before
 //! AUTH), AUTH PLAIN and LOGIN with one credential, and replies that a test can script (the
 //! reply to DATA, or closing the connection in the middle of it). It records every message it
-//! accepted, and only those.
+//! accepted, and only those. Self-contained, so the relay benchmark uses it too.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +10,13 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use super::{Stream, base64_encode};
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
 
 pub const SINK_USER: &str = "AKIASINKUSER00000001";
 pub const SINK_PASSWORD: &str = "sink-password";
@@ -41,10 +47,22 @@ pub struct Sink {
     pub accepted: Arc<Mutex<Vec<Accepted>>>,
     pub data_reply: Arc<Mutex<DataReply>>,
     pub connections: Arc<Mutex<usize>>,
+    /// Offer AUTH without TLS too (for plaintext benchmark runs).
+    pub plaintext_auth: bool,
+    /// Close the connection after each accepted message, as an upstream that drops idle
+    /// connections would.
+    pub close_after_accept: Arc<Mutex<bool>>,
+    /// Keep accepted messages (tests) or only count them (benchmarks).
+    pub record: bool,
+    pub count: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Sink {
     pub async fn start() -> Sink {
+        Self::start_with(false, true).await
+    }
+
+    pub async fn start_with(plaintext_auth: bool, record: bool) -> Sink {
         let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
         let cert_pem = pair.cert.pem().into_bytes();
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
@@ -64,6 +82,10 @@ impl Sink {
             accepted: Arc::default(),
             data_reply: Arc::new(Mutex::new(DataReply::Accept)),
             connections: Arc::default(),
+            plaintext_auth,
+            close_after_accept: Arc::default(),
+            record,
+            count: Arc::default(),
         };
         let shared = sink.clone();
         tokio::spawn(async move {
@@ -115,7 +137,8 @@ impl Sink {
                 ];
                 if !tls {
                     lines.push("250-STARTTLS");
-                } else {
+                }
+                if tls || self.plaintext_auth {
                     lines.push("250-AUTH PLAIN LOGIN");
                 }
                 lines.push("250 ENHANCEDSTATUSCODES");
@@ -128,7 +151,7 @@ impl Sink {
                 };
                 io = BufReader::new(Box::new(secured) as Box<dyn Stream>);
                 tls = true;
-            } else if upper.starts_with("AUTH PLAIN") && tls {
+            } else if upper.starts_with("AUTH PLAIN") && (tls || self.plaintext_auth) {
                 let expected = base64_encode(format!("\0{SINK_USER}\0{SINK_PASSWORD}").as_bytes());
                 let given = command
                     .split_whitespace()
@@ -141,7 +164,7 @@ impl Sink {
                 } else {
                     say!("535 5.7.8 Authentication Credentials Invalid");
                 }
-            } else if upper.starts_with("AUTH LOGIN") && tls {
+            } else if upper.starts_with("AUTH LOGIN") && (tls || self.plaintext_auth) {
                 say!("334 VXNlcm5hbWU6");
                 let mut user = String::new();
                 io.read_line(&mut user).await.unwrap_or(0);
@@ -210,12 +233,20 @@ impl Sink {
                 match reply {
                     DataReply::Accept => {
                         counter += 1;
-                        self.accepted.lock().unwrap().push(Accepted {
+                        self.count
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let accepted = Accepted {
                             mail_from: mail_from.take().unwrap_or_default(),
                             recipients: std::mem::take(&mut recipients),
                             data,
-                        });
+                        };
+                        if self.record {
+                            self.accepted.lock().unwrap().push(accepted);
+                        }
                         say!("250 Ok 0100018c-sink-{}-{counter:06}", self.port);
+                        if *self.close_after_accept.lock().unwrap() {
+                            return;
+                        }
                     }
                     DataReply::Reply(text) => {
                         mail_from = None;
