@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use jiff::Timestamp;
-use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
+use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser};
 
 use crate::iam::{Context, Value};
 
@@ -110,11 +110,9 @@ pub fn canonical_identity(identity: &str) -> String {
 }
 
 /// The single From mailbox: (address, display name).
-fn from_mailbox(message: &[u8]) -> Result<(String, Option<String>), Refusal> {
+fn from_mailbox(parsed: Option<&Message<'_>>) -> Result<(String, Option<String>), Refusal> {
     let ambiguous = |why: &str| Refusal::Ambiguous(why.to_owned());
-    let parsed = MessageParser::new()
-        .parse_headers(message)
-        .ok_or_else(|| ambiguous("the message has no From header"))?;
+    let parsed = parsed.ok_or_else(|| ambiguous("the message has no From header"))?;
     // `from()` would silently return the last of several From fields: read them all.
     let froms: Vec<&HeaderValue<'_>> = parsed.header_values(HeaderName::From).collect();
     let from = match froms.as_slice() {
@@ -153,9 +151,8 @@ fn is_plain_address(address: &str) -> bool {
 }
 
 /// The first value of a header (case-insensitive name), as SES reads its `X-SES-*` headers.
-fn first_header(message: &[u8], name: &str) -> Option<String> {
-    let parsed = MessageParser::new().parse_headers(message)?;
-    parsed
+fn first_header(parsed: Option<&Message<'_>>, name: &str) -> Option<String> {
+    parsed?
         .headers()
         .iter()
         .find(|h| h.name().eq_ignore_ascii_case(name))
@@ -171,7 +168,10 @@ pub fn build(
     account: &Account,
     now: Timestamp,
 ) -> Result<SendRequest, Refusal> {
-    let (from, display_name) = from_mailbox(message)?;
+    // One header-only parse serves every header read below.
+    let parsed_message = MessageParser::new().parse_headers(message);
+    let parsed = parsed_message.as_ref();
+    let (from, display_name) = from_mailbox(parsed)?;
     let mail_from =
         (!connection.mail_from.is_empty()).then(|| canonical_address(connection.mail_from));
     let recipients: Vec<String> = connection
@@ -210,7 +210,7 @@ pub fn build(
     let mut resources = Vec::new();
     let explicit: Vec<String> = ["X-SES-SOURCE-ARN", "X-SES-FROM-ARN"]
         .iter()
-        .filter_map(|name| first_header(message, name))
+        .filter_map(|name| first_header(parsed, name))
         .collect();
     if explicit.is_empty() {
         resources.push(account.arn("identity", &from_identity));
@@ -221,7 +221,7 @@ pub fn build(
             }
         }
     }
-    let configuration_set = first_header(message, "X-SES-CONFIGURATION-SET").or_else(|| {
+    let configuration_set = first_header(parsed, "X-SES-CONFIGURATION-SET").or_else(|| {
         account
             .default_configuration_sets
             .get(&from_identity)
@@ -270,7 +270,7 @@ pub fn build(
         context.set("ses:FeedbackAddress", Value::new(mail_from.as_str()));
     }
     if let Some(agent) =
-        first_header(message, "User-Agent").or_else(|| first_header(message, "X-Mailer"))
+        first_header(parsed, "User-Agent").or_else(|| first_header(parsed, "X-Mailer"))
     {
         context.set("aws:UserAgent", Value::new(agent));
     }

@@ -1,15 +1,18 @@
-//! The SMTP upstream (the SES SMTP endpoint in production), through lettre's pooled transport.
+//! The SMTP upstream (the SES SMTP endpoint in production), through lettre's SMTP client.
 //! TLS is STARTTLS-required (`smtp://host:587?tls=required`) or implicit (`smtps://host:465`);
 //! lettre's opportunistic mode, which an attacker can downgrade, is never used. A plain
 //! `smtp://host:port` is accepted for local relays only (SPEC §7) and logged as such.
 
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use lettre::address::{Address, Envelope};
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
 use super::RelayError;
 
@@ -81,47 +84,121 @@ pub struct UpstreamOptions {
     pub credentials: Option<(String, String)>,
     /// An extra trusted root (PEM), for upstreams with a private CA.
     pub extra_root_pem: Option<Vec<u8>>,
+    /// The most connections open to the upstream at once.
     pub pool_size: u32,
+    /// How long one message may take, connection set-up included.
     pub timeout: Duration,
     /// The name sent in EHLO.
     pub hello_name: String,
 }
 
-/// A pooled SMTP upstream.
+/// A pooled SMTP upstream on lettre's connection API. lettre's own pooled transport is not
+/// used because it cannot set TCP_NODELAY: it writes the final `.` of DATA separately, and
+/// Nagle's algorithm then holds it until the server's delayed ACK, about 40 ms per message.
 #[derive(Clone)]
 pub struct SmtpUpstream {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: UpstreamUrl,
+    tls: Option<TlsParameters>,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    timeout: Duration,
+    /// Connections not in use, most recently used last.
+    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    /// One permit per connection that may be open.
+    permits: Semaphore,
 }
 
 impl SmtpUpstream {
     pub fn new(url: &UpstreamUrl, options: UpstreamOptions) -> Result<SmtpUpstream, String> {
-        let parameters = || -> Result<TlsParameters, String> {
-            let mut builder = TlsParameters::builder(url.host.clone());
-            if let Some(pem) = &options.extra_root_pem {
-                builder = builder
-                    .add_root_certificate(Certificate::from_pem(pem).map_err(|e| e.to_string())?);
-            }
-            builder.build_rustls().map_err(|e| e.to_string())
-        };
         let tls = match url.tls {
-            UpstreamTls::None => Tls::None,
-            UpstreamTls::Starttls => Tls::Required(parameters()?),
-            UpstreamTls::Implicit => Tls::Wrapper(parameters()?),
+            UpstreamTls::None => None,
+            UpstreamTls::Starttls | UpstreamTls::Implicit => {
+                let mut builder = TlsParameters::builder(url.host.clone());
+                if let Some(pem) = &options.extra_root_pem {
+                    builder = builder.add_root_certificate(
+                        Certificate::from_pem(pem).map_err(|e| e.to_string())?,
+                    );
+                }
+                Some(builder.build_rustls().map_err(|e| e.to_string())?)
+            }
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(url.host.clone())
-            .port(url.port)
-            .tls(tls)
-            .timeout(Some(options.timeout))
-            .hello_name(lettre::transport::smtp::extension::ClientId::Domain(
-                options.hello_name.clone(),
-            ))
-            .pool_config(PoolConfig::new().max_size(options.pool_size.max(1)));
-        if let Some((user, password)) = options.credentials {
-            builder = builder.credentials(Credentials::new(user, password));
-        }
         Ok(SmtpUpstream {
-            transport: builder.build(),
+            inner: Arc::new(Inner {
+                url: url.clone(),
+                tls,
+                credentials: options
+                    .credentials
+                    .map(|(user, password)| Credentials::new(user, password)),
+                hello: ClientId::Domain(options.hello_name),
+                timeout: options.timeout,
+                idle: Mutex::new(Vec::new()),
+                permits: Semaphore::new(options.pool_size.max(1) as usize),
+            }),
         })
+    }
+
+    /// Opens and authenticates a new connection.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, RelayError> {
+        let inner = &self.inner;
+        let address = (inner.url.host.as_str(), inner.url.port);
+        let mut conn = if inner.url.tls == UpstreamTls::Implicit {
+            // lettre wraps TLS itself here; this path keeps Nagle's delay (see the type's doc).
+            AsyncSmtpConnection::connect_tokio1(
+                address,
+                Some(inner.timeout),
+                &inner.hello,
+                inner.tls.clone(),
+                None,
+            )
+            .await
+            .map_err(|e| classify(&e))?
+        } else {
+            let unavailable =
+                |e: std::io::Error| RelayError::Deferred(format!("upstream unavailable: {e}"));
+            let stream = TcpStream::connect(address).await.map_err(unavailable)?;
+            stream.set_nodelay(true).map_err(unavailable)?;
+            let mut conn =
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &inner.hello)
+                    .await
+                    .map_err(|e| classify(&e))?;
+            if let Some(tls) = &inner.tls {
+                // STARTTLS is required: lettre fails when the server does not offer it.
+                conn.starttls(tls.clone(), &inner.hello)
+                    .await
+                    .map_err(|e| classify(&e))?;
+            }
+            conn
+        };
+        if let Some(credentials) = &inner.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await
+                .map_err(|e| classify(&e))?;
+        }
+        Ok(conn)
+    }
+
+    /// A connection ready to send: an idle one that still answers NOOP (a stale one is dropped
+    /// and replaced, so a message is never started on a dead connection), else a new one.
+    async fn checkout(&self) -> Result<AsyncSmtpConnection, RelayError> {
+        loop {
+            let idle = self
+                .inner
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            let Some(mut conn) = idle else {
+                return self.connect().await;
+            };
+            if conn.test_connected().await {
+                return Ok(conn);
+            }
+            conn.abort().await;
+        }
     }
 
     /// Sends one message; the upstream's reply text on success.
@@ -150,9 +227,37 @@ impl SmtpUpstream {
         // lettre always ends DATA with CR LF . CR LF; without this the upstream would receive
         // one extra empty line at the end of every message.
         let body = message.strip_suffix(b"\r\n").unwrap_or(message);
-        match self.transport.send_raw(&envelope, body).await {
-            Ok(response) => Ok(response.message().collect::<Vec<_>>().join(" ")),
-            Err(error) => Err(classify(&error)),
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let attempt = async {
+            let mut conn = self.checkout().await?;
+            match conn.send(&envelope, body).await {
+                Ok(response) => {
+                    self.inner
+                        .idle
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(conn);
+                    Ok(response)
+                }
+                Err(error) => {
+                    // A negative reply leaves lettre's connection half-way; never reuse it.
+                    conn.abort().await;
+                    Err(classify(&error))
+                }
+            }
+        };
+        match tokio::time::timeout(self.inner.timeout, attempt).await {
+            Err(_) => Err(RelayError::Deferred(format!(
+                "upstream timed out after {:?}",
+                self.inner.timeout
+            ))),
+            Ok(Ok(response)) => Ok(response.message().collect::<Vec<_>>().join(" ")),
+            Ok(Err(error)) => Err(error),
         }
     }
 }

@@ -90,6 +90,7 @@ impl Sink {
         let shared = sink.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
                 *shared.connections.lock().unwrap() += 1;
                 let (sink, acceptor) = (shared.clone(), acceptor.clone());
                 tokio::spawn(async move { sink.session(Box::new(stream), acceptor).await });
