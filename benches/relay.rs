@@ -224,7 +224,7 @@ fn start_sesgate(dir: &Path, sink: &sink::Sink, load: Load) -> (Child, u16) {
     )
     .unwrap();
     let log = std::fs::File::create(dir.join("sesgate.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_sesgate"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sesgate"))
         .args(["serve", "--config"])
         .arg(dir.join("sesgate.toml"))
         .stdout(Stdio::null())
@@ -237,6 +237,8 @@ fn start_sesgate(dir: &Path, sink: &sink::Sink, load: Load) -> (Child, u16) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!(
         "sesgate did not start; see {}",
         dir.join("sesgate.log").display()
