@@ -677,3 +677,65 @@ async fn stale_pooled_connection_is_replaced() {
     assert_eq!(*sink.connections.lock().unwrap(), 3);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lettre_client_through_the_gateway() {
+    use lettre::address::Envelope;
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+    let sink = Sink::start().await;
+    let server = TestServer::start_setup(Setup {
+        users: Some(user_toml(
+            "marketing",
+            "/",
+            "marketing",
+            "pw",
+            "policies = [\"AllowFromMarketingAddress\"]",
+        )),
+        upstream: Some(sink.clone()),
+        ..Setup::default()
+    })
+    .await;
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("localhost")
+        .port(server.port(STARTTLS))
+        .tls(Tls::Required(
+            TlsParameters::builder("localhost".to_owned())
+                .add_root_certificate(Certificate::from_pem(&server.cert_pem()).unwrap())
+                .build_rustls()
+                .unwrap(),
+        ))
+        .credentials(Credentials::new("marketing".into(), "pw".into()))
+        .build();
+    let envelope = Envelope::new(
+        Some("marketing@example.com".parse().unwrap()),
+        vec!["x@example.org".parse().unwrap()],
+    )
+    .unwrap();
+    let allowed = b"From: Marketing <marketing@example.com>\r\nSubject: ok\r\n\r\nallowed\r\n";
+    let response = transport
+        .send_raw(&envelope, allowed)
+        .await
+        .expect("allowed");
+    assert!(
+        response
+            .message()
+            .next()
+            .unwrap()
+            .starts_with("2.0.0 Ok 0100018c-sink-")
+    );
+    let denied = b"From: Sales <sales@example.com>\r\nSubject: no\r\n\r\ndenied\r\n";
+    let error = transport.send_raw(&envelope, denied).await.unwrap_err();
+    assert!(error.is_permanent());
+    assert!(
+        error
+            .to_string()
+            .contains("Access denied: User `arn:aws:iam::123456789012:user/marketing'"),
+        "{error}"
+    );
+    let accepted = sink.accepted();
+    assert_eq!(accepted.len(), 1);
+    assert!(accepted[0].data.ends_with(allowed));
+    server.stop().await;
+}
