@@ -738,6 +738,10 @@ async fn lettre_client_through_the_gateway() {
     assert_eq!(accepted.len(), 1);
     // lettre (as a client) ends DATA with CR LF . CR LF after a message that already ends in
     // CR LF, so one empty line more arrives; everything it sent arrives unchanged.
-    assert!(accepted[0].data.ends_with(&[&allowed[..], b"\r\n"].concat()));
+    assert!(
+        accepted[0]
+            .data
+            .ends_with(&[&allowed[..], b"\r\n"].concat())
+    );
     server.stop().await;
 }

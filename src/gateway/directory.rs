@@ -29,6 +29,15 @@ impl Directory {
         self.users.get(name)
     }
 
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
     /// Compiles every user of `iam` (read from `iam_file`), loading managed policies from `dir`.
     pub fn load(
         iam: &IamFile,

@@ -1,8 +1,10 @@
 //! The gateway: the only place where SMTP and IAM meet. Every authenticated transaction becomes
 //! one `ses:SendRawEmail` request (`request.rs`), is decided by the user's policies
-//! (`directory.rs`, `iam`), and only when allowed is relayed; the client hears 250 only after the
-//! relay accepted the message (SPEC §7).
+//! (`decide.rs`, `directory.rs`, `iam`), and only when allowed is relayed; the client hears 250
+//! only after the relay accepted the message (SPEC §7). Users, policies, credentials and the
+//! certificate are one snapshot, swapped whole on reload.
 
+pub mod decide;
 mod directory;
 pub mod request;
 
@@ -12,24 +14,26 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+pub use decide::{Input, Policies, Ruling};
 pub use directory::{Directory, UserEntry};
-use request::{Account, Connection, Refusal};
+use request::Account;
 
 use crate::config::iam::IamFile;
 use crate::config::{Config, ConfigError};
 use crate::credentials::{CredentialError, CredentialStore};
-use crate::iam::{Decision, Outcome, SEND_RAW_EMAIL};
+use crate::iam::Outcome;
 use crate::relay::{
     Delivery, MessageIds, Outbox, Relay, RelayError, SmtpUpstream, UpstreamOptions, UpstreamUrl,
 };
-use crate::smtp::{self, Handler, Reply, Server, Transaction, reply};
+use crate::smtp::{self, Authenticator, Credentials, Handler, Reply, Server, Transaction};
 
-/// Why the gateway could not start.
+/// Why the gateway could not start or reload.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -58,20 +62,93 @@ pub enum StartError {
 /// Where the gateway reads the time of a request (`aws:CurrentTime`); tests set it.
 pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
 
+/// The account as the decision needs it: identities in canonical form.
+pub fn account_of(config: &Config) -> Account {
+    Account {
+        id: config.account.id.clone(),
+        region: config.account.region.clone(),
+        identities: config
+            .account
+            .identities
+            .iter()
+            .map(|i| request::canonical_identity(i))
+            .collect(),
+        default_configuration_sets: config
+            .account
+            .default_configuration_sets
+            .iter()
+            .map(|(identity, set)| (request::canonical_identity(identity), set.clone()))
+            .collect(),
+        sandbox: config.account.sandbox,
+    }
+}
+
+/// Users and policies from `[iam] dir`.
+pub fn load_policies(config: &Config) -> Result<(Policies, IamFile, PathBuf), StartError> {
+    let iam_dir = config.path(&config.iam.dir);
+    let iam_file = iam_dir.join("iam.toml");
+    let iam = IamFile::load(&iam_file)?;
+    let directory = Directory::load(&iam, &iam_file, &iam_dir, &config.account.id)?;
+    Ok((
+        Policies {
+            account: account_of(config),
+            directory,
+        },
+        iam,
+        iam_file,
+    ))
+}
+
+/// Everything reloadable, loaded and checked as one.
+struct Snapshot {
+    policies: Policies,
+    credentials: CredentialStore,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+fn load_snapshot(config: &Config) -> Result<Snapshot, StartError> {
+    let (policies, iam, iam_file) = load_policies(config)?;
+    let credentials =
+        CredentialStore::new(iam.logins()).map_err(|source| StartError::Credentials {
+            file: iam_file.clone(),
+            source,
+        })?;
+    let (cert, key) = (
+        config.path(&config.tls.certificate),
+        config.path(&config.tls.private_key),
+    );
+    let names = vec![config.hostname.clone(), "localhost".to_owned()];
+    let (tls, source) = smtp::tls::load_or_generate(&cert, &key, &names)?;
+    if source == smtp::tls::CertificateSource::Generated {
+        info!(certificate = %cert.display(), key = %key.display(), "generated a self-signed TLS certificate");
+    }
+    Ok(Snapshot {
+        policies,
+        credentials,
+        tls,
+    })
+}
+
+/// The credential store of the current snapshot.
+#[derive(Clone)]
+struct CurrentCredentials(Arc<ArcSwap<CredentialStore>>);
+
+impl Authenticator for CurrentCredentials {
+    async fn authenticate(&self, credentials: Credentials) -> Option<String> {
+        let store = self.0.load_full();
+        store
+            .check(&credentials.username, &credentials.password)
+            .await
+    }
+}
+
 /// Decides and relays each transaction.
 struct Gateway {
     clock: Clock,
     hostname: String,
-    account: Account,
-    directory: Directory,
+    policies: Arc<ArcSwap<Policies>>,
     relay: Relay,
     ids: MessageIds,
-}
-
-/// The outcome of one transaction, for its log line.
-enum Verdict {
-    Refused(&'static str, String),
-    Decided(Decision, Option<String>),
 }
 
 impl Gateway {
@@ -90,73 +167,7 @@ impl Gateway {
         header
     }
 
-    async fn decide_and_relay(
-        &self,
-        transaction: &Transaction,
-    ) -> (Reply, Verdict, Option<String>) {
-        let Some(user) = self.directory.user(&transaction.user) else {
-            // Credentials and users come from one file; a gap means a broken reload. Fail closed.
-            return (
-                reply::temporary_failure(),
-                Verdict::Refused("no-iam-user", format!("no IAM user {:?}", transaction.user)),
-                None,
-            );
-        };
-        let connection = Connection {
-            tls: transaction.tls,
-            client: transaction.client,
-            mail_from: &transaction.envelope.mail_from,
-            recipients: &transaction.envelope.recipients,
-        };
-        let request = match request::build(
-            &transaction.message,
-            connection,
-            &user.principal,
-            &self.account,
-            (self.clock)(),
-        ) {
-            Ok(request) => request,
-            Err(Refusal::Ambiguous(why)) => {
-                return (
-                    Reply::new(554, format!("5.6.0 Transaction failed: {why}")),
-                    Verdict::Refused("ambiguous", why),
-                    None,
-                );
-            }
-            Err(Refusal::Unverified(addresses)) => {
-                let text = format!(
-                    "5.7.1 Message rejected: Email address is not verified. The following identities failed the check in region {}: {}",
-                    self.account.region.to_uppercase(),
-                    addresses.join(", ")
-                );
-                return (
-                    Reply::new(554, text),
-                    Verdict::Refused("unverified", addresses.join(", ")),
-                    None,
-                );
-            }
-        };
-        let authorization =
-            user.policies
-                .authorize(SEND_RAW_EMAIL, &request.resources, &request.context);
-        let from = Some(request.from.clone());
-        if let Some((resource, decision)) = authorization.first_denied() {
-            let text = format!(
-                "5.7.1 Access denied: User `{}' is not authorized to perform `{SEND_RAW_EMAIL}' on resource `{resource}'",
-                user.principal.arn
-            );
-            return (
-                Reply::new(554, text),
-                Verdict::Decided(decision.clone(), None),
-                from,
-            );
-        }
-        let decision = authorization
-            .resources
-            .into_iter()
-            .next()
-            .map(|(_, d)| d)
-            .expect("at least one resource");
+    async fn relay(&self, transaction: &Transaction) -> (Reply, String) {
         let id = self.ids.next_id();
         let mut message = self.received_header(transaction).into_bytes();
         message.extend_from_slice(&transaction.message);
@@ -170,7 +181,7 @@ impl Gateway {
             recipients: &transaction.envelope.recipients,
             message,
         };
-        let (reply, upstream) = match self.relay.send(delivery).await {
+        match self.relay.send(delivery).await {
             Ok(id) => (
                 Reply::new(250, format!("2.0.0 Ok {id}")),
                 format!("250 {id}"),
@@ -185,26 +196,46 @@ impl Gateway {
             Err(RelayError::Refused(text)) => {
                 (Reply::new(554, text.clone()), format!("554 {text}"))
             }
-        };
-        (reply, Verdict::Decided(decision, Some(upstream)), from)
+        }
     }
 }
 
 impl Handler for Gateway {
     async fn deliver(&self, transaction: Transaction) -> Reply {
         let started = Instant::now();
-        let (reply, verdict, from) = self.decide_and_relay(&transaction).await;
-        let (decision, reason, upstream) = match &verdict {
-            Verdict::Refused(kind, why) => (*kind, why.clone(), String::new()),
-            Verdict::Decided(decision, upstream) => (
-                match decision.outcome {
-                    Outcome::Allowed => "allowed",
-                    Outcome::ExplicitDeny => "explicit-deny",
-                    Outcome::ImplicitDeny => "implicit-deny",
-                },
-                decision.reason(),
-                upstream.clone().unwrap_or_default(),
-            ),
+        // This transaction is decided on the snapshot current at its end of DATA, even if a
+        // reload swaps it meanwhile.
+        let policies = self.policies.load_full();
+        let input = Input {
+            user: &transaction.user,
+            tls: transaction.tls,
+            client: transaction.client,
+            mail_from: &transaction.envelope.mail_from,
+            recipients: &transaction.envelope.recipients,
+            message: &transaction.message,
+        };
+        let ruling = policies.decide(input, (self.clock)());
+        let (reply, decision, reason, from, upstream) = match ruling {
+            Ruling::Refused { kind, why, reply } => {
+                (reply, kind, why, String::new(), String::new())
+            }
+            Ruling::Denied {
+                request,
+                decision,
+                reply,
+                ..
+            } => {
+                let kind = if decision.outcome == Outcome::ExplicitDeny {
+                    "explicit-deny"
+                } else {
+                    "implicit-deny"
+                };
+                (reply, kind, decision.reason(), request.from, String::new())
+            }
+            Ruling::Allowed { request, decision } => {
+                let (reply, upstream) = self.relay(&transaction).await;
+                (reply, "allowed", decision.reason(), request.from, upstream)
+            }
         };
         info!(
             session = %transaction.session_id,
@@ -212,7 +243,7 @@ impl Handler for Gateway {
             tls = transaction.tls,
             user = %transaction.user,
             mail_from = %transaction.envelope.mail_from,
-            from = %from.unwrap_or_default(),
+            from = %from,
             recipients = transaction.envelope.recipients.len(),
             size = transaction.message.len(),
             decision,
@@ -232,13 +263,49 @@ pub struct Running {
     pub addresses: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    server: Server<Gateway, CurrentCredentials>,
+    policies: Arc<ArcSwap<Policies>>,
+    credentials: Arc<ArcSwap<CredentialStore>>,
 }
 
 impl Running {
-    /// Stops accepting and waits for the listeners to end.
-    pub async fn stop(mut self) {
+    /// Loads the configuration's users, policies, credentials and certificate again and swaps
+    /// them in at once. On any error nothing changes and the error is returned. Listeners,
+    /// limits and the upstream are read at start only.
+    pub fn reload(&self, config: &Config) -> Result<(), StartError> {
+        let snapshot = load_snapshot(config)?;
+        self.policies.store(Arc::new(snapshot.policies));
+        self.credentials.store(Arc::new(snapshot.credentials));
+        self.server.set_tls(snapshot.tls);
+        Ok(())
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.server.open_connections()
+    }
+
+    /// Stops accepting, lets transactions in flight finish (idle sessions get `421` at once),
+    /// and returns when every connection has closed or `grace` has passed.
+    pub async fn stop_within(mut self, grace: Duration) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.server.open_connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.server.open_connections();
+        if left > 0 {
+            warn!(
+                connections = left,
+                "grace period over; closing the remaining connections"
+            );
+        }
+    }
+
+    /// `stop_within` with a short grace, for tests.
+    pub async fn stop(self) {
+        self.stop_within(Duration::from_secs(5)).await;
     }
 }
 
@@ -249,14 +316,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
 /// `start`, with the clock requests are stamped with.
 pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, StartError> {
-    let iam_dir = config.path(&config.iam.dir);
-    let iam_file = iam_dir.join("iam.toml");
-    let iam = IamFile::load(&iam_file)?;
-    let directory = Directory::load(&iam, &iam_file, &iam_dir, &config.account.id)?;
-    let store = CredentialStore::new(iam.logins()).map_err(|source| StartError::Credentials {
-        file: iam_file.clone(),
-        source,
-    })?;
+    let snapshot = load_snapshot(config)?;
     let relay = match config.upstream.url.strip_prefix("file://") {
         Some(dir) => {
             let dir = config.path(dir.as_ref());
@@ -265,45 +325,21 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         }
         None => Relay::Smtp(smtp_upstream(config)?),
     };
-    let (cert, key) = (
-        config.path(&config.tls.certificate),
-        config.path(&config.tls.private_key),
-    );
-    let names = vec![config.hostname.clone(), "localhost".to_owned()];
-    let (tls, source) = smtp::tls::load_or_generate(&cert, &key, &names)?;
-    if source == smtp::tls::CertificateSource::Generated {
-        info!(certificate = %cert.display(), key = %key.display(), "generated a self-signed TLS certificate");
-    }
-    let account = Account {
-        id: config.account.id.clone(),
-        region: config.account.region.clone(),
-        identities: config
-            .account
-            .identities
-            .iter()
-            .map(|i| request::canonical_identity(i))
-            .collect(),
-        default_configuration_sets: config
-            .account
-            .default_configuration_sets
-            .iter()
-            .map(|(identity, set)| (request::canonical_identity(identity), set.clone()))
-            .collect(),
-        sandbox: config.account.sandbox,
-    };
+    let policies = Arc::new(ArcSwap::from_pointee(snapshot.policies));
+    let credentials = Arc::new(ArcSwap::from_pointee(snapshot.credentials));
+    let users = policies.load().directory.len();
     let server = Server::new(
         config.hostname.clone(),
         config.limits.to_smtp(),
-        tls,
+        snapshot.tls,
         Gateway {
             clock,
             hostname: config.hostname.clone(),
-            account,
-            directory,
+            policies: Arc::clone(&policies),
             relay,
             ids: MessageIds::default(),
         },
-        Arc::new(store),
+        CurrentCredentials(Arc::clone(&credentials)),
     );
     let mut bound = Vec::new();
     for listener in &config.listeners {
@@ -329,11 +365,14 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         tasks.spawn(async move { server.serve(socket, settings, stop).await });
         addresses.push(address);
     }
-    info!(upstream = %config.upstream.url, users = iam.users.len(), "sesgate ready");
+    info!(upstream = %config.upstream.url, users, "sesgate ready");
     Ok(Running {
         addresses,
         shutdown,
         tasks,
+        server,
+        policies,
+        credentials,
     })
 }
 

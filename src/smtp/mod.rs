@@ -162,6 +162,11 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
         }
     }
 
+    /// Connections open now (accepted and not yet closed).
+    pub fn open_connections(&self) -> usize {
+        self.shared.limits.max_connections - self.shared.connections.available_permits()
+    }
+
     /// Replaces the TLS configuration for connections that start TLS from now on.
     pub fn set_tls(&self, tls: Arc<ServerConfig>) {
         *self.shared.tls.write().unwrap_or_else(|p| p.into_inner()) = TlsAcceptor::from(tls);
