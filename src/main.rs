@@ -119,10 +119,11 @@ fn init_logging(format: LogFormat) {
 }
 
 fn serve(args: Serve) -> Result<(), String> {
-    let config = match &args.config {
-        Some(file) => Config::load(file).map_err(|e| e.to_string())?,
-        None => Config::default(),
+    let load = |file: &Option<PathBuf>| match file {
+        Some(file) => Config::load(file).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
     };
+    let config = load(&args.config)?;
     let format = match args.log_format {
         Some(LogFormatArg::Text) => LogFormat::Text,
         Some(LogFormatArg::Json) => LogFormat::Json,
@@ -130,28 +131,48 @@ fn serve(args: Serve) -> Result<(), String> {
     };
     init_logging(format);
     if args.config.is_none() {
-        tracing::warn!(
-            "running the embedded default configuration: its demo credentials are for local use only"
-        );
+        tracing::warn!("running the embedded default configuration: its demo credentials are for local use only");
     }
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| format!("starting the runtime: {e}"))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting the runtime: {e}"))?;
     runtime.block_on(async {
         let running = gateway::start(&config).await.map_err(|e| e.to_string())?;
-        wait_for_stop_signal().await;
-        tracing::info!("stopping");
-        running.stop().await;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        if let Some(interval) = sd_notify::watchdog_enabled() {
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(interval / 2);
+                loop {
+                    ticks.tick().await;
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+            });
+        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+        let grace = std::time::Duration::from_secs(config.limits.drain_timeout_secs);
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => {
+                    let mut reloading = vec![sd_notify::NotifyState::Reloading];
+                    reloading.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+                    let _ = sd_notify::notify(&reloading);
+                    // A broken file keeps the running set: nothing is swapped unless all loads.
+                    match load(&args.config).and_then(|new| running.reload(&new).map_err(|e| e.to_string())) {
+                        Ok(()) => tracing::info!("reloaded users, policies, credentials and certificate"),
+                        Err(error) => tracing::error!(%error, "reload failed; keeping the running configuration"),
+                    }
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                }
+                _ = terminate.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        tracing::info!(open_connections = running.open_connections(), grace_secs = grace.as_secs(), "stopping: no new connections, draining");
+        running.stop_within(grace).await;
+        tracing::info!("stopped");
         Ok(())
     })
-}
-
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }
 
 fn main() -> ExitCode {

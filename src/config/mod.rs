@@ -225,6 +225,8 @@ pub struct Limits {
     pub data_timeout_secs: u64,
     pub auth_failures_per_ip: u32,
     pub auth_failure_window_secs: u64,
+    /// On SIGTERM, how long transactions in flight may take to finish.
+    pub drain_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -242,6 +244,7 @@ impl Default for Limits {
             data_timeout_secs: d.data_timeout.as_secs(),
             auth_failures_per_ip: d.auth_failures_per_ip,
             auth_failure_window_secs: d.auth_failure_window.as_secs(),
+            drain_timeout_secs: 30,
         }
     }
 }
