@@ -24,6 +24,17 @@ struct Cli {
 enum Command {
     /// Run the gateway (with no --config, the embedded default: loopback 2587 and 2465).
     Serve(Serve),
+    /// Validate the configuration, users and policies, and warn about policies that probably
+    /// do not do what they say (exit 0 clean, 1 warnings with --strict, 2 errors).
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Exit 1 when there are warnings.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// The gateway's own decision for one hypothetical transaction, with the SMTP reply.
+    Simulate(Simulate),
     /// Evaluate policies for actions, resources and a context, as `aws iam simulate-custom-policy`.
     SimulateCustomPolicy(SimulateCustomPolicy),
     /// Print the SES SMTP password of the secret access key read on stdin.
@@ -44,6 +55,85 @@ struct Serve {
     /// Log format (overrides [log] format).
     #[arg(long, value_enum)]
     log_format: Option<LogFormatArg>,
+}
+
+#[derive(Args)]
+struct Simulate {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The IAM user (or an SMTP user name of one).
+    #[arg(long)]
+    user: String,
+    /// The envelope sender; empty for `MAIL FROM:<>`.
+    #[arg(long, default_value = "")]
+    mail_from: String,
+    /// The From header value, e.g. 'Marketing <marketing@example.com>'.
+    #[arg(long)]
+    from: String,
+    /// A recipient (repeatable).
+    #[arg(long = "rcpt", required = true)]
+    recipients: Vec<String>,
+    #[arg(long, default_value = "127.0.0.1")]
+    source_ip: std::net::IpAddr,
+    /// The session is under TLS (the default).
+    #[arg(long, conflicts_with = "no_tls")]
+    tls: bool,
+    /// The session is not under TLS.
+    #[arg(long)]
+    no_tls: bool,
+    /// The time of the request (W3C ISO 8601 or epoch seconds); default now.
+    #[arg(long)]
+    time: Option<String>,
+    /// An extra header line, e.g. 'X-SES-CONFIGURATION-SET: marketing' (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    output: OutputArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputArg {
+    Text,
+    Json,
+}
+
+fn simulate(args: Simulate) -> Result<String, String> {
+    let config = match &args.config {
+        Some(file) => Config::load(file).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let (policies, iam, _) = gateway::load_policies(&config).map_err(|e| e.to_string())?;
+    // Accept an SMTP user name too, as the log shows both.
+    let user = iam
+        .logins()
+        .into_iter()
+        .find(|login| login.smtp_username == args.user)
+        .map_or(args.user.clone(), |login| login.iam_user);
+    let now = match &args.time {
+        Some(text) => sesgate::iam::parse_date(text)
+            .ok_or_else(|| format!("--time {text:?} is not a date"))?,
+        None => jiff::Timestamp::now(),
+    };
+    let mut message = format!("From: {}\r\n", args.from);
+    for header in &args.headers {
+        message.push_str(header);
+        message.push_str("\r\n");
+    }
+    message.push_str("\r\n");
+    let input = gateway::Input {
+        user: &user,
+        tls: !args.no_tls,
+        client: args.source_ip,
+        mail_from: &args.mail_from,
+        recipients: &args.recipients,
+        message: message.as_bytes(),
+    };
+    let ruling = policies.decide(input, now);
+    Ok(match args.output {
+        OutputArg::Text => gateway::simulate::to_text(&ruling),
+        OutputArg::Json => serde_json::to_string_pretty(&gateway::simulate::to_json(&ruling))
+            .expect("JSON values serialize"),
+    })
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -131,9 +221,12 @@ fn serve(args: Serve) -> Result<(), String> {
     };
     init_logging(format);
     if args.config.is_none() {
-        tracing::warn!("running the embedded default configuration: its demo credentials are for local use only");
+        tracing::warn!(
+            "running the embedded default configuration: its demo credentials are for local use only"
+        );
     }
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting the runtime: {e}"))?;
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("starting the runtime: {e}"))?;
     runtime.block_on(async {
         let running = gateway::start(&config).await.map_err(|e| e.to_string())?;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -175,8 +268,45 @@ fn serve(args: Serve) -> Result<(), String> {
     })
 }
 
+fn check(config: Option<PathBuf>, strict: bool) -> ExitCode {
+    let config = match &config {
+        Some(file) => match Config::load(file) {
+            Ok(config) => config,
+            Err(error) => {
+                println!("error: {error}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    let report = sesgate::check::check(&config);
+    for error in &report.errors {
+        println!("error: {error}");
+    }
+    for warning in &report.warnings {
+        println!("warning: {warning}");
+    }
+    println!(
+        "{} error(s), {} warning(s); {} user(s), {} policies checked",
+        report.errors.len(),
+        report.warnings.len(),
+        report.users,
+        report.policies
+    );
+    if !report.errors.is_empty() {
+        ExitCode::from(2)
+    } else if strict && !report.warnings.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Check { config, strict } = cli.command {
+        return check(config, strict);
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(args).map(|()| String::new()),
         Command::SimulateCustomPolicy(args) => {
@@ -188,6 +318,8 @@ fn main() -> ExitCode {
         Command::HashPassword => {
             read_stdin_secret().map(|password| credentials::hash_password(&password))
         }
+        Command::Simulate(args) => simulate(args),
+        Command::Check { .. } => unreachable!("handled above"),
     };
     match result {
         Ok(output) => {

@@ -7,6 +7,7 @@
 pub mod decide;
 mod directory;
 pub mod request;
+pub mod simulate;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;

@@ -74,6 +74,11 @@ impl ArnPattern {
         })
     }
 
+    /// The whole pattern, when it has no wildcard and no variable.
+    pub fn literal(&self) -> Option<&str> {
+        self.literal.as_deref()
+    }
+
     /// True when the pattern is exactly `*`.
     pub fn is_match_all(&self) -> bool {
         self.components.len() == 1 && self.components[0].is_match_all()

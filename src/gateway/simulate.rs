@@ -1,0 +1,108 @@
+//! `sesgate simulate`: the gateway's own decision for one hypothetical transaction, through the
+//! same `Policies::decide` that `serve` calls, so the two cannot disagree.
+
+use serde_json::{Value as Json, json};
+
+use super::decide::Ruling;
+use crate::iam::{Context, Decision, Outcome};
+
+/// The reply an allowed transaction gets once the upstream has accepted it.
+pub const ALLOWED_REPLY: &str = "250 2.0.0 Ok <id> (once the upstream accepts the message)";
+
+fn outcome_name(decision: &Decision) -> &'static str {
+    match decision.outcome {
+        Outcome::Allowed => "allowed",
+        Outcome::ExplicitDeny => "explicitDeny",
+        Outcome::ImplicitDeny => "implicitDeny",
+    }
+}
+
+fn context_json(context: &Context) -> Json {
+    let mut map = serde_json::Map::new();
+    for (key, entry) in context.iter() {
+        let values: Vec<&str> = entry.values().iter().map(|v| v.text()).collect();
+        let value = if entry.is_multi() {
+            json!(values)
+        } else {
+            json!(values.first())
+        };
+        map.insert(key.to_owned(), value);
+    }
+    Json::Object(map)
+}
+
+/// The ruling as JSON.
+pub fn to_json(ruling: &Ruling) -> Json {
+    match ruling {
+        Ruling::Refused { kind, why, reply } => json!({
+            "decision": "refused",
+            "refusal": kind,
+            "reason": why,
+            "reply": reply.to_string(),
+        }),
+        Ruling::Denied {
+            request,
+            resource,
+            decision,
+            reply,
+        } => json!({
+            "decision": outcome_name(decision),
+            "reason": decision.reason(),
+            "denied_resource": resource,
+            "resources": request.resources,
+            "statements": decision.statements.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "missing_context_keys": decision.missing_keys,
+            "context": context_json(&request.context),
+            "reply": reply.to_string(),
+        }),
+        Ruling::Allowed { request, decision } => json!({
+            "decision": "allowed",
+            "reason": decision.reason(),
+            "resources": request.resources,
+            "statements": decision.statements.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "context": context_json(&request.context),
+            "reply": ALLOWED_REPLY,
+        }),
+    }
+}
+
+/// The ruling as text for a person.
+pub fn to_text(ruling: &Ruling) -> String {
+    let json = to_json(ruling);
+    let mut out = String::new();
+    let field = |name: &str| {
+        json.get(name)
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    out.push_str(&format!("decision: {}\n", field("decision")));
+    if let Some(kind) = json.get("refusal").and_then(Json::as_str) {
+        out.push_str(&format!("refused before any policy: {kind}\n"));
+    }
+    out.push_str(&format!("reason:   {}\n", field("reason")));
+    if let Some(resources) = json.get("resources").and_then(Json::as_array) {
+        out.push_str("resources:\n");
+        for resource in resources {
+            out.push_str(&format!("  {}\n", resource.as_str().unwrap_or_default()));
+        }
+    }
+    if let Some(statements) = json
+        .get("statements")
+        .and_then(Json::as_array)
+        .filter(|s| !s.is_empty())
+    {
+        out.push_str("deciding statements:\n");
+        for statement in statements {
+            out.push_str(&format!("  {}\n", statement.as_str().unwrap_or_default()));
+        }
+    }
+    if let Some(context) = json.get("context").and_then(Json::as_object) {
+        out.push_str("context:\n");
+        for (key, value) in context {
+            out.push_str(&format!("  {key} = {value}\n"));
+        }
+    }
+    out.push_str(&format!("reply:    {}", field("reply")));
+    out
+}
