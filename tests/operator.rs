@@ -1,0 +1,326 @@
+//! What an operator touches: `sesgate check`, `sesgate simulate` (agreeing with `serve`), SIGHUP
+//! reload under load, SIGTERM drain, and the systemd unit.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+fn sesgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sesgate")).args(args).output().expect("sesgate runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A directory with `sesgate.toml` (embedded-default listeners replaced by `listeners`) and a
+/// `policies/` of the guide's policies plus `iam_toml`.
+fn config_dir(name: &str, sesgate_toml: &str, iam_toml: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sesgate-operator-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for entry in std::fs::read_dir(&guide).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            std::fs::copy(&path, dir.join("policies").join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(dir.join("policies/iam.toml"), iam_toml).unwrap();
+    std::fs::write(dir.join("sesgate.toml"), sesgate_toml).unwrap();
+    dir
+}
+
+fn check(dir: &Path, strict: bool) -> Output {
+    let config = dir.join("sesgate.toml");
+    let mut args = vec!["check", "--config", config.to_str().unwrap()];
+    if strict {
+        args.push("--strict");
+    }
+    sesgate(&args)
+}
+
+#[test]
+fn check_reports_config_errors_with_file_line_and_field() {
+    let user = user_toml("app", "/", "app", "pw", "policies = [\"AllowSendingOnly\"]");
+    let cases: &[(&str, &str, String, &str)] = &[
+        ("unknown-field", "[limits]\nmax_recipients = 5\nmax_recipent = 3\n", user.clone(), "sesgate.toml: line 3, column 1: unknown field `max_recipent`"),
+        ("missing-policy", "", user_toml("app", "/", "app", "pw", "policies = [\"NoSuchPolicy\"]"), "iam.toml: user \"app\" policies: policy \"NoSuchPolicy\""),
+        ("missing-group", "", user_toml("app", "/", "app", "pw", "groups = [\"nobody\"]"), "iam.toml: user \"app\" groups: no group named \"nobody\""),
+        (
+            "duplicate-smtp-user",
+            "",
+            [user_toml("a", "/", "same", "pw", ""), user_toml("b", "/", "same", "pw", "")].concat(),
+            "iam.toml: SMTP user name \"same\" is given twice",
+        ),
+        ("iam-unknown-field", "", "[[user]]\nname = \"a\"\npasword = \"x\"\n".into(), "iam.toml: line 3, column 1: unknown field `pasword`"),
+    ];
+    for (name, toml, iam, expected) in cases {
+        let dir = config_dir(name, toml, iam);
+        let output = check(&dir, false);
+        assert_eq!(output.status.code(), Some(2), "{name}: {}", stdout(&output));
+        assert!(stdout(&output).contains(expected), "{name}: {} lacks {expected:?}", stdout(&output));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn check_warns_and_strict_fails() {
+    let iam = [
+        user_toml("app", "/", "app", "pw", "policies = [\"Scoped\"]"),
+        "[[user]]\nname = \"nologin\"\n".to_owned(),
+    ]
+    .concat();
+    let dir = config_dir("warnings", "[account]\nidentities = [\"example.com\"]\n", &iam);
+    std::fs::write(
+        dir.join("policies/Scoped.json"),
+        r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"arn:aws:ses:us-east-1:123456789012:identity/typo.example"}}"#,
+    )
+    .unwrap();
+    let output = check(&dir, false);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    for expected in [
+        "Scoped Statement[0]: resource arn:aws:ses:us-east-1:123456789012:identity/typo.example names no configured identity",
+        "user \"nologin\" has no [[user.credentials]]",
+        "AllowDisplayNameMarketing Statement[0]: StringLike ses:FromDisplayName \"Marketing\" has no wildcard",
+    ] {
+        assert!(text.contains(expected), "{text} lacks {expected:?}");
+    }
+    assert_eq!(check(&dir, true).status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_on_the_shipped_policies_prints_the_marketing_warning() {
+    let output = Command::new(env!("CARGO_BIN_EXE_sesgate"))
+        .arg("check")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).contains("policies/AllowDisplayNameMarketing.json: AllowDisplayNameMarketing Statement[0]: StringLike ses:FromDisplayName \"Marketing\" has no wildcard"));
+}
+
+const GUIDE_POLICIES: [&str; 8] = [
+    "AllowAllSesActions",
+    "AllowApiVersion2Only",
+    "AllowSendingOnly",
+    "AllowSendingSeptember2018",
+    "AllowRecipientsAtExampleCom",
+    "AllowFromMarketingAddress",
+    "AllowDisplayNameMarketing",
+    "AllowFeedbackAddress",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_agrees_with_serve_on_the_guide_examples() {
+    let sink = sink::Sink::start().await;
+    let users: String = GUIDE_POLICIES
+        .iter()
+        .map(|p| user_toml(p, "/guide/", p, "pw", &format!("policies = [\"{p}\"]")))
+        .collect();
+    let september = 1_536_969_600; // 2018-09-15
+    let server = TestServer::start_setup(Setup {
+        users: Some(users),
+        upstream: Some(sink.clone()),
+        clock: Some(std::sync::Arc::new(move || jiff::Timestamp::from_second(september).unwrap())),
+        ..Setup::default()
+    })
+    .await;
+    // The same users and policies, read by the CLI.
+    std::fs::write(server.dir.join("sesgate.toml"), "").unwrap();
+    let config = server.dir.join("sesgate.toml");
+    let transactions: [(&str, &[&str], &str); 4] = [
+        ("feedback@example.com", &["alice@example.com"], "Marketing <marketing@example.com>"),
+        ("bounces@example.com", &["alice@example.com", "eve@example.org"], "Marketing Team <marketing@example.com>"),
+        ("feedback@example.com", &["x@example.com"], "Sales <sales@example.com>"),
+        ("feedback@example.com", &["x@example.com"], "marketing@example.com"),
+    ];
+    let mut compared = 0;
+    for policy in GUIDE_POLICIES {
+        let mut client = server.connect(STARTTLS).await;
+        client.hello(true).await;
+        client.login_as(policy, "pw").await;
+        for (mail_from, recipients, from) in transactions {
+            let served = client.transaction(mail_from, recipients, &format!("From: {from}\r\n\r\nx\r\n")).await;
+            let mut args = vec![
+                "simulate", "--config", config.to_str().unwrap(), "--user", policy, "--mail-from", mail_from,
+                "--from", from, "--time", "2018-09-15T00:00:00Z", "--output", "json",
+            ];
+            for recipient in recipients {
+                args.extend(["--rcpt", recipient]);
+            }
+            let output = sesgate(&args);
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            let simulated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+            let reply = simulated["reply"].as_str().unwrap();
+            if served.starts_with("250 ") {
+                assert_eq!(simulated["decision"], "allowed", "{policy} {from}: served {served}");
+            } else {
+                assert_eq!(reply, served, "{policy} {from}");
+            }
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 32);
+    server.stop().await;
+}
+
+/// A running `sesgate serve` process with a config in `dir`.
+struct Process {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Process {
+    fn start(dir: &Path, extra: &str) -> Process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let toml = format!(
+            "hostname = \"gw.test\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\nallow_plaintext_auth = true\n{extra}"
+        );
+        std::fs::write(dir.join("sesgate.toml"), toml).unwrap();
+        let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sesgate"))
+            .args(["serve", "--config"])
+            .arg(dir.join("sesgate.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let process = Process { child, port, dir: dir.to_owned() };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return process;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("serve did not start: {}", process.log());
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    async fn client(&self) -> Client {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        let mut client = Client::new(Box::new(stream), Vec::new());
+        assert!(client.reply().await.starts_with("220 gw.test"));
+        assert!(client.command("EHLO client.test").await.starts_with("250"));
+        client.login_as("app", "pw").await;
+        client
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_keeps_the_good_set_when_a_file_breaks() {
+    let dir = config_dir("reload", "", &user_toml("app", "/", "app", "pw", "policies = [\"Current\"]"));
+    let allow = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*"}}"#;
+    let deny_all = r#"{"Version":"2012-10-17","Statement":{"Effect":"Deny","Action":"ses:SendRawEmail","Resource":"*"}}"#;
+    std::fs::write(dir.join("policies/Current.json"), allow).unwrap();
+    let process = Process::start(&dir, "");
+    let message = "From: a@example.com\r\n\r\nx\r\n";
+    // A client sends continuously while the configuration is reloaded ten times.
+    let port_client = process.client().await;
+    let sender = tokio::spawn(async move {
+        let mut client = port_client;
+        let mut replies = Vec::new();
+        for _ in 0..60 {
+            replies.push(client.transaction("a@example.com", &["b@example.com"], message).await);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        replies
+    });
+    for _ in 0..10 {
+        process.signal("HUP");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    let replies = sender.await.unwrap();
+    assert!(replies.iter().all(|r| r.starts_with("250 ")), "a reply was not 250: {replies:?}");
+    assert_eq!(process.log().matches("reloaded users, policies, credentials and certificate").count(), 10);
+    // A broken policy file: the reload fails with the exact error and the good set stays.
+    std::fs::write(dir.join("policies/Current.json"), "{ not json").unwrap();
+    process.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(process.log().contains("reload failed; keeping the running configuration"), "{}", process.log());
+    assert!(process.log().contains("Current.json: policy \\\"Current\\\": invalid JSON") || process.log().contains("Current.json: policy \"Current\": invalid JSON"), "{}", process.log());
+    let mut client = process.client().await;
+    assert!(client.transaction("a@example.com", &["b@example.com"], message).await.starts_with("250 "));
+    // A good change takes effect.
+    std::fs::write(dir.join("policies/Current.json"), deny_all).unwrap();
+    process.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = client.transaction("a@example.com", &["b@example.com"], message).await;
+    assert!(reply.starts_with("554 5.7.1 Access denied"), "{reply}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_transaction_in_flight() {
+    let dir = config_dir("drain", "", &user_toml("app", "/", "app", "pw", "policies = [\"AllowSendingOnly\"]"));
+    let mut process = Process::start(&dir, "[limits]\ndrain_timeout_secs = 20\n");
+    let mut client = process.client().await;
+    assert!(client.command("MAIL FROM:<a@example.com>").await.starts_with("250"));
+    assert!(client.command("RCPT TO:<b@example.com>").await.starts_with("250"));
+    assert!(client.command("DATA").await.starts_with("354"));
+    client.send(b"From: a@example.com\r\nSubject: in flight\r\n\r\nfirst half\r\n").await;
+    let mut idle = process.client().await;
+    process.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // New connections are refused...
+    assert!(std::net::TcpStream::connect(("127.0.0.1", process.port)).is_err(), "the listener still accepts");
+    // ...an idle session is told to go...
+    assert_eq!(idle.reply().await, "421 4.3.2 Service shutting down");
+    // ...and the DATA in flight completes and is delivered.
+    client.send(b"second half\r\n.\r\n").await;
+    assert!(client.reply().await.starts_with("250 2.0.0 Ok "));
+    assert_eq!(client.reply().await, "421 4.3.2 Service shutting down");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = process.child.wait().unwrap();
+        (status, process)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "{}", status.1.log());
+    let outbox: Vec<_> = std::fs::read_dir(dir.join("outbox")).unwrap().filter_map(|e| e.ok()).collect();
+    assert!(outbox.iter().any(|e| e.file_name().to_string_lossy().ends_with(".eml")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/sesgate.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for directive in ["Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "WatchdogSec=", "DynamicUser=yes", "ProtectSystem=strict", "LoadCredential=upstream", "AmbientCapabilities=CAP_NET_BIND_SERVICE"] {
+        assert!(text.contains(directive), "the unit lacks {directive}");
+    }
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/sesgate.toml");
+    let config = sesgate::config::Config::load(&example).expect("the production example parses");
+    assert!(config.upstream.url.starts_with("smtp://email-smtp."));
+    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+        eprintln!("notice: systemd-analyze is not installed; skipping `systemd-analyze verify`");
+        return;
+    }
+    let output = Command::new("systemd-analyze").args(["verify", unit.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The binary path does not exist on a build machine; everything else must verify.
+    let problems: Vec<&str> = stderr.lines().filter(|l| !l.contains("/usr/local/bin/sesgate") && !l.trim().is_empty()).collect();
+    assert!(problems.is_empty(), "{stderr}");
+}
