@@ -10,7 +10,10 @@ use std::time::Duration;
 use support::*;
 
 fn sesgate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sesgate")).args(args).output().expect("sesgate runs")
+    Command::new(env!("CARGO_BIN_EXE_sesgate"))
+        .args(args)
+        .output()
+        .expect("sesgate runs")
 }
 
 fn stdout(output: &Output) -> String {
@@ -48,22 +51,50 @@ fn check(dir: &Path, strict: bool) -> Output {
 fn check_reports_config_errors_with_file_line_and_field() {
     let user = user_toml("app", "/", "app", "pw", "policies = [\"AllowSendingOnly\"]");
     let cases: &[(&str, &str, String, &str)] = &[
-        ("unknown-field", "[limits]\nmax_recipients = 5\nmax_recipent = 3\n", user.clone(), "sesgate.toml: line 3, column 1: unknown field `max_recipent`"),
-        ("missing-policy", "", user_toml("app", "/", "app", "pw", "policies = [\"NoSuchPolicy\"]"), "iam.toml: user \"app\" policies: policy \"NoSuchPolicy\""),
-        ("missing-group", "", user_toml("app", "/", "app", "pw", "groups = [\"nobody\"]"), "iam.toml: user \"app\" groups: no group named \"nobody\""),
+        (
+            "unknown-field",
+            "[limits]\nmax_recipients = 5\nmax_recipent = 3\n",
+            user.clone(),
+            "sesgate.toml: line 3, column 1: unknown field `max_recipent`",
+        ),
+        (
+            "missing-policy",
+            "",
+            user_toml("app", "/", "app", "pw", "policies = [\"NoSuchPolicy\"]"),
+            "iam.toml: user \"app\" policies: policy \"NoSuchPolicy\"",
+        ),
+        (
+            "missing-group",
+            "",
+            user_toml("app", "/", "app", "pw", "groups = [\"nobody\"]"),
+            "iam.toml: user \"app\" groups: no group named \"nobody\"",
+        ),
         (
             "duplicate-smtp-user",
             "",
-            [user_toml("a", "/", "same", "pw", ""), user_toml("b", "/", "same", "pw", "")].concat(),
+            [
+                user_toml("a", "/", "same", "pw", ""),
+                user_toml("b", "/", "same", "pw", ""),
+            ]
+            .concat(),
             "iam.toml: SMTP user name \"same\" is given twice",
         ),
-        ("iam-unknown-field", "", "[[user]]\nname = \"a\"\npasword = \"x\"\n".into(), "iam.toml: line 3, column 1: unknown field `pasword`"),
+        (
+            "iam-unknown-field",
+            "",
+            "[[user]]\nname = \"a\"\npasword = \"x\"\n".into(),
+            "iam.toml: line 3, column 1: unknown field `pasword`",
+        ),
     ];
     for (name, toml, iam, expected) in cases {
         let dir = config_dir(name, toml, iam);
         let output = check(&dir, false);
         assert_eq!(output.status.code(), Some(2), "{name}: {}", stdout(&output));
-        assert!(stdout(&output).contains(expected), "{name}: {} lacks {expected:?}", stdout(&output));
+        assert!(
+            stdout(&output).contains(expected),
+            "{name}: {} lacks {expected:?}",
+            stdout(&output)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -75,7 +106,11 @@ fn check_warns_and_strict_fails() {
         "[[user]]\nname = \"nologin\"\n".to_owned(),
     ]
     .concat();
-    let dir = config_dir("warnings", "[account]\nidentities = [\"example.com\"]\n", &iam);
+    let dir = config_dir(
+        "warnings",
+        "[account]\nidentities = [\"example.com\"]\n",
+        &iam,
+    );
     std::fs::write(
         dir.join("policies/Scoped.json"),
         r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"arn:aws:ses:us-east-1:123456789012:identity/typo.example"}}"#,
@@ -128,7 +163,9 @@ async fn simulate_agrees_with_serve_on_the_guide_examples() {
     let server = TestServer::start_setup(Setup {
         users: Some(users),
         upstream: Some(sink.clone()),
-        clock: Some(std::sync::Arc::new(move || jiff::Timestamp::from_second(september).unwrap())),
+        clock: Some(std::sync::Arc::new(move || {
+            jiff::Timestamp::from_second(september).unwrap()
+        })),
         ..Setup::default()
     })
     .await;
@@ -136,10 +173,26 @@ async fn simulate_agrees_with_serve_on_the_guide_examples() {
     std::fs::write(server.dir.join("sesgate.toml"), "").unwrap();
     let config = server.dir.join("sesgate.toml");
     let transactions: [(&str, &[&str], &str); 4] = [
-        ("feedback@example.com", &["alice@example.com"], "Marketing <marketing@example.com>"),
-        ("bounces@example.com", &["alice@example.com", "eve@example.org"], "Marketing Team <marketing@example.com>"),
-        ("feedback@example.com", &["x@example.com"], "Sales <sales@example.com>"),
-        ("feedback@example.com", &["x@example.com"], "marketing@example.com"),
+        (
+            "feedback@example.com",
+            &["alice@example.com"],
+            "Marketing <marketing@example.com>",
+        ),
+        (
+            "bounces@example.com",
+            &["alice@example.com", "eve@example.org"],
+            "Marketing Team <marketing@example.com>",
+        ),
+        (
+            "feedback@example.com",
+            &["x@example.com"],
+            "Sales <sales@example.com>",
+        ),
+        (
+            "feedback@example.com",
+            &["x@example.com"],
+            "marketing@example.com",
+        ),
     ];
     let mut compared = 0;
     for policy in GUIDE_POLICIES {
@@ -147,20 +200,40 @@ async fn simulate_agrees_with_serve_on_the_guide_examples() {
         client.hello(true).await;
         client.login_as(policy, "pw").await;
         for (mail_from, recipients, from) in transactions {
-            let served = client.transaction(mail_from, recipients, &format!("From: {from}\r\n\r\nx\r\n")).await;
+            let served = client
+                .transaction(mail_from, recipients, &format!("From: {from}\r\n\r\nx\r\n"))
+                .await;
             let mut args = vec![
-                "simulate", "--config", config.to_str().unwrap(), "--user", policy, "--mail-from", mail_from,
-                "--from", from, "--time", "2018-09-15T00:00:00Z", "--output", "json",
+                "simulate",
+                "--config",
+                config.to_str().unwrap(),
+                "--user",
+                policy,
+                "--mail-from",
+                mail_from,
+                "--from",
+                from,
+                "--time",
+                "2018-09-15T00:00:00Z",
+                "--output",
+                "json",
             ];
             for recipient in recipients {
                 args.extend(["--rcpt", recipient]);
             }
             let output = sesgate(&args);
-            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
             let simulated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
             let reply = simulated["reply"].as_str().unwrap();
             if served.starts_with("250 ") {
-                assert_eq!(simulated["decision"], "allowed", "{policy} {from}: served {served}");
+                assert_eq!(
+                    simulated["decision"], "allowed",
+                    "{policy} {from}: served {served}"
+                );
             } else {
                 assert_eq!(reply, served, "{policy} {from}");
             }
@@ -180,7 +253,11 @@ struct Process {
 
 impl Process {
     fn start(dir: &Path, extra: &str) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let toml = format!(
             "hostname = \"gw.test\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\nallow_plaintext_auth = true\n{extra}"
         );
@@ -193,7 +270,11 @@ impl Process {
             .stderr(log)
             .spawn()
             .unwrap();
-        let process = Process { child, port, dir: dir.to_owned() };
+        let process = Process {
+            child,
+            port,
+            dir: dir.to_owned(),
+        };
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return process;
@@ -204,7 +285,10 @@ impl Process {
     }
 
     fn signal(&self, name: &str) {
-        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -213,7 +297,9 @@ impl Process {
     }
 
     async fn client(&self) -> Client {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
         let mut client = Client::new(Box::new(stream), Vec::new());
         assert!(client.reply().await.starts_with("220 gw.test"));
         assert!(client.command("EHLO client.test").await.starts_with("250"));
@@ -231,7 +317,11 @@ impl Drop for Process {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_keeps_the_good_set_when_a_file_breaks() {
-    let dir = config_dir("reload", "", &user_toml("app", "/", "app", "pw", "policies = [\"Current\"]"));
+    let dir = config_dir(
+        "reload",
+        "",
+        &user_toml("app", "/", "app", "pw", "policies = [\"Current\"]"),
+    );
     let allow = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*"}}"#;
     let deny_all = r#"{"Version":"2012-10-17","Statement":{"Effect":"Deny","Action":"ses:SendRawEmail","Resource":"*"}}"#;
     std::fs::write(dir.join("policies/Current.json"), allow).unwrap();
@@ -243,7 +333,11 @@ async fn reload_under_load_keeps_the_good_set_when_a_file_breaks() {
         let mut client = port_client;
         let mut replies = Vec::new();
         for _ in 0..60 {
-            replies.push(client.transaction("a@example.com", &["b@example.com"], message).await);
+            replies.push(
+                client
+                    .transaction("a@example.com", &["b@example.com"], message)
+                    .await,
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         replies
@@ -253,39 +347,89 @@ async fn reload_under_load_keeps_the_good_set_when_a_file_breaks() {
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     let replies = sender.await.unwrap();
-    assert!(replies.iter().all(|r| r.starts_with("250 ")), "a reply was not 250: {replies:?}");
-    assert_eq!(process.log().matches("reloaded users, policies, credentials and certificate").count(), 10);
+    assert!(
+        replies.iter().all(|r| r.starts_with("250 ")),
+        "a reply was not 250: {replies:?}"
+    );
+    assert_eq!(
+        process
+            .log()
+            .matches("reloaded users, policies, credentials and certificate")
+            .count(),
+        10
+    );
     // A broken policy file: the reload fails with the exact error and the good set stays.
     std::fs::write(dir.join("policies/Current.json"), "{ not json").unwrap();
     process.signal("HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(process.log().contains("reload failed; keeping the running configuration"), "{}", process.log());
-    assert!(process.log().contains("Current.json: policy \\\"Current\\\": invalid JSON") || process.log().contains("Current.json: policy \"Current\": invalid JSON"), "{}", process.log());
+    assert!(
+        process
+            .log()
+            .contains("reload failed; keeping the running configuration"),
+        "{}",
+        process.log()
+    );
+    assert!(
+        process
+            .log()
+            .contains("Current.json: policy \\\"Current\\\": invalid JSON")
+            || process
+                .log()
+                .contains("Current.json: policy \"Current\": invalid JSON"),
+        "{}",
+        process.log()
+    );
     let mut client = process.client().await;
-    assert!(client.transaction("a@example.com", &["b@example.com"], message).await.starts_with("250 "));
+    assert!(
+        client
+            .transaction("a@example.com", &["b@example.com"], message)
+            .await
+            .starts_with("250 ")
+    );
     // A good change takes effect.
     std::fs::write(dir.join("policies/Current.json"), deny_all).unwrap();
     process.signal("HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let reply = client.transaction("a@example.com", &["b@example.com"], message).await;
+    let reply = client
+        .transaction("a@example.com", &["b@example.com"], message)
+        .await;
     assert!(reply.starts_with("554 5.7.1 Access denied"), "{reply}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_the_transaction_in_flight() {
-    let dir = config_dir("drain", "", &user_toml("app", "/", "app", "pw", "policies = [\"AllowSendingOnly\"]"));
+    let dir = config_dir(
+        "drain",
+        "",
+        &user_toml("app", "/", "app", "pw", "policies = [\"AllowSendingOnly\"]"),
+    );
     let mut process = Process::start(&dir, "[limits]\ndrain_timeout_secs = 20\n");
     let mut client = process.client().await;
-    assert!(client.command("MAIL FROM:<a@example.com>").await.starts_with("250"));
-    assert!(client.command("RCPT TO:<b@example.com>").await.starts_with("250"));
+    assert!(
+        client
+            .command("MAIL FROM:<a@example.com>")
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        client
+            .command("RCPT TO:<b@example.com>")
+            .await
+            .starts_with("250")
+    );
     assert!(client.command("DATA").await.starts_with("354"));
-    client.send(b"From: a@example.com\r\nSubject: in flight\r\n\r\nfirst half\r\n").await;
+    client
+        .send(b"From: a@example.com\r\nSubject: in flight\r\n\r\nfirst half\r\n")
+        .await;
     let mut idle = process.client().await;
     process.signal("TERM");
     tokio::time::sleep(Duration::from_millis(300)).await;
     // New connections are refused...
-    assert!(std::net::TcpStream::connect(("127.0.0.1", process.port)).is_err(), "the listener still accepts");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", process.port)).is_err(),
+        "the listener still accepts"
+    );
     // ...an idle session is told to go...
     assert_eq!(idle.reply().await, "421 4.3.2 Service shutting down");
     // ...and the DATA in flight completes and is delivered.
@@ -299,8 +443,15 @@ async fn sigterm_drains_the_transaction_in_flight() {
     .await
     .unwrap();
     assert!(status.0.success(), "{}", status.1.log());
-    let outbox: Vec<_> = std::fs::read_dir(dir.join("outbox")).unwrap().filter_map(|e| e.ok()).collect();
-    assert!(outbox.iter().any(|e| e.file_name().to_string_lossy().ends_with(".eml")));
+    let outbox: Vec<_> = std::fs::read_dir(dir.join("outbox"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
+    assert!(
+        outbox
+            .iter()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -308,19 +459,105 @@ async fn sigterm_drains_the_transaction_in_flight() {
 fn systemd_unit_verifies() {
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/sesgate.service");
     let text = std::fs::read_to_string(&unit).unwrap();
-    for directive in ["Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "WatchdogSec=", "DynamicUser=yes", "ProtectSystem=strict", "LoadCredential=upstream", "AmbientCapabilities=CAP_NET_BIND_SERVICE"] {
+    for directive in [
+        "Type=notify",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "WatchdogSec=",
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "LoadCredential=upstream",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+    ] {
         assert!(text.contains(directive), "the unit lacks {directive}");
     }
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/sesgate.toml");
     let config = sesgate::config::Config::load(&example).expect("the production example parses");
     assert!(config.upstream.url.starts_with("smtp://email-smtp."));
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("notice: systemd-analyze is not installed; skipping `systemd-analyze verify`");
         return;
     }
-    let output = Command::new("systemd-analyze").args(["verify", unit.to_str().unwrap()]).output().unwrap();
+    let output = Command::new("systemd-analyze")
+        .args(["verify", unit.to_str().unwrap()])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     // The binary path does not exist on a build machine; everything else must verify.
-    let problems: Vec<&str> = stderr.lines().filter(|l| !l.contains("/usr/local/bin/sesgate") && !l.trim().is_empty()).collect();
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("/usr/local/bin/sesgate") && !l.trim().is_empty())
+        .collect();
     assert!(problems.is_empty(), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_scraped() {
+    let mut setup = Setup::default();
+    setup.config.metrics.listen = "127.0.0.1:0".into();
+    let server = TestServer::start_setup(setup).await;
+    let mut client = server.connect(IMPLICIT).await;
+    client.hello(false).await;
+    let wrong = base64_encode(format!("\0{USER}\0wrong").as_bytes());
+    assert!(
+        client
+            .command(&format!("AUTH PLAIN {wrong}"))
+            .await
+            .starts_with("535")
+    );
+    client.login().await;
+    assert!(
+        client
+            .transaction(
+                "a@example.com",
+                &["b@example.com"],
+                "From: a@example.com\r\n\r\nx\r\n"
+            )
+            .await
+            .starts_with("250 ")
+    );
+    assert!(
+        client
+            .transaction(
+                "a@example.com",
+                &["b@example.com"],
+                "Subject: no from\r\n\r\nx\r\n"
+            )
+            .await
+            .starts_with("554 ")
+    );
+    let address = server
+        .running
+        .as_ref()
+        .unwrap()
+        .metrics_address
+        .expect("metrics are on");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
+        .await
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    for line in [
+        "sesgate_transactions_total{decision=\"allowed\"} 1",
+        "sesgate_transactions_total{decision=\"ambiguous\"} 1",
+        "sesgate_auth_total{result=\"failure\"} 1",
+        "sesgate_auth_total{result=\"success\"} 1",
+        "sesgate_upstream_total{result=\"ok\"} 1",
+        "sesgate_upstream_latency_seconds_count 1",
+        "sesgate_decision_latency_seconds_count 2",
+        "sesgate_open_connections 1",
+    ] {
+        assert!(
+            response.lines().any(|l| l == line),
+            "missing {line:?} in\n{response}"
+        );
+    }
+    server.stop().await;
 }

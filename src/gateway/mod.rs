@@ -29,6 +29,7 @@ use crate::config::iam::IamFile;
 use crate::config::{Config, ConfigError};
 use crate::credentials::{CredentialError, CredentialStore};
 use crate::iam::Outcome;
+use crate::metrics::Metrics;
 use crate::relay::{
     Delivery, MessageIds, Outbox, Relay, RelayError, SmtpUpstream, UpstreamOptions, UpstreamUrl,
 };
@@ -132,14 +133,19 @@ fn load_snapshot(config: &Config) -> Result<Snapshot, StartError> {
 
 /// The credential store of the current snapshot.
 #[derive(Clone)]
-struct CurrentCredentials(Arc<ArcSwap<CredentialStore>>);
+struct CurrentCredentials {
+    store: Arc<ArcSwap<CredentialStore>>,
+    metrics: Arc<Metrics>,
+}
 
 impl Authenticator for CurrentCredentials {
     async fn authenticate(&self, credentials: Credentials) -> Option<String> {
-        let store = self.0.load_full();
-        store
+        let store = self.store.load_full();
+        let user = store
             .check(&credentials.username, &credentials.password)
-            .await
+            .await;
+        self.metrics.count_auth(user.is_some());
+        user
     }
 }
 
@@ -150,6 +156,7 @@ struct Gateway {
     policies: Arc<ArcSwap<Policies>>,
     relay: Relay,
     ids: MessageIds,
+    metrics: Arc<Metrics>,
 }
 
 impl Gateway {
@@ -182,7 +189,16 @@ impl Gateway {
             recipients: &transaction.envelope.recipients,
             message,
         };
-        match self.relay.send(delivery).await {
+        let started = Instant::now();
+        let sent = self.relay.send(delivery).await;
+        let result = match &sent {
+            Ok(_) => "ok",
+            Err(RelayError::Deferred(_)) => "deferred",
+            Err(RelayError::Rejected { .. } | RelayError::Refused(_)) => "rejected",
+        };
+        self.metrics
+            .count_upstream(result, started.elapsed().as_secs_f64());
+        match sent {
             Ok(id) => (
                 Reply::new(250, format!("2.0.0 Ok {id}")),
                 format!("250 {id}"),
@@ -215,7 +231,11 @@ impl Handler for Gateway {
             recipients: &transaction.envelope.recipients,
             message: &transaction.message,
         };
+        let deciding = Instant::now();
         let ruling = policies.decide(input, (self.clock)());
+        self.metrics
+            .decision_latency
+            .observe(deciding.elapsed().as_secs_f64());
         let (reply, decision, reason, from, upstream) = match ruling {
             Ruling::Refused { kind, why, reply } => {
                 (reply, kind, why, String::new(), String::new())
@@ -238,6 +258,7 @@ impl Handler for Gateway {
                 (reply, "allowed", decision.reason(), request.from, upstream)
             }
         };
+        self.metrics.count_transaction(decision);
         info!(
             session = %transaction.session_id,
             client = %transaction.client,
@@ -267,9 +288,16 @@ pub struct Running {
     server: Server<Gateway, CurrentCredentials>,
     policies: Arc<ArcSwap<Policies>>,
     credentials: Arc<ArcSwap<CredentialStore>>,
+    metrics: Arc<Metrics>,
+    /// Where `/metrics` is served, when `[metrics] listen` is set.
+    pub metrics_address: Option<SocketAddr>,
 }
 
 impl Running {
+    /// The metrics, as the `/metrics` endpoint would show them.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
     /// Loads the configuration's users, policies, credentials and certificate again and swaps
     /// them in at once. On any error nothing changes and the error is returned. Listeners,
     /// limits and the upstream are read at start only.
@@ -327,6 +355,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         None => Relay::Smtp(smtp_upstream(config)?),
     };
     let policies = Arc::new(ArcSwap::from_pointee(snapshot.policies));
+    let metrics = Arc::new(Metrics::default());
     let credentials = Arc::new(ArcSwap::from_pointee(snapshot.credentials));
     let users = policies.load().directory.len();
     let server = Server::new(
@@ -339,8 +368,12 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             policies: Arc::clone(&policies),
             relay,
             ids: MessageIds::default(),
+            metrics: Arc::clone(&metrics),
         },
-        CurrentCredentials(Arc::clone(&credentials)),
+        CurrentCredentials {
+            store: Arc::clone(&credentials),
+            metrics: Arc::clone(&metrics),
+        },
     );
     let mut bound = Vec::new();
     for listener in &config.listeners {
@@ -366,6 +399,31 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         tasks.spawn(async move { server.serve(socket, settings, stop).await });
         addresses.push(address);
     }
+    let metrics_address = if config.metrics.listen.is_empty() {
+        None
+    } else {
+        let address: SocketAddr = config.metrics.listen.parse().map_err(|e| {
+            StartError::Upstream(format!("[metrics] listen {:?}: {e}", config.metrics.listen))
+        })?;
+        let socket = TcpListener::bind(address)
+            .await
+            .map_err(|source| StartError::Bind { address, source })?;
+        let bound = socket
+            .local_addr()
+            .map_err(|source| StartError::Bind { address, source })?;
+        let connections = server.clone();
+        let refresh: Arc<dyn Fn(&Metrics) + Send + Sync> = Arc::new(move |m: &Metrics| {
+            m.open_connections
+                .set(connections.open_connections() as i64);
+        });
+        tasks.spawn(crate::metrics::serve(
+            socket,
+            Arc::clone(&metrics),
+            refresh,
+            stop.clone(),
+        ));
+        Some(bound)
+    };
     info!(upstream = %config.upstream.url, users, "sesgate ready");
     Ok(Running {
         addresses,
@@ -374,6 +432,8 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         server,
         policies,
         credentials,
+        metrics,
+        metrics_address,
     })
 }
 
