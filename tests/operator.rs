@@ -61,13 +61,13 @@ fn check_reports_config_errors_with_file_line_and_field() {
             "missing-policy",
             "",
             user_toml("app", "/", "app", "pw", "policies = [\"NoSuchPolicy\"]"),
-            "iam.toml: user \"app\" policies: policy \"NoSuchPolicy\"",
+            "iam.toml: line 4, column 13: user \"app\" policies: policy \"NoSuchPolicy\"",
         ),
         (
             "missing-group",
             "",
             user_toml("app", "/", "app", "pw", "groups = [\"nobody\"]"),
-            "iam.toml: user \"app\" groups: no group named \"nobody\"",
+            "iam.toml: line 4, column 11: user \"app\" groups: no group named \"nobody\"",
         ),
         (
             "duplicate-smtp-user",
@@ -77,7 +77,7 @@ fn check_reports_config_errors_with_file_line_and_field() {
                 user_toml("b", "/", "same", "pw", ""),
             ]
             .concat(),
-            "iam.toml: SMTP user name \"same\" is given twice",
+            "iam.toml: line 13, column 12: credentials.username: SMTP user name \"same\" is given twice",
         ),
         (
             "iam-unknown-field",

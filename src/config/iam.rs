@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::{ConfigError, parse_toml};
 use crate::credentials::Login;
@@ -16,6 +17,9 @@ pub struct IamFile {
     pub groups: Vec<Group>,
     #[serde(rename = "user")]
     pub users: Vec<User>,
+    /// The file's text, to turn value spans into line numbers in errors.
+    #[serde(skip)]
+    source: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -24,7 +28,7 @@ pub struct Group {
     pub name: String,
     /// Managed policies: `<dir>/<name>.json`.
     #[serde(default)]
-    pub policies: Vec<String>,
+    pub policies: Vec<Spanned<String>>,
     #[serde(default)]
     pub inline_policies: BTreeMap<String, String>,
 }
@@ -38,13 +42,13 @@ pub struct User {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
-    pub groups: Vec<String>,
+    pub groups: Vec<Spanned<String>>,
     #[serde(default)]
-    pub policies: Vec<String>,
+    pub policies: Vec<Spanned<String>>,
     #[serde(default)]
     pub inline_policies: BTreeMap<String, String>,
     #[serde(default)]
-    pub permissions_boundary: Option<String>,
+    pub permissions_boundary: Option<Spanned<String>>,
     #[serde(default)]
     pub credentials: Vec<Credential>,
 }
@@ -57,7 +61,7 @@ fn root_path() -> String {
 #[serde(deny_unknown_fields)]
 pub struct Credential {
     /// The SMTP user name.
-    pub username: String,
+    pub username: Spanned<String>,
     /// argon2id PHC string of the SMTP password.
     pub password_hash: String,
 }
@@ -72,8 +76,30 @@ impl IamFile {
         IamFile::parse(file, &text)
     }
 
+    /// `line L, column C` of a value's span.
+    pub fn position(&self, span: std::ops::Range<usize>) -> String {
+        let before = &self.source[..span.start.min(self.source.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("line {line}, column {column}")
+    }
+
     pub fn parse(file: &Path, text: &str) -> Result<IamFile, ConfigError> {
-        let parsed: IamFile = parse_toml(file, text)?;
+        let mut parsed: IamFile = parse_toml(file, text)?;
+        parsed.source = text.to_owned();
+        let mut smtp_users = std::collections::HashSet::new();
+        for credential in parsed.users.iter().flat_map(|u| &u.credentials) {
+            if !smtp_users.insert(credential.username.get_ref().as_str()) {
+                return Err(ConfigError::Invalid {
+                    file: file.to_owned(),
+                    message: format!(
+                        "{}: credentials.username: SMTP user name {:?} is given twice",
+                        parsed.position(credential.username.span()),
+                        credential.username.get_ref()
+                    ),
+                });
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for user in &parsed.users {
             if !seen.insert(user.name.as_str()) {
@@ -101,7 +127,7 @@ impl IamFile {
             .iter()
             .flat_map(|user| {
                 user.credentials.iter().map(|c| Login {
-                    smtp_username: c.username.clone(),
+                    smtp_username: c.username.get_ref().clone(),
                     iam_user: user.name.clone(),
                     password_hash: c.password_hash.clone(),
                 })
@@ -135,6 +161,10 @@ password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA"
 "#;
         let file = IamFile::parse(Path::new("iam.toml"), text).unwrap();
         assert_eq!(file.groups[0].inline_policies.len(), 1);
+        assert_eq!(
+            file.position(file.users[0].policies[0].span()),
+            "line 12, column 13"
+        );
         let logins = file.logins();
         assert_eq!(logins[0].smtp_username, "AKIAEXAMPLEBILLING01");
         assert_eq!(logins[0].iam_user, "billing-app");

@@ -77,10 +77,12 @@ impl Directory {
         for group in &iam.groups {
             let mut policies = Vec::new();
             for name in &group.policies {
-                policies.push(load_managed(
-                    name,
-                    &format!("group {:?} policies", group.name),
-                )?);
+                let field = format!(
+                    "{}: group {:?} policies",
+                    iam.position(name.span()),
+                    group.name
+                );
+                policies.push(load_managed(name.get_ref(), &field)?);
             }
             for (name, text) in &group.inline_policies {
                 policies.push(inline(&group.name, name, text)?);
@@ -93,28 +95,36 @@ impl Directory {
         for user in &iam.users {
             let mut policies = Vec::new();
             for name in &user.policies {
-                policies.push(load_managed(
-                    name,
-                    &format!("user {:?} policies", user.name),
-                )?);
+                let field = format!(
+                    "{}: user {:?} policies",
+                    iam.position(name.span()),
+                    user.name
+                );
+                policies.push(load_managed(name.get_ref(), &field)?);
             }
             for (name, text) in &user.inline_policies {
                 policies.push(inline(&user.name, name, text)?);
             }
             for group in &user.groups {
-                let group_policies = groups.get(group.as_str()).ok_or_else(|| {
+                let group_policies = groups.get(group.get_ref().as_str()).ok_or_else(|| {
                     invalid(format!(
-                        "user {:?} groups: no group named {group:?}",
-                        user.name
+                        "{}: user {:?} groups: no group named {:?}",
+                        iam.position(group.span()),
+                        user.name,
+                        group.get_ref()
                     ))
                 })?;
                 policies.extend(group_policies.iter().cloned());
             }
             let boundary = match &user.permissions_boundary {
-                Some(name) => Some(load_managed(
-                    name,
-                    &format!("user {:?} permissions_boundary", user.name),
-                )?),
+                Some(name) => {
+                    let field = format!(
+                        "{}: user {:?} permissions_boundary",
+                        iam.position(name.span()),
+                        user.name
+                    );
+                    Some(load_managed(name.get_ref(), &field)?)
+                }
                 None => None,
             };
             let principal = Principal {
