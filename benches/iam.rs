@@ -8,25 +8,14 @@ mod common;
 use std::hint::black_box;
 use std::sync::Arc;
 
-use common::{IDENTITY, Smtp, user_with};
+use common::{GUIDE_POLICIES, IDENTITY, Smtp, user_with};
 use criterion::{Criterion, criterion_group, criterion_main};
 use sesgate::iam::{Policy, PolicySet, SEND_RAW_EMAIL};
-
-const GUIDE_EXAMPLES: [&str; 8] = [
-    "AllowAllSesActions",
-    "AllowApiVersion2Only",
-    "AllowSendingOnly",
-    "AllowSendingSeptember2018",
-    "AllowRecipientsAtExampleCom",
-    "AllowFromMarketingAddress",
-    "AllowDisplayNameMarketing",
-    "AllowFeedbackAddress",
-];
 
 fn guide_examples(c: &mut Criterion) {
     let ctx = Smtp::default().context();
     let mut group = c.benchmark_group("guide_example");
-    for name in GUIDE_EXAMPLES {
+    for name in GUIDE_POLICIES {
         let set = user_with(name);
         assert!(
             set.evaluate(SEND_RAW_EMAIL, IDENTITY, &ctx).is_allowed(),

@@ -10,17 +10,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use support::sink::{DataReply, Sink};
 use support::*;
 
-const GUIDE_POLICIES: [&str; 8] = [
-    "AllowAllSesActions",
-    "AllowApiVersion2Only",
-    "AllowSendingOnly",
-    "AllowSendingSeptember2018",
-    "AllowRecipientsAtExampleCom",
-    "AllowFromMarketingAddress",
-    "AllowDisplayNameMarketing",
-    "AllowFeedbackAddress",
-];
-
 fn password_of(user: &str) -> String {
     format!("{user}-password")
 }

@@ -26,13 +26,7 @@ fn config_dir(name: &str, sesgate_toml: &str, iam_toml: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sesgate-operator-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("policies")).unwrap();
-    let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    for entry in std::fs::read_dir(&guide).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "json") {
-            std::fs::copy(&path, dir.join("policies").join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    copy_guide_policies(&dir.join("policies"));
     std::fs::write(dir.join("policies/iam.toml"), iam_toml).unwrap();
     std::fs::write(dir.join("sesgate.toml"), sesgate_toml).unwrap();
     dir
@@ -140,17 +134,6 @@ fn check_on_the_shipped_policies_prints_the_marketing_warning() {
     assert_eq!(output.status.code(), Some(0));
     assert!(stdout(&output).contains("policies/AllowDisplayNameMarketing.json: AllowDisplayNameMarketing Statement[0]: StringLike ses:FromDisplayName \"Marketing\" has no wildcard"));
 }
-
-const GUIDE_POLICIES: [&str; 8] = [
-    "AllowAllSesActions",
-    "AllowApiVersion2Only",
-    "AllowSendingOnly",
-    "AllowSendingSeptember2018",
-    "AllowRecipientsAtExampleCom",
-    "AllowFromMarketingAddress",
-    "AllowDisplayNameMarketing",
-    "AllowFeedbackAddress",
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulate_agrees_with_serve_on_the_guide_examples() {

@@ -196,12 +196,16 @@ permissions_boundary = "AllowRecipientsAtExampleCom"
     fn missing_names_are_errors() {
         let err = directory("[[user]]\nname = \"a\"\ngroups = [\"nobody\"]\n").unwrap_err();
         assert!(
-            err.contains("iam.toml: line 3, column 11: user \"a\" groups: no group named \"nobody\""),
+            err.contains(
+                "iam.toml: line 3, column 11: user \"a\" groups: no group named \"nobody\""
+            ),
             "{err}"
         );
         let err = directory("[[user]]\nname = \"a\"\npolicies = [\"NoSuchPolicy\"]\n").unwrap_err();
         assert!(
-            err.contains("iam.toml: line 3, column 13: user \"a\" policies: policy \"NoSuchPolicy\""),
+            err.contains(
+                "iam.toml: line 3, column 13: user \"a\" policies: policy \"NoSuchPolicy\""
+            ),
             "{err}"
         );
         let err = directory("[[user]]\nname = \"a\"\ninline_policies = { Bad = '{\"Statement\":{\"Effect\":\"allow\",\"Action\":\"ses:*\",\"Resource\":\"*\"}}' }\n")

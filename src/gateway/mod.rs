@@ -180,13 +180,13 @@ impl Gateway {
         let mut message = self.received_header(transaction).into_bytes();
         message.extend_from_slice(&transaction.message);
         let delivery = Delivery {
-            id: &id,
-            session: &transaction.session_id,
-            user: &transaction.user,
+            id,
+            session: transaction.session_id.clone(),
+            user: transaction.user.clone(),
             client: transaction.client.to_string(),
             tls: transaction.tls,
-            mail_from: &transaction.envelope.mail_from,
-            recipients: &transaction.envelope.recipients,
+            mail_from: transaction.envelope.mail_from.clone(),
+            recipients: transaction.envelope.recipients.clone(),
             message,
         };
         let started = Instant::now();

@@ -7,7 +7,6 @@ pub mod upstream;
 
 use std::sync::Arc;
 
-use outbox::StoredEnvelope;
 pub use outbox::{MessageIds, Outbox};
 pub use upstream::{SmtpUpstream, UpstreamOptions, UpstreamUrl};
 
@@ -22,15 +21,17 @@ pub enum RelayError {
     Refused(String),
 }
 
-/// One message to relay, with what the outbox records beside it.
-pub struct Delivery<'a> {
-    pub id: &'a str,
-    pub session: &'a str,
-    pub user: &'a str,
+/// One message to relay. Everything but the message is what the outbox records beside it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivery {
+    pub id: String,
+    pub session: String,
+    pub user: String,
     pub client: String,
     pub tls: bool,
-    pub mail_from: &'a str,
-    pub recipients: &'a [String],
+    pub mail_from: String,
+    pub recipients: Vec<String>,
+    #[serde(skip)]
     pub message: Vec<u8>,
 }
 
@@ -43,33 +44,12 @@ pub enum Relay {
 
 impl Relay {
     /// Relays one message; on success, the id to report (the upstream's when it gave one).
-    pub async fn send(&self, delivery: Delivery<'_>) -> Result<String, RelayError> {
+    pub async fn send(&self, delivery: Delivery) -> Result<String, RelayError> {
         match self {
             Relay::Outbox(outbox) => {
                 let outbox = Arc::clone(outbox);
-                let received_at = jiff::Timestamp::now()
-                    .strftime("%Y-%m-%dT%H:%M:%SZ")
-                    .to_string();
-                let id = delivery.id.to_owned();
-                let (session, user, mail_from) = (
-                    delivery.session.to_owned(),
-                    delivery.user.to_owned(),
-                    delivery.mail_from.to_owned(),
-                );
-                let recipients = delivery.recipients.to_vec();
-                let (client, tls, message) = (delivery.client, delivery.tls, delivery.message);
                 let stored = tokio::task::spawn_blocking(move || {
-                    let envelope = StoredEnvelope {
-                        id: &id,
-                        session: &session,
-                        user: &user,
-                        client,
-                        tls,
-                        mail_from: &mail_from,
-                        recipients: &recipients,
-                        received_at,
-                    };
-                    outbox.store(&envelope, &message).map(|()| id)
+                    outbox.store(&delivery).map(|()| delivery.id)
                 })
                 .await;
                 match stored {
@@ -80,9 +60,9 @@ impl Relay {
             }
             Relay::Smtp(upstream) => {
                 let text = upstream
-                    .send(delivery.mail_from, delivery.recipients, &delivery.message)
+                    .send(&delivery.mail_from, &delivery.recipients, &delivery.message)
                     .await?;
-                Ok(upstream_id(&text).unwrap_or(delivery.id).to_owned())
+                Ok(upstream_id(&text).map_or(delivery.id, str::to_owned))
             }
         }
     }

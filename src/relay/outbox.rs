@@ -8,20 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
-/// The envelope stored beside a message.
-#[derive(Debug, Clone, Serialize)]
-pub struct StoredEnvelope<'a> {
-    pub id: &'a str,
-    pub session: &'a str,
-    pub user: &'a str,
-    pub client: String,
-    pub tls: bool,
-    pub mail_from: &'a str,
-    pub recipients: &'a [String],
-    pub received_at: String,
-}
+use super::Delivery;
 
 /// Message ids: time, process and sequence, unique per process and sortable by arrival.
 #[derive(Debug, Default)]
@@ -67,10 +54,15 @@ impl Outbox {
     }
 
     /// Stores one message durably. Blocking: call it off the async threads.
-    pub fn store(&self, envelope: &StoredEnvelope<'_>, message: &[u8]) -> io::Result<()> {
-        let json = serde_json::to_vec_pretty(envelope).map_err(io::Error::other)?;
-        self.write_atomically(&format!("{}.json", envelope.id), &json)?;
-        self.write_atomically(&format!("{}.eml", envelope.id), message)?;
+    pub fn store(&self, delivery: &Delivery) -> io::Result<()> {
+        let mut envelope = serde_json::to_value(delivery).map_err(io::Error::other)?;
+        envelope["received_at"] = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+            .into();
+        let json = serde_json::to_vec_pretty(&envelope).map_err(io::Error::other)?;
+        self.write_atomically(&format!("{}.json", delivery.id), &json)?;
+        self.write_atomically(&format!("{}.eml", delivery.id), &delivery.message)?;
         File::open(&self.dir)?.sync_all()
     }
 
@@ -96,20 +88,17 @@ mod tests {
         let ids = MessageIds::default();
         let id = ids.next_id();
         assert_ne!(id, ids.next_id());
-        let recipients = vec!["b@example.com".to_owned()];
-        let envelope = StoredEnvelope {
-            id: &id,
-            session: "s1",
-            user: "demo",
+        let delivery = Delivery {
+            id: id.clone(),
+            session: "s1".into(),
+            user: "demo".into(),
             client: "127.0.0.1".into(),
             tls: true,
-            mail_from: "a@example.com",
-            recipients: &recipients,
-            received_at: "2026-11-26T00:00:00Z".into(),
+            mail_from: "a@example.com".into(),
+            recipients: vec!["b@example.com".into()],
+            message: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
         };
-        outbox
-            .store(&envelope, b"Subject: x\r\n\r\nbody\r\n")
-            .unwrap();
+        outbox.store(&delivery).unwrap();
         assert_eq!(
             fs::read(dir.join(format!("{id}.eml"))).unwrap(),
             b"Subject: x\r\n\r\nbody\r\n"
@@ -117,6 +106,11 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_slice(&fs::read(dir.join(format!("{id}.json"))).unwrap()).unwrap();
         assert_eq!(json["recipients"][0], "b@example.com");
+        assert!(json["received_at"].as_str().unwrap().ends_with('Z'));
+        assert!(
+            json.get("message").is_none(),
+            "the body is not in the envelope"
+        );
         assert_eq!(
             fs::read_dir(dir.join("tmp")).unwrap().count(),
             0,

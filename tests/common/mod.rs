@@ -6,6 +6,18 @@ use std::sync::Arc;
 
 use sesgate::iam::{Context, Policy, PolicySet, Value};
 
+/// The eight example policies of the SES guide, as named in `policies/`.
+pub const GUIDE_POLICIES: [&str; 8] = [
+    "AllowAllSesActions",
+    "AllowApiVersion2Only",
+    "AllowSendingOnly",
+    "AllowSendingSeptember2018",
+    "AllowRecipientsAtExampleCom",
+    "AllowFromMarketingAddress",
+    "AllowDisplayNameMarketing",
+    "AllowFeedbackAddress",
+];
+
 pub const IDENTITY: &str = "arn:aws:ses:us-east-1:123456789012:identity/example.com";
 
 /// The policy `policies/NAME.json`, compiled.

@@ -3,7 +3,12 @@
 //! that speaks over TCP or TLS and reads whole replies.
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+pub mod common;
 pub mod sink;
+
+#[allow(unused_imports)] // not every test crate uses it
+pub use common::GUIDE_POLICIES;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,13 +61,7 @@ impl TestServer {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("policies")).unwrap();
-        let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-        for entry in std::fs::read_dir(&guide).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "json") {
-                std::fs::copy(&path, dir.join("policies").join(path.file_name().unwrap())).unwrap();
-            }
-        }
+        copy_guide_policies(&dir.join("policies"));
         for (name, json) in &setup.policies {
             std::fs::write(dir.join(format!("policies/{name}.json")), json).unwrap();
         }
@@ -209,6 +208,17 @@ pub struct Setup {
     pub upstream: Option<sink::Sink>,
     /// The clock requests are stamped with.
     pub clock: Option<gateway::Clock>,
+}
+
+/// Copies the guide's policies (`policies/*.json`) into `dir`.
+pub fn copy_guide_policies(dir: &Path) {
+    let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for entry in std::fs::read_dir(&guide).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
 }
 
 /// A `[[user]]` table with one credential; `extra` adds fields such as `policies = [...]`.
