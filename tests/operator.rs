@@ -275,6 +275,17 @@ impl Process {
         assert!(status.success());
     }
 
+    /// Waits until `text` appears `count` times in the log.
+    async fn wait_for_log(&self, text: &str, count: usize) {
+        for _ in 0..500 {
+            if self.log().matches(text).count() >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{text:?} did not appear {count} times: {}", self.log());
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
     }
@@ -297,6 +308,8 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+
+const RELOADED: &str = "reloaded users, policies, credentials and certificate";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_keeps_the_good_set_when_a_file_breaks() {
@@ -325,9 +338,10 @@ async fn reload_under_load_keeps_the_good_set_when_a_file_breaks() {
         }
         replies
     });
-    for _ in 0..10 {
+    // Signals sent while a reload runs coalesce into one, so each waits for the previous.
+    for reloads in 1..=10 {
         process.signal("HUP");
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        process.wait_for_log(RELOADED, reloads).await;
     }
     let replies = sender.await.unwrap();
     assert!(
@@ -344,7 +358,9 @@ async fn reload_under_load_keeps_the_good_set_when_a_file_breaks() {
     // A broken policy file: the reload fails with the exact error and the good set stays.
     std::fs::write(dir.join("policies/Current.json"), "{ not json").unwrap();
     process.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    process
+        .wait_for_log("reload failed; keeping the running configuration", 1)
+        .await;
     assert!(
         process
             .log()
@@ -372,7 +388,7 @@ async fn reload_under_load_keeps_the_good_set_when_a_file_breaks() {
     // A good change takes effect.
     std::fs::write(dir.join("policies/Current.json"), deny_all).unwrap();
     process.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    process.wait_for_log(RELOADED, 11).await;
     let reply = client
         .transaction("a@example.com", &["b@example.com"], message)
         .await;
@@ -407,12 +423,20 @@ async fn sigterm_drains_the_transaction_in_flight() {
         .await;
     let mut idle = process.client().await;
     process.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    process
+        .wait_for_log("stopping: no new connections", 1)
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     // New connections are refused...
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", process.port)).is_err(),
-        "the listener still accepts"
-    );
+    let mut refused = false;
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", process.port)).is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the listener still accepts");
     // ...an idle session is told to go...
     assert_eq!(idle.reply().await, "421 4.3.2 Service shutting down");
     // ...and the DATA in flight completes and is delivered.

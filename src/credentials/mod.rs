@@ -17,8 +17,6 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
-use crate::smtp::{Authenticator, Credentials};
-
 pub use ses_password::ses_smtp_password;
 
 /// A credential that cannot be loaded.
@@ -104,13 +102,6 @@ impl CredentialStore {
         let login = login.filter(|_| verified)?;
         self.cache.insert(key);
         Some(login.iam_user.clone())
-    }
-}
-
-impl Authenticator for Arc<CredentialStore> {
-    async fn authenticate(&self, credentials: Credentials) -> Option<String> {
-        self.check(&credentials.username, &credentials.password)
-            .await
     }
 }
 

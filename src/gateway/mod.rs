@@ -59,6 +59,8 @@ pub enum StartError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error("[metrics] listen {0}")]
+    Metrics(String),
 }
 
 /// Where the gateway reads the time of a request (`aws:CurrentTime`); tests set it.
@@ -402,9 +404,11 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     let metrics_address = if config.metrics.listen.is_empty() {
         None
     } else {
-        let address: SocketAddr = config.metrics.listen.parse().map_err(|e| {
-            StartError::Upstream(format!("[metrics] listen {:?}: {e}", config.metrics.listen))
-        })?;
+        let address: SocketAddr = config
+            .metrics
+            .listen
+            .parse()
+            .map_err(|e| StartError::Metrics(format!("{:?}: {e}", config.metrics.listen)))?;
         let socket = TcpListener::bind(address)
             .await
             .map_err(|source| StartError::Bind { address, source })?;

@@ -49,10 +49,6 @@ impl Outbox {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Stores one message durably. Blocking: call it off the async threads.
     pub fn store(&self, delivery: &Delivery) -> io::Result<()> {
         let mut envelope = serde_json::to_value(delivery).map_err(io::Error::other)?;

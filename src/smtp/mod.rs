@@ -215,6 +215,7 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
     ) {
         let shared = &self.shared;
         let Ok(_permit) = Arc::clone(&shared.connections).try_acquire_owned() else {
+            info!(peer = %peer.ip(), "refused: too many connections");
             refuse_plaintext(stream, settings.tls, reply::too_many_connections()).await;
             return;
         };
@@ -299,5 +300,4 @@ async fn refuse_plaintext(mut stream: TcpStream, mode: TlsMode, reply: Reply) {
         let _ = stream.write_all(&reply.to_wire()).await;
     }
     let _ = stream.shutdown().await;
-    info!("refused: {reply}");
 }
