@@ -612,6 +612,17 @@ async fn upstream_failures_never_get_250() {
     server.stop().await;
 }
 
+/// The smallest message the gateway allows, from a@example.com to b@example.com.
+async fn plain_message(client: &mut Client) -> String {
+    client
+        .transaction(
+            "a@example.com",
+            &["b@example.com"],
+            "From: a@example.com\r\n\r\nx\r\n",
+        )
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_upstream_connections_are_reused() {
     let sink = Sink::start().await;
@@ -622,13 +633,7 @@ async fn pooled_upstream_connections_are_reused() {
     .await;
     let mut client = session(&server, STARTTLS, USER, PASSWORD).await;
     for _ in 0..5 {
-        let reply = client
-            .transaction(
-                "a@example.com",
-                &["b@example.com"],
-                "From: a@example.com\r\n\r\nx\r\n",
-            )
-            .await;
+        let reply = plain_message(&mut client).await;
         assert!(reply.starts_with("250 "), "{reply}");
     }
     assert_eq!(sink.accepted().len(), 5);
@@ -653,13 +658,7 @@ async fn stale_pooled_connection_is_replaced() {
     for _ in 0..3 {
         // Each pooled connection was closed by the upstream after its message: the next
         // message still goes through, on a fresh connection.
-        let reply = client
-            .transaction(
-                "a@example.com",
-                &["b@example.com"],
-                "From: a@example.com\r\n\r\nx\r\n",
-            )
-            .await;
+        let reply = plain_message(&mut client).await;
         assert!(reply.starts_with("250 2.0.0 Ok 0100018c-sink-"), "{reply}");
     }
     assert_eq!(sink.accepted().len(), 3);

@@ -157,6 +157,13 @@ async fn python_smtplib() {
     server.stop().await;
 }
 
+/// Runs swaks off the async threads.
+async fn swaks(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || Command::new("swaks").args(args).output().unwrap())
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swaks_starttls_auth_login_and_implicit_tls() {
     if !tool_available("swaks", &["--version"]) {
@@ -188,10 +195,7 @@ async fn swaks_starttls_auth_login_and_implicit_tls() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let output =
-            tokio::task::spawn_blocking(move || Command::new("swaks").args(args).output().unwrap())
-                .await
-                .unwrap();
+        let output = swaks(args).await;
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),
@@ -225,10 +229,7 @@ async fn swaks_starttls_auth_login_and_implicit_tls() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let output =
-        tokio::task::spawn_blocking(move || Command::new("swaks").args(args).output().unwrap())
-            .await
-            .unwrap();
+    let output = swaks(args).await;
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stdout)
