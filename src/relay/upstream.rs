@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use lettre::address::{Address, Envelope};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
@@ -92,6 +94,27 @@ pub struct UpstreamOptions {
     pub hello_name: String,
 }
 
+/// An idle connection and when it last finished a message.
+struct Pooled {
+    conn: AsyncSmtpConnection,
+    since: tokio::time::Instant,
+}
+
+/// An idle connection used within this long is reused without a NOOP check first; if it turns
+/// out dead, the failure comes at MAIL FROM, before any DATA, and the message is retried once on
+/// a fresh connection.
+const TRUST_RECENT: Duration = Duration::from_secs(2);
+
+/// How far a transfer got before it failed.
+enum Failure {
+    /// MAIL FROM did not get an SMTP reply: nothing of the message was sent.
+    BeforeMail(lettre::transport::smtp::Error),
+    /// Anything else.
+    Later(lettre::transport::smtp::Error),
+    /// The upstream cannot take this message at all.
+    Refused(String),
+}
+
 /// A pooled SMTP upstream on lettre's connection API. lettre's own pooled transport is not
 /// used because it cannot set TCP_NODELAY: it writes the final `.` of DATA separately, and
 /// Nagle's algorithm then holds it until the server's delayed ACK, about 40 ms per message.
@@ -107,7 +130,7 @@ struct Inner {
     hello: ClientId,
     timeout: Duration,
     /// Connections not in use, most recently used last.
-    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    idle: Mutex<Vec<Pooled>>,
     /// One permit per connection that may be open.
     permits: Semaphore,
 }
@@ -181,9 +204,10 @@ impl SmtpUpstream {
         Ok(conn)
     }
 
-    /// A connection ready to send: an idle one that still answers NOOP (a stale one is dropped
-    /// and replaced, so a message is never started on a dead connection), else a new one.
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, RelayError> {
+    /// A connection ready to send, and whether it was reused without a NOOP check: a recently
+    /// used idle one; an older idle one that still answers NOOP (a stale one is dropped and
+    /// replaced); else a new one.
+    async fn checkout(&self) -> Result<(AsyncSmtpConnection, bool), RelayError> {
         loop {
             let idle = self
                 .inner
@@ -191,14 +215,53 @@ impl SmtpUpstream {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .pop();
-            let Some(mut conn) = idle else {
-                return self.connect().await;
+            let Some(Pooled { mut conn, since }) = idle else {
+                return Ok((self.connect().await?, false));
             };
+            if since.elapsed() < TRUST_RECENT {
+                return Ok((conn, true));
+            }
             if conn.test_connected().await {
-                return Ok(conn);
+                return Ok((conn, false));
             }
             conn.abort().await;
         }
+    }
+
+    /// One transaction on `conn`, as lettre's `send` does it, but telling whether it failed
+    /// before anything of the message was sent.
+    async fn transfer(
+        conn: &mut AsyncSmtpConnection,
+        envelope: &Envelope,
+        body: &[u8],
+    ) -> Result<Response, Failure> {
+        let mut options = Vec::new();
+        if !body.is_ascii() {
+            if !conn.server_info().supports_feature(Extension::EightBitMime) {
+                return Err(Failure::Refused(
+                    "5.6.3 the message has 8-bit content and the upstream does not offer 8BITMIME"
+                        .into(),
+                ));
+            }
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        match conn
+            .command(Mail::new(envelope.from().cloned(), options))
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if !error.is_permanent() && !error.is_transient() => {
+                return Err(Failure::BeforeMail(error));
+            }
+            Err(error) => return Err(Failure::Later(error)),
+        }
+        for recipient in envelope.to() {
+            conn.command(Rcpt::new(recipient.clone(), vec![]))
+                .await
+                .map_err(Failure::Later)?;
+        }
+        conn.command(Data).await.map_err(Failure::Later)?;
+        conn.message(body).await.map_err(Failure::Later)
     }
 
     /// Sends one message; the upstream's reply text on success.
@@ -234,20 +297,35 @@ impl SmtpUpstream {
             .await
             .expect("the semaphore is never closed");
         let attempt = async {
-            let mut conn = self.checkout().await?;
-            match conn.send(&envelope, body).await {
+            let (mut conn, unchecked) = self.checkout().await?;
+            let mut outcome = Self::transfer(&mut conn, &envelope, body).await;
+            if unchecked && matches!(outcome, Err(Failure::BeforeMail(_))) {
+                // The reused connection was dead; nothing was sent on it. Once, on a fresh one.
+                conn.abort().await;
+                conn = self.connect().await?;
+                outcome = Self::transfer(&mut conn, &envelope, body).await;
+            }
+            match outcome {
                 Ok(response) => {
+                    let pooled = Pooled {
+                        conn,
+                        since: tokio::time::Instant::now(),
+                    };
                     self.inner
                         .idle
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push(conn);
+                        .push(pooled);
                     Ok(response)
                 }
-                Err(error) => {
-                    // A negative reply leaves lettre's connection half-way; never reuse it.
+                Err(Failure::BeforeMail(error) | Failure::Later(error)) => {
+                    // A failed transaction leaves the connection half-way; never reuse it.
                     conn.abort().await;
                     Err(classify(&error))
+                }
+                Err(Failure::Refused(text)) => {
+                    conn.abort().await;
+                    Err(RelayError::Refused(text))
                 }
             }
         };
