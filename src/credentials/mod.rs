@@ -70,7 +70,7 @@ impl CredentialStore {
         Ok(CredentialStore {
             logins: by_name,
             cache: VerifiedCache::new(),
-            decoy_hash: hash_password("sesgate decoy password").into(),
+            decoy_hash: Arc::clone(decoy_hash()),
         })
     }
 
@@ -103,6 +103,13 @@ impl CredentialStore {
         self.cache.insert(key);
         Some(login.iam_user.clone())
     }
+}
+
+/// One decoy hash per process: computing it costs a full argon2 run, which every reload would
+/// otherwise pay again.
+fn decoy_hash() -> &'static Arc<str> {
+    static DECOY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password("sesgate decoy password").into())
 }
 
 /// The argon2id PHC string of `password` (default parameters: m=19456 KiB, t=2, p=1).
