@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ConfigError, parse_toml};
+use super::{ConfigError, line_column, parse_toml};
 use crate::credentials::Login;
 
 /// The whole file.
@@ -78,9 +78,7 @@ impl IamFile {
 
     /// `line L, column C` of a value's span.
     pub fn position(&self, span: std::ops::Range<usize>) -> String {
-        let before = &self.source[..span.start.min(self.source.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let (line, column) = line_column(&self.source, span.start);
         format!("line {line}, column {column}")
     }
 

@@ -33,16 +33,21 @@ pub enum ConfigError {
     Invalid { file: PathBuf, message: String },
 }
 
+/// The 1-based line and column of a byte offset in `text`.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
 /// Parses TOML text, turning errors into file:line:column messages.
 pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
     file: &Path,
     text: &str,
 ) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| {
-        let offset = e.span().map_or(0, |span| span.start);
-        let before = &text[..offset.min(text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let (line, column) = line_column(text, e.span().map_or(0, |span| span.start));
         ConfigError::Parse {
             file: file.to_owned(),
             line,
