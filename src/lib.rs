@@ -11,6 +11,7 @@
 //! `relay` stores or forwards accepted mail, `simulator` is AWS's `simulate-custom-policy`.
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod check;
 pub mod config;
 pub mod credentials;

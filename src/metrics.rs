@@ -17,6 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
+use crate::accept::{AcceptBackoff, accept_with_backoff};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabel {
     pub decision: String,
@@ -133,12 +135,10 @@ pub async fn serve(
     if let Ok(address) = listener.local_addr() {
         info!(address = %address, "metrics listening");
     }
+    let mut backoff = AcceptBackoff::default();
     loop {
         let (mut stream, peer): (_, SocketAddr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(_) => continue,
-            },
+            accepted = accept_with_backoff("metrics", &mut backoff, || listener.accept()) => accepted,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         let (metrics, before_scrape) = (Arc::clone(&metrics), Arc::clone(&before_scrape));

@@ -228,6 +228,12 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     pub idle_timeout_secs: u64,
     pub data_timeout_secs: u64,
+    /// Deadlines (SPEC §6): a TLS handshake or PROXY header; a whole command line; a whole
+    /// message (354 to the final dot); a whole connection.
+    pub handshake_timeout_secs: u64,
+    pub command_timeout_secs: u64,
+    pub message_timeout_secs: u64,
+    pub session_timeout_secs: u64,
     pub auth_failures_per_ip: u32,
     pub auth_failure_window_secs: u64,
     /// On SIGTERM, how long transactions in flight may take to finish.
@@ -247,6 +253,10 @@ impl Default for Limits {
             max_connections_per_ip: d.max_connections_per_ip,
             idle_timeout_secs: d.idle_timeout.as_secs(),
             data_timeout_secs: d.data_timeout.as_secs(),
+            handshake_timeout_secs: d.handshake_timeout.as_secs(),
+            command_timeout_secs: d.command_timeout.as_secs(),
+            message_timeout_secs: d.message_timeout.as_secs(),
+            session_timeout_secs: d.session_timeout.as_secs(),
             auth_failures_per_ip: d.auth_failures_per_ip,
             auth_failure_window_secs: d.auth_failure_window.as_secs(),
             drain_timeout_secs: 30,
@@ -266,6 +276,10 @@ impl Limits {
             max_connections_per_ip: self.max_connections_per_ip,
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             data_timeout: Duration::from_secs(self.data_timeout_secs),
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+            command_timeout: Duration::from_secs(self.command_timeout_secs),
+            message_timeout: Duration::from_secs(self.message_timeout_secs),
+            session_timeout: Duration::from_secs(self.session_timeout_secs),
             auth_failures_per_ip: self.auth_failures_per_ip,
             auth_failure_window: Duration::from_secs(self.auth_failure_window_secs),
         }
@@ -318,6 +332,14 @@ impl Config {
             return Err(invalid(
                 "limits.max_recipients and limits.max_connections must be at least 1".into(),
             ));
+        }
+        let l = &config.limits;
+        if [l.handshake_timeout_secs, l.command_timeout_secs]
+            .into_iter()
+            .chain([l.message_timeout_secs, l.session_timeout_secs])
+            .any(|secs| secs == 0)
+        {
+            return Err(invalid("limits.*_timeout_secs must be at least 1".into()));
         }
         if config.limits.max_line_length < 80 {
             return Err(invalid("limits.max_line_length must be at least 80".into()));
@@ -384,6 +406,10 @@ max_connections = 1000
 max_connections_per_ip = 100
 idle_timeout_secs = 300
 data_timeout_secs = 600
+handshake_timeout_secs = 10
+command_timeout_secs = 300
+message_timeout_secs = 1800
+session_timeout_secs = 3600
 
 [log]
 format = "text"

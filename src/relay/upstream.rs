@@ -290,13 +290,16 @@ impl SmtpUpstream {
         // lettre always ends DATA with CR LF . CR LF; without this the upstream would receive
         // one extra empty line at the end of every message.
         let body = message.strip_suffix(b"\r\n").unwrap_or(message);
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
+        // The wait for a pool slot counts inside the timeout: with a hung upstream every slot
+        // is held until its own timeout, and a message queued behind them must not wait for
+        // all of those in turn.
         let attempt = async {
+            let _permit = self
+                .inner
+                .permits
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
             let (mut conn, unchecked) = self.checkout().await?;
             let mut outcome = Self::transfer(&mut conn, &envelope, body).await;
             if unchecked && matches!(outcome, Err(Failure::BeforeMail(_))) {

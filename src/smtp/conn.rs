@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout_at};
 use tracing::{debug, info};
 
 use super::data::DataReader;
@@ -22,8 +22,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// The longest command line (RFC 5321 allows 512; AUTH PLAIN initial responses need more).
 const MAX_COMMAND_LINE: usize = 4096;
-/// How long a TLS handshake may take.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -32,8 +30,10 @@ const READ_CHUNK: usize = 16 * 1024;
 enum End {
     /// The client went away.
     Closed,
-    /// No data within the timeout.
+    /// No data within the timeout, or a command or message not complete by its deadline.
     Timeout,
+    /// The connection reached its lifetime (`session_timeout`).
+    Expired,
     /// The server is shutting down.
     Shutdown,
     /// A socket or TLS error.
@@ -61,6 +61,8 @@ pub(super) struct Connection<H, A> {
     client: IpAddr,
     id: String,
     shutdown: watch::Receiver<bool>,
+    /// When the connection is closed whatever it is doing (`session_timeout`).
+    session_deadline: Instant,
 }
 
 impl<H: Handler, A: Authenticator> Connection<H, A> {
@@ -72,6 +74,7 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
         id: String,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
+        let session_deadline = Instant::now() + shared.limits.session_timeout;
         Connection {
             io: Some(io),
             input: Vec::new(),
@@ -81,7 +84,15 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
             client,
             id,
             shutdown,
+            session_deadline,
         }
+    }
+
+    /// Counts the session's lifetime from `deadline` (set from the accept, so that the
+    /// handshakes count too) instead of from now.
+    pub(super) fn with_session_deadline(mut self, deadline: Instant) -> Self {
+        self.session_deadline = deadline;
+        self
     }
 
     /// Runs the session to its end. Errors are logged, never returned: a connection's failure
@@ -93,6 +104,7 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
         let reply = match &end {
             Ok(()) | Err(End::Closed) | Err(End::Io(_)) => None,
             Err(End::Timeout) => Some(reply::timeout()),
+            Err(End::Expired) => Some(reply::session_expired()),
             Err(End::Shutdown) => Some(reply::shutting_down()),
         };
         if let Some(reply) = reply {
@@ -107,6 +119,9 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
                 debug!(session = %self.id, client = %self.client, error = %e, "connection error")
             }
             Err(End::Timeout) => info!(session = %self.id, client = %self.client, "timeout"),
+            Err(End::Expired) => {
+                info!(session = %self.id, client = %self.client, "session lifetime reached")
+            }
             _ => debug!(session = %self.id, client = %self.client, "connection closed"),
         }
     }
@@ -170,39 +185,71 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
         if self.output.is_empty() {
             return Ok(());
         }
+        // A client that never reads must not hold the connection: writes share the read
+        // deadlines.
+        let deadline = self.deadline(Instant::now() + self.shared.limits.idle_timeout);
         let io = self.io.as_mut().ok_or(End::Closed)?;
-        io.write_all(&self.output).await?;
-        io.flush().await?;
+        let write = async {
+            io.write_all(&self.output).await?;
+            io.flush().await
+        };
+        timeout_at(deadline, write)
+            .await
+            .map_err(|_| self.timed_out())??;
         self.output.clear();
         Ok(())
     }
 
+    /// The earlier of `deadline` and the session's end.
+    fn deadline(&self, deadline: Instant) -> Instant {
+        deadline.min(self.session_deadline)
+    }
+
+    /// The end a missed deadline means: the session's lifetime, or a single wait.
+    fn timed_out(&self) -> End {
+        if Instant::now() >= self.session_deadline {
+            End::Expired
+        } else {
+            End::Timeout
+        }
+    }
+
     /// Reads more input, flushing pending replies first (so pipelined commands are answered in
-    /// one write, and nothing waits on a reply that was never sent).
-    async fn fill(&mut self, wait: Duration, interruptible: bool) -> Result<(), End> {
+    /// one write, and nothing waits on a reply that was never sent). Waits at most `wait` for
+    /// the next bytes, and never past `deadline` (the end of the command or message being read)
+    /// or the session's end: a client dripping one byte per `wait` cannot hold a slot forever.
+    async fn fill(
+        &mut self,
+        wait: Duration,
+        deadline: Instant,
+        interruptible: bool,
+    ) -> Result<(), End> {
         self.flush().await?;
+        let until = self.deadline(deadline.min(Instant::now() + wait));
         let io = self.io.as_mut().ok_or(End::Closed)?;
         self.input.reserve(READ_CHUNK);
         let read = io.read_buf(&mut self.input);
         let outcome = if interruptible {
             let mut shutdown = self.shutdown.clone();
             tokio::select! {
-                r = timeout(wait, read) => r,
+                r = timeout_at(until, read) => r,
                 _ = shutdown.wait_for(|stop| *stop) => return Err(End::Shutdown),
             }
         } else {
-            timeout(wait, read).await
+            timeout_at(until, read).await
         };
         match outcome {
-            Err(_) => Err(End::Timeout),
+            Err(_) => Err(self.timed_out()),
             Ok(Ok(0)) => Err(End::Closed),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(End::Io(e)),
         }
     }
 
-    /// The next line. A line longer than the command limit is discarded up to its end.
+    /// The next line. A line longer than the command limit is discarded up to its end. The
+    /// whole line must arrive within `command_timeout`, however it is spread over reads.
     async fn read_line(&mut self, wait: Duration, interruptible: bool) -> Result<Line, End> {
+        let deadline = Instant::now() + self.shared.limits.command_timeout;
         let mut discarding = false;
         loop {
             if let Some(newline) = memchr::memchr(b'\n', &self.input) {
@@ -220,20 +267,24 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
             }
             // Between transactions a shutdown may interrupt the wait; inside an exchange it
             // may not.
-            self.fill(wait, interruptible && !discarding).await?;
+            self.fill(wait, deadline, interruptible && !discarding)
+                .await?;
         }
     }
 
     async fn read_data(&mut self) -> Result<Result<Vec<u8>, super::data::DataError>, End> {
         let config = self.session.config();
         let mut reader = DataReader::new(config.max_message_bytes, config.max_line_length);
+        // The whole message, not only each read, has a deadline.
+        let deadline = Instant::now() + self.shared.limits.message_timeout;
         loop {
             if let Some(consumed) = reader.ingest(&self.input) {
                 self.input.drain(..consumed);
                 return Ok(reader.finish());
             }
             self.input.clear();
-            self.fill(self.shared.limits.data_timeout, false).await?;
+            self.fill(self.shared.limits.data_timeout, deadline, false)
+                .await?;
         }
     }
 
@@ -248,9 +299,10 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
         }
         let plain = self.io.take().ok_or(End::Closed)?;
         let acceptor = self.shared.tls_acceptor();
-        let tls = timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(plain))
+        let deadline = self.deadline(Instant::now() + self.shared.limits.handshake_timeout);
+        let tls = timeout_at(deadline, acceptor.accept(plain))
             .await
-            .map_err(|_| End::Timeout)??;
+            .map_err(|_| self.timed_out())??;
         self.io = Some(Box::new(tls));
         self.session.on_tls_established();
         Ok(())

@@ -15,7 +15,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Caps concurrent connections per client address.
+/// The unit one client is counted as: an IPv4 address, or the /64 of an IPv6 address (one
+/// subscriber commonly holds a whole /64, so counting single IPv6 addresses would let a single
+/// client open 2^64 times the cap). IPv4-mapped IPv6 addresses count as their IPv4 address.
+pub fn connection_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            v6.to_bits() & !((1u128 << 64) - 1),
+        )),
+        v4 => v4,
+    }
+}
+
+/// Caps concurrent connections per client address (per /64 for IPv6, see [`connection_key`]).
 #[derive(Debug)]
 pub struct PerIpConnections {
     max: usize,
@@ -39,6 +51,7 @@ impl PerIpConnections {
 
     /// A slot for `ip`, or `None` when it already has `max` connections.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let ip = connection_key(ip);
         let mut open = lock(&self.open);
         let count = open.entry(ip).or_insert(0);
         if *count >= self.max {
@@ -122,6 +135,24 @@ mod tests {
         assert!(limit.acquire(other).is_some());
         drop(a);
         assert!(limit.acquire(ip).is_some());
+    }
+
+    #[test]
+    fn per_ip_slots_count_an_ipv6_slash_64_as_one_client() {
+        let limit = PerIpConnections::new(1);
+        let _held = limit.acquire("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert!(
+            limit
+                .acquire("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap())
+                .is_none(),
+            "same /64"
+        );
+        assert!(limit.acquire("2001:db8:1:3::1".parse().unwrap()).is_some());
+        let _v4 = limit.acquire("192.0.2.7".parse().unwrap()).unwrap();
+        assert!(
+            limit.acquire("::ffff:192.0.2.7".parse().unwrap()).is_none(),
+            "an IPv4-mapped address is its IPv4 address"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -30,12 +30,14 @@ use ipnet::IpNet;
 use proxy_header::ParseConfig;
 use proxy_header::io::ProxiedStream;
 use rustls::ServerConfig;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
+
+use crate::accept::{AcceptBackoff, accept_with_backoff};
 
 pub use reply::Reply;
 pub use sasl::Credentials;
@@ -76,8 +78,18 @@ pub struct Limits {
     pub max_auth_failures: u32,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Per read: the longest silence while a command line is awaited.
     pub idle_timeout: Duration,
+    /// Per read: the longest silence inside DATA.
     pub data_timeout: Duration,
+    /// A whole TLS handshake or PROXY header, from accept (or STARTTLS) to its end.
+    pub handshake_timeout: Duration,
+    /// A whole command line (or SASL response), from the moment it is awaited.
+    pub command_timeout: Duration,
+    /// A whole message: from the 354 reply to the final `.`.
+    pub message_timeout: Duration,
+    /// A whole connection, from accept to close.
+    pub session_timeout: Duration,
     /// AUTH failures from one address within `auth_failure_window` before it is refused.
     pub auth_failures_per_ip: u32,
     pub auth_failure_window: Duration,
@@ -95,14 +107,15 @@ impl Default for Limits {
             max_connections_per_ip: 100,
             idle_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),
+            handshake_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(300),
+            message_timeout: Duration::from_secs(1800),
+            session_timeout: Duration::from_secs(3600),
             auth_failures_per_ip: 10,
             auth_failure_window: Duration::from_secs(300),
         }
     }
 }
-
-/// How long a trusted proxy may take to send its header.
-const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// State shared by every connection of a server.
 pub struct Shared<H, A> {
@@ -181,20 +194,14 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
     ) {
         let settings = Arc::new(settings);
         let mut stop = shutdown.clone();
+        // EMFILE and friends: back off instead of spinning.
+        let mut backoff = AcceptBackoff::default();
         loop {
             let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
+                accepted = accept_with_backoff("smtp", &mut backoff, || listener.accept()) => accepted,
                 _ = stop.wait_for(|stop| *stop) => return,
             };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+            let (stream, peer) = accepted;
             let server = self.clone();
             let settings = Arc::clone(&settings);
             let shutdown = shutdown.clone();
@@ -216,18 +223,24 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
         let shared = &self.shared;
         let Ok(_permit) = Arc::clone(&shared.connections).try_acquire_owned() else {
             info!(peer = %peer.ip(), "refused: too many connections");
-            refuse_plaintext(stream, settings.tls, reply::too_many_connections()).await;
+            refuse(stream, settings.tls, reply::too_many_connections()).await;
             return;
         };
         let _ = stream.set_nodelay(true);
+        let started = Instant::now();
+        let handshake_deadline = started + shared.limits.handshake_timeout;
         let peer_ip = peer.ip().to_canonical();
         let trusted_proxy = settings
             .proxy_protocol_from
             .iter()
             .any(|net| net.contains(&peer_ip));
-        let (io, client): (Box<dyn Io>, IpAddr) = if trusted_proxy {
-            match timeout(
-                PROXY_HEADER_TIMEOUT,
+        // The per-address cap is taken before any work a silent client could stretch out (the
+        // PROXY header, the TLS handshake), so a flood from one address cannot hold every slot.
+        // A trusted proxy carries many clients: its connections are capped by the real client
+        // address from the header, which it must send within the handshake deadline.
+        let (io, client, slot): (Box<dyn Io>, IpAddr, _) = if trusted_proxy {
+            match timeout_at(
+                handshake_deadline,
                 ProxiedStream::create_from_tokio(stream, ParseConfig::default()),
             )
             .await
@@ -237,7 +250,8 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
                         .proxy_header()
                         .proxied_address()
                         .map_or(peer_ip, |a| a.source.ip().to_canonical());
-                    (Box::new(proxied), client)
+                    let slot = shared.per_ip.acquire(client);
+                    (Box::new(proxied), client, slot)
                 }
                 Ok(Err(e)) => {
                     info!(peer = %peer_ip, error = %e, "invalid or missing PROXY header from a trusted proxy");
@@ -249,25 +263,29 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
                 }
             }
         } else {
-            (Box::new(stream), peer_ip)
+            let slot = shared.per_ip.acquire(peer_ip);
+            (Box::new(stream), peer_ip, slot)
         };
-        let (mut io, tls) = if settings.tls == TlsMode::Implicit {
-            match timeout(Duration::from_secs(30), shared.tls_acceptor().accept(io)).await {
+        let Some(_slot) = slot else {
+            info!(client = %client, "refused: too many connections from this address");
+            // On an implicit-TLS port the client cannot read a plaintext reply: only close.
+            refuse(io, settings.tls, reply::too_many_connections()).await;
+            return;
+        };
+        let (io, tls) = if settings.tls == TlsMode::Implicit {
+            match timeout_at(handshake_deadline, shared.tls_acceptor().accept(io)).await {
                 Ok(Ok(tls)) => (Box::new(tls) as Box<dyn Io>, true),
                 Ok(Err(e)) => {
                     debug!(client = %client, error = %e, "TLS handshake failed");
                     return;
                 }
-                Err(_) => return,
+                Err(_) => {
+                    info!(client = %client, "TLS handshake timed out");
+                    return;
+                }
             }
         } else {
             (io, false)
-        };
-        let Some(_slot) = shared.per_ip.acquire(client) else {
-            let _ = io.write_all(&reply::too_many_connections().to_wire()).await;
-            let _ = io.shutdown().await;
-            info!(client = %client, "refused: too many connections from this address");
-            return;
         };
         let id = format!(
             "{:08x}",
@@ -287,7 +305,9 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
             tls,
         );
         debug!(session = %id, client = %client, tls, "connection");
+        let session_deadline = started + shared.limits.session_timeout;
         Connection::new(io, session, Arc::clone(shared), client, id, shutdown)
+            .with_session_deadline(session_deadline)
             .run()
             .await;
     }
@@ -295,9 +315,12 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
 
 /// Refuses a connection before any TLS: on an implicit-TLS port the client cannot read a
 /// plaintext reply, so it is only closed.
-async fn refuse_plaintext(mut stream: TcpStream, mode: TlsMode, reply: Reply) {
+async fn refuse<S: AsyncWrite + Unpin>(mut stream: S, mode: TlsMode, reply: Reply) {
     if mode != TlsMode::Implicit {
-        let _ = stream.write_all(&reply.to_wire()).await;
+        let _ = timeout(REFUSAL_WRITE_TIMEOUT, stream.write_all(&reply.to_wire())).await;
     }
-    let _ = stream.shutdown().await;
+    let _ = timeout(REFUSAL_WRITE_TIMEOUT, stream.shutdown()).await;
 }
+
+/// A refused client gets this long to take its one-line reply.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);

@@ -149,6 +149,13 @@ pub fn line_too_long() -> Reply {
 pub fn too_many_errors() -> Reply {
     Reply::new(421, "4.7.0 Too many errors, closing connection")
 }
+pub fn invalid_domain_name() -> Reply {
+    Reply::new(501, "5.5.2 Invalid domain name")
+}
+/// A MAIL/RCPT parameter that was not advertised (or is malformed); the name is not echoed.
+pub fn unsupported_option() -> Reply {
+    Reply::new(555, "5.5.4 Unsupported option")
+}
 pub fn invalid_sender(address: &str) -> Reply {
     Reply::new(553, format!("5.1.7 <{address}> Invalid email address"))
 }
@@ -187,6 +194,10 @@ pub fn too_many_connections() -> Reply {
 }
 pub fn timeout() -> Reply {
     Reply::new(451, "4.4.2 Timeout waiting for data from client")
+}
+/// The connection reached `session_timeout`.
+pub fn session_expired() -> Reply {
+    Reply::new(421, "4.4.2 Session time limit exceeded, closing connection")
 }
 pub fn untrusted_proxy() -> Reply {
     Reply::new(

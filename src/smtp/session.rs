@@ -4,7 +4,10 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, Request};
+use smtp_proto::{
+    AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MailFrom,
+    RcptTo, Request,
+};
 
 use super::data::DataError;
 use super::reply::{self, Reply};
@@ -175,7 +178,7 @@ impl Session {
             }
             Err(ParseError::SyntaxError { syntax }) => self.error(reply::syntax(syntax)),
             Err(ParseError::InvalidParameter { .. } | ParseError::UnsupportedParameter { .. }) => {
-                self.error(Reply::new(555, "5.5.4 Unsupported or invalid parameter"))
+                self.error(reply::unsupported_option())
             }
             Err(ParseError::ResponseTooLong) => self.on_line_too_long(),
             Err(ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. }) => {
@@ -186,6 +189,10 @@ impl Session {
 
     fn on_request(&mut self, request: Request<Cow<'_, str>>) -> Step {
         match request {
+            Request::Ehlo { host } | Request::Helo { host } if !is_hello_name(&host) => {
+                // Never stored, echoed or logged: it would reach the Received: header.
+                self.error(reply::invalid_domain_name())
+            }
             Request::Ehlo { host } => {
                 self.envelope = None;
                 self.ehlo = Some(host.into_owned());
@@ -215,6 +222,12 @@ impl Session {
                 mechanism,
                 initial_response,
             } => self.on_auth(mechanism, initial_response),
+            Request::Mail { from } if !only_advertised_mail_parameters(&from) => {
+                self.error(reply::unsupported_option())
+            }
+            Request::Rcpt { to } if !only_advertised_rcpt_parameters(&to) => {
+                self.error(reply::unsupported_option())
+            }
             Request::Mail { from } => self.on_mail(&from.address, from.size),
             Request::Rcpt { to } => self.on_rcpt(&to.address),
             Request::Data => match &self.envelope {
@@ -365,6 +378,54 @@ impl Session {
         self.user = None;
         self.envelope = None;
     }
+}
+
+/// An EHLO/HELO argument sesgate accepts (RFC 5321 §4.1.1.1): a domain of letter-digit-hyphen
+/// labels (underscores tolerated, as Postfix does, for Windows host names), or an address
+/// literal `[192.0.2.1]` / `[IPv6:2001:db8::1]`. Nothing else may reach a `Received:` header.
+pub fn is_hello_name(name: &str) -> bool {
+    if let Some(literal) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        return match literal.get(..5) {
+            Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => {
+                literal[5..].parse::<std::net::Ipv6Addr>().is_ok()
+            }
+            _ => literal.parse::<std::net::Ipv4Addr>().is_ok(),
+        };
+    }
+    !name.is_empty()
+        && name.len() <= 255
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// MAIL FROM carries only what EHLO advertised: `SIZE=` and `BODY=7BIT`/`BODY=8BITMIME`, plus
+/// `AUTH=` (RFC 4954 §5: allowed wherever AUTH is offered; its value is ignored, never trusted).
+/// smtp-proto parses many more extensions (SMTPUTF8, REQUIRETLS, RET, ENVID, BY, HOLDFOR...)
+/// into fields, so each of them must be looked at here.
+fn only_advertised_mail_parameters(from: &MailFrom<Cow<'_, str>>) -> bool {
+    let body = from.flags & (MAIL_BODY_7BIT | MAIL_BODY_8BITMIME);
+    from.flags == body
+        && body != (MAIL_BODY_7BIT | MAIL_BODY_8BITMIME)
+        && from.trans_id.is_none()
+        && from.by == 0
+        && from.env_id.is_none()
+        && from.solicit.is_none()
+        && from.mtrk.is_none()
+        && from.hold_for == 0
+        && from.hold_until == 0
+        && from.mt_priority == 0
+}
+
+/// RCPT TO carries no parameter: DSN (NOTIFY=, ORCPT=) and RRVS are not advertised.
+fn only_advertised_rcpt_parameters(to: &RcptTo<Cow<'_, str>>) -> bool {
+    to.flags == 0 && to.orcpt.is_none() && to.rrvs == 0
 }
 
 /// `local@domain` with both parts non-empty (smtp-proto has checked the grammar).
