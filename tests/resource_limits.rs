@@ -176,7 +176,12 @@ impl Dripper {
     async fn at_data(server: &TestServer) -> Dripper {
         let mut session = Dripper::connect(server).await;
         assert!(session.reply().await.starts_with("220 "));
-        assert!(session.command("EHLO client.test").await.starts_with("250 "));
+        assert!(
+            session
+                .command("EHLO client.test")
+                .await
+                .starts_with("250 ")
+        );
         let plain = base64_encode(format!("\0{USER}\0{PASSWORD}").as_bytes());
         assert!(
             session
@@ -333,7 +338,10 @@ async fn with_a_hung_upstream_every_client_is_answered_within_the_upstream_timeo
     for send in sends.collect::<Vec<_>>() {
         let (reply, took) = send.await.unwrap();
         assert!(reply.starts_with("451 4.4.1 "), "{reply}");
-        assert!(took < Duration::from_millis(1800), "answered after {took:?}");
+        assert!(
+            took < Duration::from_millis(1800),
+            "answered after {took:?}"
+        );
     }
     upstream.abort();
     server.stop().await;

@@ -198,7 +198,7 @@ pub struct Upstream {
     pub pool_size: usize,
     /// An extra trusted root certificate (PEM) for an upstream with a private CA.
     pub ca_certificate: PathBuf,
-    /// Per-command timeout towards the upstream.
+    /// How long one message may take upstream, the wait for a pool connection included.
     pub timeout_secs: u64,
 }
 

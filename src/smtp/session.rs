@@ -630,6 +630,65 @@ mod tests {
     }
 
     #[test]
+    fn hello_names() {
+        for good in [
+            "localhost",
+            "mail.example.com",
+            "a-b.c0",
+            "WIN_PC",
+            "[192.0.2.1]",
+            "[IPv6:2001:db8::1]",
+            "[ipv6:::1]",
+        ] {
+            assert!(is_hello_name(good), "{good}");
+        }
+        let long_label = "a".repeat(64);
+        let long_name = ["abc"; 65].join(".");
+        for bad in [
+            "",
+            ".",
+            "a.",
+            ".a",
+            "a..b",
+            "-a",
+            "a-",
+            "a b",
+            "a<b>",
+            "a\x1b",
+            "[]",
+            "[1.2.3]",
+            "[::1]",
+            "[IPv6:1.2.3.4]",
+            "[x:y]",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            assert!(!is_hello_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unadvertised_parameters_are_refused() {
+        let mut s = authenticated();
+        assert_eq!(
+            reply_of(s.on_line(b"MAIL FROM:<a@b.c> SMTPUTF8\r\n")),
+            "555 5.5.4 Unsupported option"
+        );
+        assert_eq!(
+            reply_of(s.on_line(b"MAIL FROM:<a@b.c> AUTH=<>\r\n")),
+            "250 2.1.0 Ok"
+        );
+        assert_eq!(
+            reply_of(s.on_line(b"RCPT TO:<x@y.z> NOTIFY=NEVER\r\n")),
+            "555 5.5.4 Unsupported option"
+        );
+        assert_eq!(
+            reply_of(s.on_line(b"EHLO bad_\xff\r\n")),
+            "501 5.5.2 Invalid domain name"
+        );
+    }
+
+    #[test]
     fn data_errors_map_to_replies() {
         for (error, code) in [
             (DataError::TooLarge, 552),
