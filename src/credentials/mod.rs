@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use argon2::Argon2;
+use argon2::password_hash::PasswordHasher;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -158,10 +158,11 @@ struct GateInner {
     started: AtomicU64,
     in_flight: AtomicUsize,
     peak_in_flight: AtomicUsize,
+    jobs: std::sync::mpsc::Sender<Job>,
 }
 
-/// Counts one verification as running while it lives, including on the blocking pool after the
-/// awaiting task is gone: the permit and this guard move into the blocking closure.
+/// Counts one verification as running while it lives, including on its worker after the
+/// awaiting task is gone: the permit and this guard move into the job.
 struct Running {
     gate: Arc<GateInner>,
 }
@@ -199,6 +200,7 @@ impl VerificationGate {
                 started: AtomicU64::new(0),
                 in_flight: AtomicUsize::new(0),
                 peak_in_flight: AtomicUsize::new(0),
+                jobs: start_workers(max_running),
             }),
         }
     }
@@ -245,21 +247,81 @@ impl VerificationGate {
             gate: Arc::clone(gate),
         };
         let candidate = password.to_owned();
-        tokio::task::spawn_blocking(move || {
+        let (answer, verified) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |memory| {
             let _permit = permit;
             let _running = running;
-            let parsed = PasswordHash::new(&hash).ok()?;
-            Some(
-                Argon2::default()
-                    .verify_password(candidate.as_bytes(), &parsed)
-                    .is_ok(),
-            )
-        })
-        .await
-        .ok()
-        .flatten()
-        .or(Some(false))
+            let _ = answer.send(verify_with_memory(memory, candidate.as_bytes(), &hash));
+        });
+        if gate.jobs.send(job).is_err() {
+            return Some(false);
+        }
+        // A worker that panicked dropped the answer: not verified.
+        Some(verified.await.unwrap_or(false))
     }
+}
+
+/// One verification, given its worker's argon2 memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// Whether `password` matches the PHC string `phc`, computing argon2 in `memory` (grown to the
+/// hash's memory cost and kept for the next verification). The same computation as
+/// `PasswordVerifier::verify_password`, which instead allocates and frees its 19 MiB on every
+/// call; glibc then keeps much of that memory per verification (its mmap threshold adapts).
+fn verify_with_memory(memory: &mut Vec<Block>, password: &[u8], phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_ref()) else {
+        return false;
+    };
+    let Ok(version) = parsed
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::new());
+    }
+    let mut out = vec![0u8; expected.as_bytes().len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt, &mut out, &mut memory[..blocks])
+        .is_ok()
+        && bool::from(out.ct_eq(expected.as_bytes()))
+}
+
+/// Starts the threads that run argon2: as many as may run at once, so the memory each
+/// verification takes is reused by the next one on the same thread (and allocator arena)
+/// instead of piling up on ever more threads of tokio's blocking pool. They end when the gate
+/// is dropped.
+fn start_workers(count: usize) -> std::sync::mpsc::Sender<Job> {
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    let queue = Arc::new(Mutex::new(queue));
+    for n in 0..count {
+        let queue = Arc::clone(&queue);
+        std::thread::Builder::new()
+            .name(format!("sesgate-argon2-{n}"))
+            .spawn(move || {
+                let mut memory = Vec::new();
+                loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(job) = next else { return };
+                    // A panic in one verification must not take the worker with it.
+                    let run = std::panic::AssertUnwindSafe(|| job(&mut memory));
+                    let _ = std::panic::catch_unwind(run);
+                }
+            })
+            .expect("the operating system starts a thread");
+    }
+    jobs
 }
 
 /// One decoy hash per process: computing it costs a full argon2 run, which every reload would
@@ -452,6 +514,43 @@ mod tests {
         // argon2 takes far longer than 1 ms: whoever waited gave up.
         assert!(busy >= 1, "no waiter timed out");
         assert_eq!(gate.peak_in_flight(), 1);
+    }
+
+    #[test]
+    fn reused_memory_verifies_as_argon2_does() {
+        use argon2::password_hash::PasswordVerifier;
+        let cheap = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(64, 1, 1, None).unwrap(),
+        );
+        let argon2i = Argon2::new(
+            Algorithm::Argon2i,
+            Version::V0x10,
+            Params::new(32, 3, 2, Some(16)).unwrap(),
+        );
+        let hashes = [
+            hash_password("right"),
+            cheap.hash_password(b"right").unwrap().to_string(),
+            argon2i.hash_password(b"right").unwrap().to_string(),
+            hash_password("right"),
+        ];
+        let mut memory = Vec::new();
+        for hash in &hashes {
+            let parsed = PasswordHash::new(hash).unwrap();
+            for password in ["right", "wrong", "righ", ""] {
+                let reference = Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok();
+                assert_eq!(
+                    verify_with_memory(&mut memory, password.as_bytes(), hash),
+                    reference,
+                    "{hash} {password:?}"
+                );
+            }
+            assert!(verify_with_memory(&mut memory, b"right", hash));
+        }
+        assert!(!verify_with_memory(&mut memory, b"right", "not a hash"));
     }
 
     #[test]
