@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Memory and latency under an AUTH flood (issue 8 §4): starts a sesgate from a throwaway config
 (one plaintext-AUTH listener, one user), sends N parallel wrong AUTH PLAIN exchanges spread over A
-loopback source addresses (127.0.0.2, 127.0.0.3, ...), and, while they run, times one valid login
-from 127.0.0.200. Reports the sesgate process's peak RSS (VmHWM), the replies by code, and the
+loopback source addresses (127.0.0.2, 127.0.0.3, ...), and, while they run, times two valid
+logins from other addresses: a first login (argon2 must run) and the login of a credential
+verified once before the attack (answered from the verified cache). Reports the sesgate process's peak RSS (VmHWM), the replies by code, and the
 valid login's latency.
 
 usage: auth_flood.py [--binary target/debug/sesgate] [--connections 100] [--addresses 1]
@@ -10,6 +11,7 @@ usage: auth_flood.py [--binary target/debug/sesgate] [--connections 100] [--addr
 import argparse, asyncio, base64, collections, os, shutil, socket, subprocess, sys, tempfile, time
 
 USER, PASSWORD = "AKIAFLOODTEST0000001", "the right password"
+CACHED_USER, CACHED_PASSWORD = "AKIAFLOODTEST0000002", "another right password"
 
 
 def free_port():
@@ -44,14 +46,18 @@ async def auth(port, source, user, password):
 
 async def flood(port, connections, addresses):
     sources = [f"127.0.0.{2 + i % addresses}" for i in range(connections)]
+    assert (await auth(port, "127.0.0.201", CACHED_USER, CACHED_PASSWORD)).startswith("235")
     attack = [asyncio.create_task(auth(port, s, USER, "wrong")) for s in sources]
     await asyncio.sleep(0.05)
-    started = time.monotonic()
-    valid = await auth(port, "127.0.0.200", USER, PASSWORD)
-    valid_seconds = time.monotonic() - started
+    logins = []
+    for source, user, password in [("127.0.0.200", USER, PASSWORD),
+                                   ("127.0.0.202", CACHED_USER, CACHED_PASSWORD)]:
+        started = time.monotonic()
+        reply = await auth(port, source, user, password)
+        logins.append((reply, time.monotonic() - started))
     replies = await asyncio.gather(*attack, return_exceptions=True)
     codes = collections.Counter(r[:3] if isinstance(r, str) else type(r).__name__ for r in replies)
-    return valid, valid_seconds, codes
+    return logins, codes
 
 
 def main():
@@ -66,11 +72,13 @@ def main():
     try:
         os.makedirs(f"{work}/policies")
         shutil.copy(f"{policies}/AllowSendingOnly.json", f"{work}/policies/")
-        hashed = subprocess.run([binary, "hash-password"], input=PASSWORD, capture_output=True,
-                                text=True, check=True).stdout.strip()
         with open(f"{work}/policies/iam.toml", "w") as f:
-            f.write(f'[[user]]\nname = "flood"\npath = "/"\npolicies = ["AllowSendingOnly"]\n'
-                    f'[[user.credentials]]\nusername = "{USER}"\npassword_hash = "{hashed}"\n')
+            for name, user in [("flood", USER), ("cached", CACHED_USER)]:
+                password = PASSWORD if user == USER else CACHED_PASSWORD
+                hashed = subprocess.run([binary, "hash-password"], input=password,
+                                        capture_output=True, text=True, check=True).stdout.strip()
+                f.write(f'[[user]]\nname = "{name}"\npath = "/"\npolicies = ["AllowSendingOnly"]\n'
+                        f'[[user.credentials]]\nusername = "{user}"\npassword_hash = "{hashed}"\n')
         port = free_port()
         with open(f"{work}/sesgate.toml", "w") as f:
             f.write(f'[[listener]]\naddress = "127.0.0.1:{port}"\ntls = "none"\n'
@@ -88,13 +96,14 @@ def main():
             time.sleep(0.2)
             before = status(server.pid, "VmRSS")
             started = time.monotonic()
-            valid, valid_seconds, codes = asyncio.run(flood(port, args.connections, args.addresses))
+            logins, codes = asyncio.run(flood(port, args.connections, args.addresses))
             elapsed = time.monotonic() - started
             peak = status(server.pid, "VmHWM")
             print(f"{args.connections} wrong AUTHs from {args.addresses} address(es) in {elapsed:.2f} s:"
                   f" replies {dict(codes)}")
             print(f"RSS before {before / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB")
-            print(f"valid login from another address: {valid!r} after {valid_seconds:.2f} s")
+            for what, (reply, seconds) in zip(["first", "cached"], logins):
+                print(f"{what} valid login from another address: {reply!r} after {seconds:.2f} s")
         finally:
             server.terminate()
             server.wait()
