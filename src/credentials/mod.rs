@@ -477,7 +477,7 @@ mod tests {
             .filter(|o| **o == Verification::Invalid)
             .count();
         assert_eq!(busy + invalid, 10);
-        assert!(invalid <= 3 && invalid >= 1, "{outcomes:?}");
+        assert!((1..=3).contains(&invalid), "{outcomes:?}");
         assert_eq!(gate.verifications_started(), invalid as u64);
         assert_eq!(gate.peak_in_flight(), 1);
     }
