@@ -5,7 +5,9 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use sesgate::credentials::{CredentialStore, Login, hash_password};
+use std::time::Duration;
+
+use sesgate::credentials::{CredentialStore, Login, VerificationGate, hash_password};
 
 const USER: &str = "AKIAEXAMPLEBENCH0001";
 const PASSWORD: &str = "BLBM/9hSUELfq8Gw+rU1YcBjkOxGbhT2XG763xVLGWL9";
@@ -22,25 +24,32 @@ fn store(hash: &str) -> CredentialStore {
 fn auth(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let hash = hash_password(PASSWORD);
+    let gate = VerificationGate::new(0, 64, Duration::from_secs(60));
     let mut group = c.benchmark_group("auth");
     group.sample_size(20);
     group.bench_function("first", |b| {
         b.iter_batched(
             || store(&hash),
             |store| {
-                let user = runtime.block_on(store.check(black_box(USER), black_box(PASSWORD)));
-                assert!(user.is_some());
+                let user =
+                    runtime.block_on(store.check(black_box(USER), black_box(PASSWORD), &gate));
+                assert!(user.iam_user().is_some());
             },
             BatchSize::PerIteration,
         )
     });
     let warm = store(&hash);
-    assert!(runtime.block_on(warm.check(USER, PASSWORD)).is_some());
+    assert!(
+        runtime
+            .block_on(warm.check(USER, PASSWORD, &gate))
+            .iam_user()
+            .is_some()
+    );
     group.sample_size(100);
     group.bench_function("repeated", |b| {
         b.iter(|| {
-            let user = runtime.block_on(warm.check(black_box(USER), black_box(PASSWORD)));
-            assert!(user.is_some());
+            let user = runtime.block_on(warm.check(black_box(USER), black_box(PASSWORD), &gate));
+            assert!(user.iam_user().is_some());
         })
     });
     group.finish();

@@ -34,6 +34,8 @@ pub struct Metrics {
     registry: Registry,
     pub transactions: Family<DecisionLabel, Counter>,
     pub auth: Family<ResultLabel, Counter>,
+    /// argon2 verifications run (a cached credential runs none).
+    pub auth_verifications: Counter,
     pub upstream: Family<ResultLabel, Counter>,
     pub upstream_latency: Histogram,
     pub decision_latency: Histogram,
@@ -45,6 +47,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("sesgate");
         let transactions = Family::<DecisionLabel, Counter>::default();
         let auth = Family::<ResultLabel, Counter>::default();
+        let auth_verifications = Counter::default();
         let upstream = Family::<ResultLabel, Counter>::default();
         // 1 ms .. ~33 s
         let upstream_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
@@ -57,6 +60,11 @@ impl Default for Metrics {
             transactions.clone(),
         );
         registry.register("auth", "AUTH attempts by result", auth.clone());
+        registry.register(
+            "auth_verifications",
+            "argon2 password verifications run",
+            auth_verifications.clone(),
+        );
         registry.register(
             "upstream",
             "Relay attempts by result (ok, deferred, rejected)",
@@ -81,6 +89,7 @@ impl Default for Metrics {
             registry,
             transactions,
             auth,
+            auth_verifications,
             upstream,
             upstream_latency,
             decision_latency,
@@ -105,6 +114,25 @@ impl Metrics {
                 result: result.to_owned(),
             })
             .inc();
+    }
+
+    /// One checked AUTH: `success`, `failure` or `unavailable` (verifier saturated), and
+    /// whether argon2 ran.
+    pub fn count_verification(&self, verification: &crate::credentials::Verification) {
+        use crate::credentials::Verification;
+        let (result, ran_argon2) = match verification {
+            Verification::Valid { ran_argon2, .. } => ("success", *ran_argon2),
+            Verification::Invalid => ("failure", true),
+            Verification::Busy => ("unavailable", false),
+        };
+        self.auth
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
+        if ran_argon2 {
+            self.auth_verifications.inc();
+        }
     }
 
     pub fn count_upstream(&self, result: &str, seconds: f64) {

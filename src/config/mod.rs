@@ -234,8 +234,21 @@ pub struct Limits {
     pub command_timeout_secs: u64,
     pub message_timeout_secs: u64,
     pub session_timeout_secs: u64,
+    /// AUTH failures per (client address, user name) and per client address (any user name)
+    /// within the window; IPv6 clients count per /64.
+    pub auth_failures_per_user: u32,
     pub auth_failures_per_ip: u32,
     pub auth_failure_window_secs: u64,
+    /// AUTH checks one client address may have running or waiting at once.
+    pub auth_in_flight_per_ip: u32,
+    /// Client networks never throttled for AUTH failures (e.g. a trusted smarthost).
+    pub auth_throttle_exempt: Vec<IpNet>,
+    /// argon2 verifications running at once; 0: one per core.
+    pub max_auth_verifications: usize,
+    /// AUTH checks waiting for a verification slot; past it, `454` at once.
+    pub max_auth_queue: usize,
+    /// How long an AUTH check waits for a slot before `454`.
+    pub auth_queue_timeout_ms: u64,
     /// On SIGTERM, how long transactions in flight may take to finish.
     pub drain_timeout_secs: u64,
 }
@@ -257,8 +270,14 @@ impl Default for Limits {
             command_timeout_secs: d.command_timeout.as_secs(),
             message_timeout_secs: d.message_timeout.as_secs(),
             session_timeout_secs: d.session_timeout.as_secs(),
+            auth_failures_per_user: d.auth_failures_per_user,
             auth_failures_per_ip: d.auth_failures_per_ip,
             auth_failure_window_secs: d.auth_failure_window.as_secs(),
+            auth_in_flight_per_ip: d.auth_in_flight_per_ip,
+            auth_throttle_exempt: d.auth_throttle_exempt,
+            max_auth_verifications: 0,
+            max_auth_queue: 64,
+            auth_queue_timeout_ms: 5000,
             drain_timeout_secs: 30,
         }
     }
@@ -280,8 +299,11 @@ impl Limits {
             command_timeout: Duration::from_secs(self.command_timeout_secs),
             message_timeout: Duration::from_secs(self.message_timeout_secs),
             session_timeout: Duration::from_secs(self.session_timeout_secs),
+            auth_failures_per_user: self.auth_failures_per_user,
             auth_failures_per_ip: self.auth_failures_per_ip,
             auth_failure_window: Duration::from_secs(self.auth_failure_window_secs),
+            auth_in_flight_per_ip: self.auth_in_flight_per_ip,
+            auth_throttle_exempt: self.auth_throttle_exempt.clone(),
         }
     }
 }
@@ -340,6 +362,14 @@ impl Config {
             .any(|secs| secs == 0)
         {
             return Err(invalid("limits.*_timeout_secs must be at least 1".into()));
+        }
+        if l.auth_failures_per_user == 0
+            || l.auth_failures_per_ip == 0
+            || l.auth_in_flight_per_ip == 0
+        {
+            return Err(invalid(
+                "limits.auth_failures_per_user, auth_failures_per_ip and auth_in_flight_per_ip must be at least 1".into(),
+            ));
         }
         if config.limits.max_line_length < 80 {
             return Err(invalid("limits.max_line_length must be at least 80".into()));

@@ -1,20 +1,24 @@
 //! SMTP credentials: which SMTP user name belongs to which IAM user, and whether a password is
-//! right. Passwords are stored as argon2id PHC strings; checking one costs ~20 ms of CPU, so it
-//! runs on tokio's blocking pool, and a successful check is remembered in a bounded cache that
-//! can only ever confirm the exact password that was verified.
+//! right. Passwords are stored as argon2id PHC strings; checking one costs ~20 ms of CPU and
+//! 19 MiB of memory, so it runs on tokio's blocking pool behind a [`VerificationGate`] (about one
+//! verification per core, a bounded queue with a deadline), and a successful check is remembered
+//! in a bounded cache that can only ever confirm the exact password that was verified. A cached
+//! credential never waits for the gate.
 
 mod ses_password;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use argon2::Argon2;
+use argon2::password_hash::PasswordHasher;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 pub use ses_password::ses_smtp_password;
@@ -74,8 +78,15 @@ impl CredentialStore {
         })
     }
 
-    /// The IAM user these credentials authenticate as, or `None`.
-    pub async fn check(&self, username: &str, password: &str) -> Option<String> {
+    /// Whether these credentials are right, and the IAM user they authenticate as. A credential
+    /// verified before is answered from the cache at once; any other check runs argon2 through
+    /// `gate`, and is answered [`Verification::Busy`] when the gate cannot take it in time.
+    pub async fn check(
+        &self,
+        username: &str,
+        password: &str,
+        gate: &VerificationGate,
+    ) -> Verification {
         let login = self.logins.get(username);
         let hash: Arc<str> = match login {
             Some(login) => login.password_hash.as_str().into(),
@@ -85,24 +96,232 @@ impl CredentialStore {
         if let Some(login) = login
             && self.cache.contains(&key)
         {
-            return Some(login.iam_user.clone());
+            return Verification::Valid {
+                iam_user: login.iam_user.clone(),
+                ran_argon2: false,
+            };
         }
-        let candidate = password.to_owned();
-        let verify_hash = Arc::clone(&hash);
-        let verified = tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&verify_hash).ok()?;
-            Argon2::default()
-                .verify_password(candidate.as_bytes(), &parsed)
-                .ok()
-        })
-        .await
-        .ok()
-        .flatten()
-        .is_some();
-        let login = login.filter(|_| verified)?;
-        self.cache.insert(key);
-        Some(login.iam_user.clone())
+        let verified = match gate.verify(password, hash).await {
+            Some(verified) => verified,
+            None => return Verification::Busy,
+        };
+        match login.filter(|_| verified) {
+            Some(login) => {
+                self.cache.insert(key);
+                Verification::Valid {
+                    iam_user: login.iam_user.clone(),
+                    ran_argon2: true,
+                }
+            }
+            None => Verification::Invalid,
+        }
     }
+}
+
+/// The outcome of [`CredentialStore::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// The password is right; `ran_argon2` is false when the verified cache answered.
+    Valid { iam_user: String, ran_argon2: bool },
+    /// Wrong password or unknown user name (argon2 ran either way).
+    Invalid,
+    /// Not checked: too many verifications were waiting, or none could start before the
+    /// deadline. Says nothing about the credentials; the client may retry later.
+    Busy,
+}
+
+impl Verification {
+    /// The IAM user, when the credentials were right.
+    pub fn iam_user(&self) -> Option<&str> {
+        match self {
+            Verification::Valid { iam_user, .. } => Some(iam_user),
+            _ => None,
+        }
+    }
+}
+
+/// Bounds the argon2 verifications of the whole process: at most `max_running` run at once
+/// (each holds 19 MiB and a core for ~20 ms), at most `max_waiting` more wait for a turn, and
+/// none waits longer than `max_wait`. Without it, N parallel AUTHs cost N × 19 MiB at once.
+/// Shared by every credential store, so a reload does not reset it.
+#[derive(Clone)]
+pub struct VerificationGate {
+    inner: Arc<GateInner>,
+}
+
+struct GateInner {
+    running: Arc<Semaphore>,
+    max_running: usize,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    max_wait: Duration,
+    started: AtomicU64,
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+/// Counts one verification as running while it lives, including on its worker after the
+/// awaiting task is gone: the permit and this guard move into the job.
+struct Running {
+    gate: Arc<GateInner>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.gate.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Counts one waiter while it lives, so a cancelled wait frees its queue place.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl VerificationGate {
+    /// `max_running` 0 means one per core (`std::thread::available_parallelism`).
+    pub fn new(max_running: usize, max_waiting: usize, max_wait: Duration) -> Self {
+        let max_running = if max_running == 0 {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            max_running
+        };
+        VerificationGate {
+            inner: Arc::new(GateInner {
+                running: Arc::new(Semaphore::new(max_running)),
+                max_running,
+                waiting: AtomicUsize::new(0),
+                max_waiting,
+                max_wait,
+                started: AtomicU64::new(0),
+                in_flight: AtomicUsize::new(0),
+                peak_in_flight: AtomicUsize::new(0),
+                jobs: start_workers(max_running),
+            }),
+        }
+    }
+
+    /// How many verifications may run at once.
+    pub fn max_running(&self) -> usize {
+        self.inner.max_running
+    }
+
+    /// argon2 verifications started since the gate was made.
+    pub fn verifications_started(&self) -> u64 {
+        self.inner.started.load(Ordering::SeqCst)
+    }
+
+    /// The most verifications that ever ran at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.inner.peak_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Whether `password` matches `hash`; `None` when the check could not be run in time.
+    async fn verify(&self, password: &str, hash: Arc<str>) -> Option<bool> {
+        let gate = &self.inner;
+        let permit = match Arc::clone(&gate.running).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Take a queue place first: a full queue refuses at once.
+                let queued = gate.waiting.fetch_add(1, Ordering::SeqCst);
+                let _waiting = Waiting(&gate.waiting);
+                if queued >= gate.max_waiting {
+                    return None;
+                }
+                let acquire = Arc::clone(&gate.running).acquire_owned();
+                match tokio::time::timeout(gate.max_wait, acquire).await {
+                    Ok(Ok(permit)) => permit,
+                    // Timed out, or the semaphore was closed (never done).
+                    _ => return None,
+                }
+            }
+        };
+        gate.started.fetch_add(1, Ordering::SeqCst);
+        let now = gate.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        gate.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        let running = Running {
+            gate: Arc::clone(gate),
+        };
+        let candidate = password.to_owned();
+        let (answer, verified) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            let _permit = permit;
+            let _running = running;
+            let _ = answer.send(verify_with_memory(memory, candidate.as_bytes(), &hash));
+        });
+        if gate.jobs.send(job).is_err() {
+            return Some(false);
+        }
+        // A worker that panicked dropped the answer: not verified.
+        Some(verified.await.unwrap_or(false))
+    }
+}
+
+/// One verification, given its worker's argon2 memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// Whether `password` matches the PHC string `phc`, computing argon2 in `memory` (grown to the
+/// hash's memory cost and kept for the next verification). The same computation as
+/// `PasswordVerifier::verify_password`, which instead allocates and frees its 19 MiB on every
+/// call; glibc then keeps much of that memory per verification (its mmap threshold adapts).
+fn verify_with_memory(memory: &mut Vec<Block>, password: &[u8], phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_ref()) else {
+        return false;
+    };
+    let Ok(version) = parsed
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::new());
+    }
+    let mut out = vec![0u8; expected.as_bytes().len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt, &mut out, &mut memory[..blocks])
+        .is_ok()
+        && bool::from(out.ct_eq(expected.as_bytes()))
+}
+
+/// Starts the threads that run argon2: as many as may run at once, so the memory each
+/// verification takes is reused by the next one on the same thread (and allocator arena)
+/// instead of piling up on ever more threads of tokio's blocking pool. They end when the gate
+/// is dropped.
+fn start_workers(count: usize) -> std::sync::mpsc::Sender<Job> {
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    let queue = Arc::new(Mutex::new(queue));
+    for n in 0..count {
+        let queue = Arc::clone(&queue);
+        std::thread::Builder::new()
+            .name(format!("sesgate-argon2-{n}"))
+            .spawn(move || {
+                let mut memory = Vec::new();
+                loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(job) = next else { return };
+                    // A panic in one verification must not take the worker with it.
+                    let run = std::panic::AssertUnwindSafe(|| job(&mut memory));
+                    let _ = std::panic::catch_unwind(run);
+                }
+            })
+            .expect("the operating system starts a thread");
+    }
+    jobs
 }
 
 /// One decoy hash per process: computing it costs a full argon2 run, which every reload would
@@ -188,27 +407,159 @@ mod tests {
         .unwrap()
     }
 
+    fn gate() -> VerificationGate {
+        VerificationGate::new(1, 8, Duration::from_secs(5))
+    }
+
     #[tokio::test]
     async fn checks_and_caches_only_the_right_password() {
         let store = store();
-        assert_eq!(store.check("AKIAEXAMPLE", "wrong").await, None);
+        let gate = gate();
+        let check = |user, password| {
+            let (store, gate) = (&store, &gate);
+            async move { store.check(user, password, gate).await }
+        };
+        assert_eq!(check("AKIAEXAMPLE", "wrong").await, Verification::Invalid);
         assert_eq!(store.cache.len(), 0, "failures are never cached");
         assert_eq!(
-            store.check("AKIAEXAMPLE", "right").await.as_deref(),
-            Some("billing-app")
+            check("AKIAEXAMPLE", "right").await,
+            Verification::Valid {
+                iam_user: "billing-app".into(),
+                ran_argon2: true
+            }
         );
         assert_eq!(store.cache.len(), 1);
+        assert_eq!(gate.verifications_started(), 2);
         assert_eq!(
-            store.check("AKIAEXAMPLE", "right").await.as_deref(),
-            Some("billing-app")
+            check("AKIAEXAMPLE", "right").await,
+            Verification::Valid {
+                iam_user: "billing-app".into(),
+                ran_argon2: false
+            },
+            "a cached credential does not run argon2"
         );
+        assert_eq!(gate.verifications_started(), 2);
         assert_eq!(
-            store.check("AKIAEXAMPLE", "wrong").await,
-            None,
+            check("AKIAEXAMPLE", "wrong").await,
+            Verification::Invalid,
             "a cached user with a wrong password"
         );
-        assert_eq!(store.check("AKIAEXAMPLE", "righ").await, None);
-        assert_eq!(store.check("NOBODY", "right").await, None);
+        assert_eq!(check("AKIAEXAMPLE", "righ").await, Verification::Invalid);
+        assert_eq!(check("NOBODY", "right").await, Verification::Invalid);
+        assert_eq!(
+            gate.verifications_started(),
+            5,
+            "unknown users cost argon2 too"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_gate_bounds_running_and_waiting_verifications() {
+        let store = Arc::new(store());
+        // One runs, two wait; the rest are refused at once without running argon2.
+        let gate = VerificationGate::new(1, 2, Duration::from_secs(30));
+        let checks: Vec<_> = (0..10)
+            .map(|_| {
+                let (store, gate) = (Arc::clone(&store), gate.clone());
+                tokio::spawn(async move { store.check("AKIAEXAMPLE", "wrong", &gate).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for check in checks {
+            outcomes.push(check.await.unwrap());
+        }
+        let busy = outcomes
+            .iter()
+            .filter(|o| **o == Verification::Busy)
+            .count();
+        let invalid = outcomes
+            .iter()
+            .filter(|o| **o == Verification::Invalid)
+            .count();
+        assert_eq!(busy + invalid, 10);
+        assert!((1..=3).contains(&invalid), "{outcomes:?}");
+        assert_eq!(gate.verifications_started(), invalid as u64);
+        assert_eq!(gate.peak_in_flight(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_gives_up_at_the_deadline_and_a_cached_login_never_waits() {
+        let store = Arc::new(store());
+        let gate = VerificationGate::new(1, 100, Duration::from_millis(1));
+        assert!(
+            store
+                .check("AKIAEXAMPLE", "right", &gate)
+                .await
+                .iam_user()
+                .is_some()
+        );
+        let checks: Vec<_> = (0..6)
+            .map(|_| {
+                let (store, gate) = (Arc::clone(&store), gate.clone());
+                tokio::spawn(async move { store.check("AKIAEXAMPLE", "wrong", &gate).await })
+            })
+            .collect();
+        // While the gate is taken, the cached credential is still answered.
+        assert_eq!(
+            store.check("AKIAEXAMPLE", "right", &gate).await,
+            Verification::Valid {
+                iam_user: "billing-app".into(),
+                ran_argon2: false
+            }
+        );
+        let mut busy = 0;
+        for check in checks {
+            busy += usize::from(check.await.unwrap() == Verification::Busy);
+        }
+        // argon2 takes far longer than 1 ms: whoever waited gave up.
+        assert!(busy >= 1, "no waiter timed out");
+        assert_eq!(gate.peak_in_flight(), 1);
+    }
+
+    #[test]
+    fn reused_memory_verifies_as_argon2_does() {
+        use argon2::password_hash::PasswordVerifier;
+        let cheap = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(64, 1, 1, None).unwrap(),
+        );
+        let argon2i = Argon2::new(
+            Algorithm::Argon2i,
+            Version::V0x10,
+            Params::new(32, 3, 2, Some(16)).unwrap(),
+        );
+        let hashes = [
+            hash_password("right"),
+            cheap.hash_password(b"right").unwrap().to_string(),
+            argon2i.hash_password(b"right").unwrap().to_string(),
+            hash_password("right"),
+        ];
+        let mut memory = Vec::new();
+        for hash in &hashes {
+            let parsed = PasswordHash::new(hash).unwrap();
+            for password in ["right", "wrong", "righ", ""] {
+                let reference = Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok();
+                assert_eq!(
+                    verify_with_memory(&mut memory, password.as_bytes(), hash),
+                    reference,
+                    "{hash} {password:?}"
+                );
+            }
+            assert!(verify_with_memory(&mut memory, b"right", hash));
+        }
+        assert!(!verify_with_memory(&mut memory, b"right", "not a hash"));
+    }
+
+    #[test]
+    fn zero_means_one_verification_per_core() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(
+            VerificationGate::new(0, 1, Duration::from_secs(1)).max_running(),
+            cores
+        );
     }
 
     #[test]

@@ -27,13 +27,15 @@ use request::Account;
 
 use crate::config::iam::IamFile;
 use crate::config::{Config, ConfigError};
-use crate::credentials::{CredentialError, CredentialStore};
+use crate::credentials::{CredentialError, CredentialStore, Verification, VerificationGate};
 use crate::iam::Outcome;
 use crate::metrics::Metrics;
 use crate::relay::{
     Delivery, MessageIds, Outbox, Relay, RelayError, SmtpUpstream, UpstreamOptions, UpstreamUrl,
 };
-use crate::smtp::{self, Authenticator, Credentials, Handler, Reply, Server, Transaction};
+use crate::smtp::{
+    self, AuthOutcome, Authenticator, Credentials, Handler, Reply, Server, Transaction,
+};
 
 /// Why the gateway could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -137,17 +139,23 @@ fn load_snapshot(config: &Config) -> Result<Snapshot, StartError> {
 #[derive(Clone)]
 struct CurrentCredentials {
     store: Arc<ArcSwap<CredentialStore>>,
+    /// Outlives reloads: the bound on argon2 work is the process's, not the snapshot's.
+    gate: VerificationGate,
     metrics: Arc<Metrics>,
 }
 
 impl Authenticator for CurrentCredentials {
-    async fn authenticate(&self, credentials: Credentials) -> Option<String> {
+    async fn authenticate(&self, credentials: Credentials) -> AuthOutcome {
         let store = self.store.load_full();
-        let user = store
-            .check(&credentials.username, &credentials.password)
+        let verification = store
+            .check(&credentials.username, &credentials.password, &self.gate)
             .await;
-        self.metrics.count_auth(user.is_some());
-        user
+        self.metrics.count_verification(&verification);
+        match verification {
+            Verification::Valid { iam_user, .. } => AuthOutcome::Authenticated(iam_user),
+            Verification::Invalid => AuthOutcome::Invalid,
+            Verification::Busy => AuthOutcome::Unavailable,
+        }
     }
 }
 
@@ -374,6 +382,11 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         },
         CurrentCredentials {
             store: Arc::clone(&credentials),
+            gate: VerificationGate::new(
+                config.limits.max_auth_verifications,
+                config.limits.max_auth_queue,
+                Duration::from_millis(config.limits.auth_queue_timeout_ms),
+            ),
             metrics: Arc::clone(&metrics),
         },
     );

@@ -11,10 +11,11 @@ use tokio::time::{Instant, timeout_at};
 use tracing::{debug, info};
 
 use super::data::DataReader;
+use super::limits::AuthRefusal;
 use super::reply::{self, Reply};
 use super::sasl;
 use super::session::{AuthFailure, Mechanism, Session, Step, Transaction};
-use super::{Authenticator, Handler, Shared};
+use super::{AuthOutcome, Authenticator, Handler, Shared};
 
 /// Anything a session can run over: TCP, PROXY-wrapped TCP, or TLS over either.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -318,20 +319,36 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
             Ok(credentials) => credentials,
             Err(failure) => return Ok(Err(failure)),
         };
-        if self.shared.throttle.is_blocked(self.client) {
-            info!(session = %self.id, client = %self.client, "AUTH refused: too many recent failures from this address");
-            return Ok(Err(AuthFailure::Throttled));
-        }
+        // The failure budget is taken before the (costly) check, so parallel attempts cannot
+        // all run when fewer failures remain.
+        let shared = Arc::clone(&self.shared);
+        let reservation = match shared.throttle.reserve(self.client, &credentials.username) {
+            Ok(reservation) => reservation,
+            Err(refusal) => {
+                let why = match refusal {
+                    AuthRefusal::LockedOut => "too many recent failures",
+                    AuthRefusal::TooManyInFlight => "too many checks in flight from this address",
+                };
+                info!(session = %self.id, client = %self.client, reason = why, "AUTH refused");
+                return Ok(Err(AuthFailure::Throttled));
+            }
+        };
         let username = credentials.username.clone();
-        match self.shared.authenticator.authenticate(credentials).await {
-            Some(user) => {
+        match shared.authenticator.authenticate(credentials).await {
+            AuthOutcome::Authenticated(user) => {
+                reservation.succeeded();
                 info!(session = %self.id, client = %self.client, smtp_user = %username, user = %user, "authenticated");
                 Ok(Ok(user))
             }
-            None => {
-                self.shared.throttle.record_failure(self.client);
+            AuthOutcome::Invalid => {
+                reservation.failed();
                 info!(session = %self.id, client = %self.client, smtp_user = %username, "authentication failed");
                 Ok(Err(AuthFailure::Invalid))
+            }
+            AuthOutcome::Unavailable => {
+                reservation.not_checked();
+                info!(session = %self.id, client = %self.client, "AUTH not checked: verifier busy");
+                Ok(Err(AuthFailure::Unavailable))
             }
         }
     }

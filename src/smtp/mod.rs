@@ -44,7 +44,7 @@ pub use sasl::Credentials;
 pub use session::{Envelope, SessionConfig, TlsMode, Transaction};
 
 use conn::{Connection, Io};
-use limits::{AuthThrottle, PerIpConnections};
+use limits::{AuthThrottle, AuthThrottleSettings, PerIpConnections};
 use session::Session;
 
 /// Receives every completed transaction and decides the reply to DATA. The reply is written
@@ -53,10 +53,20 @@ pub trait Handler: Send + Sync + 'static {
     fn deliver(&self, transaction: Transaction) -> impl Future<Output = Reply> + Send;
 }
 
-/// Checks SMTP credentials. Returns the name the session is then known by, or `None`.
+/// Checks SMTP credentials.
 pub trait Authenticator: Send + Sync + 'static {
-    fn authenticate(&self, credentials: Credentials)
-    -> impl Future<Output = Option<String>> + Send;
+    fn authenticate(&self, credentials: Credentials) -> impl Future<Output = AuthOutcome> + Send;
+}
+
+/// What an [`Authenticator`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// Right: the name the session is then known by.
+    Authenticated(String),
+    /// Wrong user name or password.
+    Invalid,
+    /// Not checked now (the verifier is saturated); says nothing about the credentials.
+    Unavailable,
 }
 
 /// One listening socket's protocol settings (`[[listener]]`).
@@ -91,8 +101,16 @@ pub struct Limits {
     /// A whole connection, from accept to close.
     pub session_timeout: Duration,
     /// AUTH failures from one address within `auth_failure_window` before it is refused.
+    /// AUTH failures per (address, user name) within `auth_failure_window` before that user
+    /// name is refused from that address.
+    pub auth_failures_per_user: u32,
+    /// AUTH failures per address (all user names) within the window before it is refused.
     pub auth_failures_per_ip: u32,
     pub auth_failure_window: Duration,
+    /// AUTH checks one address may have running or waiting at once.
+    pub auth_in_flight_per_ip: u32,
+    /// Clients never throttled for AUTH failures.
+    pub auth_throttle_exempt: Vec<IpNet>,
 }
 
 impl Default for Limits {
@@ -111,11 +129,19 @@ impl Default for Limits {
             command_timeout: Duration::from_secs(300),
             message_timeout: Duration::from_secs(1800),
             session_timeout: Duration::from_secs(3600),
-            auth_failures_per_ip: 10,
+            auth_failures_per_user: 10,
+            auth_failures_per_ip: 100,
             auth_failure_window: Duration::from_secs(300),
+            auth_in_flight_per_ip: 8,
+            auth_throttle_exempt: Vec::new(),
         }
     }
 }
+
+/// The most client addresses whose AUTH failures are remembered at once (about 100 bytes each,
+/// plus their user names' counters).
+const AUTH_THROTTLE_MAX_ADDRESSES: usize = 100_000;
+
 
 /// State shared by every connection of a server.
 pub struct Shared<H, A> {
@@ -162,10 +188,14 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
                 hostname,
                 connections: Arc::new(Semaphore::new(limits.max_connections)),
                 per_ip: PerIpConnections::new(limits.max_connections_per_ip),
-                throttle: AuthThrottle::new(
-                    limits.auth_failures_per_ip,
-                    limits.auth_failure_window,
-                ),
+                throttle: AuthThrottle::new(AuthThrottleSettings {
+                    per_user: limits.auth_failures_per_user,
+                    per_address: limits.auth_failures_per_ip,
+                    in_flight_per_address: limits.auth_in_flight_per_ip,
+                    window: limits.auth_failure_window,
+                    exempt: limits.auth_throttle_exempt.clone(),
+                    max_addresses: AUTH_THROTTLE_MAX_ADDRESSES,
+                }),
                 limits,
                 handler,
                 authenticator,

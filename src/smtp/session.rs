@@ -79,8 +79,10 @@ pub enum AuthFailure {
     Cancelled,
     /// Not base64, or not the mechanism's shape.
     Malformed,
-    /// This address failed too often recently.
+    /// This address (or this user name from it) failed too often recently.
     Throttled,
+    /// The credentials could not be checked now; the client may retry.
+    Unavailable,
 }
 
 /// What the connection must do next.
@@ -301,6 +303,9 @@ impl Session {
                 }
             }
             Err(AuthFailure::Throttled) => Step::Close(reply::auth_throttled()),
+            // Not a failure of the credentials: not counted against them, but against the
+            // session's error budget so a client cannot loop on it forever.
+            Err(AuthFailure::Unavailable) => self.error(reply::auth_throttled()),
             Err(AuthFailure::Cancelled) => Step::Reply(reply::auth_cancelled()),
             Err(AuthFailure::Malformed) => self.error(reply::auth_malformed()),
         }
@@ -539,6 +544,22 @@ mod tests {
         );
         assert!(
             matches!(s.on_auth_result(Err(AuthFailure::Invalid)), Step::Close(r) if r.code == 421)
+        );
+    }
+
+    #[test]
+    fn an_unchecked_auth_is_a_temporary_failure_that_keeps_the_session() {
+        let mut s = Session::new(config(TlsMode::Implicit), true);
+        s.on_line(b"EHLO c\r\n");
+        for _ in 0..3 {
+            assert_eq!(
+                reply_of(s.on_auth_result(Err(AuthFailure::Unavailable))),
+                "454 4.7.0 Temporary authentication failure"
+            );
+        }
+        assert_eq!(
+            reply_of(s.on_auth_result(Ok("u".into()))),
+            "235 2.7.0 Authentication successful."
         );
     }
 
