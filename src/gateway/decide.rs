@@ -57,32 +57,32 @@ pub enum Ruling {
     },
 }
 
-impl Policies {
-    /// The ruling and SES's reply for a refusal before any policy.
-    fn refused(&self, refusal: Refusal) -> Ruling {
-        let (kind, why, reply) = match refusal {
-            Refusal::Ambiguous(why) => ("ambiguous", why.clone(), reply::transaction_failed(&why)),
-            Refusal::Unverified(addresses) => {
-                let list = addresses.join(", ");
-                let reply = reply::unverified(&self.account.region.to_uppercase(), &list);
-                ("unverified", list, reply)
-            }
-            Refusal::InvalidArn(arn) => {
-                let reply = reply::invalid_arn(&arn);
-                ("invalid-arn", reply.lines.join(" "), reply)
-            }
-            Refusal::OtherAccount(arn) => {
-                let reply = reply::other_account_arn(&arn);
-                ("other-account", reply.lines.join(" "), reply)
-            }
-            Refusal::Misaligned { address, arn } => {
-                let reply = reply::misaligned(&address, &arn);
-                ("misaligned", reply.lines.join(" "), reply)
-            }
-        };
-        Ruling::Refused { kind, why, reply }
-    }
+/// The ruling and SES's reply for a refusal before any policy, in `region`.
+pub(crate) fn refused(refusal: Refusal, region: &str) -> Ruling {
+    let (kind, why, reply) = match refusal {
+        Refusal::Ambiguous(why) => ("ambiguous", why.clone(), reply::transaction_failed(&why)),
+        Refusal::Unverified(addresses) => {
+            let list = addresses.join(", ");
+            let reply = reply::unverified(&region.to_uppercase(), &list);
+            ("unverified", list, reply)
+        }
+        Refusal::InvalidArn(arn) => {
+            let reply = reply::invalid_arn(&arn);
+            ("invalid-arn", reply.lines.join(" "), reply)
+        }
+        Refusal::OtherAccount(arn) => {
+            let reply = reply::other_account_arn(&arn);
+            ("other-account", reply.lines.join(" "), reply)
+        }
+        Refusal::Misaligned { address, arn } => {
+            let reply = reply::misaligned(&address, &arn);
+            ("misaligned", reply.lines.join(" "), reply)
+        }
+    };
+    Ruling::Refused { kind, why, reply }
+}
 
+impl Policies {
     pub fn decide(&self, input: Input<'_>, now: Timestamp) -> Ruling {
         let Some(user) = self.directory.user(input.user) else {
             // Credentials and users come from one file; a gap would be a bug. Fail closed.
@@ -107,7 +107,7 @@ impl Policies {
             now,
         ) {
             Ok(request) => request,
-            Err(refusal) => return self.refused(refusal),
+            Err(refusal) => return refused(refusal, &self.account.region),
         };
         let authorization =
             user.policies

@@ -522,8 +522,14 @@ pub fn build(
     })
 }
 
+/// The hostile header table shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/common/hostile.rs"]
+mod hostile_table;
+
 #[cfg(test)]
 mod tests {
+    use super::hostile_table as hostile;
     use super::*;
 
     fn account(identities: &[&str]) -> Account {
@@ -769,5 +775,56 @@ mod tests {
                 "arn:aws:ses:us-east-1:123456789012:identity/elsewhere.net"
             ]
         );
+    }
+
+    #[test]
+    fn hostile_header_table() {
+        let cases = hostile::cases();
+        assert!(cases.len() >= 60, "{} cases", cases.len());
+        let recipients = vec!["rcpt@example.net".to_owned()];
+        for case in cases {
+            let connection = Connection {
+                tls: true,
+                client: "127.0.0.1".parse().unwrap(),
+                mail_from: "bounce@allowed.com",
+                recipients: &recipients,
+            };
+            let account = account(&[]);
+            let built = build(
+                &case.message,
+                connection,
+                &principal(),
+                &account,
+                &headers::Limits::default(),
+                Timestamp::UNIX_EPOCH,
+            );
+            let line = case.line;
+            match (&case.expect, built) {
+                (hostile::Expect::Allow { from, resource }, Ok(request)) => {
+                    assert_eq!(&request.from, from, "line {line}");
+                    assert_eq!(
+                        text(&request.context, "ses:FromAddress").as_ref(),
+                        Some(from),
+                        "line {line}"
+                    );
+                    assert_eq!(
+                        request.resources[0],
+                        format!("arn:aws:ses:us-east-1:123456789012:{resource}"),
+                        "line {line}"
+                    );
+                }
+                (hostile::Expect::Refuse { reply }, Err(refusal)) => {
+                    let super::super::decide::Ruling::Refused { reply: got, .. } =
+                        super::super::decide::refused(refusal, "us-east-1")
+                    else {
+                        unreachable!()
+                    };
+                    let got = got.to_string();
+                    assert!(got.starts_with("554 5."), "line {line}: {got}");
+                    assert!(got.contains(reply.as_str()), "line {line}: {got}");
+                }
+                (expect, got) => panic!("line {line}: expected {expect:?}, got {got:?}"),
+            }
+        }
     }
 }
