@@ -827,4 +827,66 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn named_identities_replace_the_default_resource() {
+        let account = account(&["example.com", "news@example.com", "bounces.example.com"]);
+        let arn = "arn:aws:ses:us-east-1:123456789012:identity";
+        let resources = |headers: &str| {
+            run(
+                &format!("From: news@example.com\r\n{headers}\r\nx\r\n"),
+                &account,
+            )
+            .map(|r| r.resources)
+        };
+        assert_eq!(
+            resources(&format!("X-SES-FROM-ARN: {arn}/EXAMPLE.com\r\n")).unwrap(),
+            [format!("{arn}/example.com")],
+            "the FROM-ARN replaces the default news@example.com identity, canonical"
+        );
+        assert_eq!(
+            resources(&format!("X-SES-SOURCE-ARN: {arn}/example.com\r\n")).unwrap(),
+            [format!("{arn}/example.com")],
+            "SOURCE-ARN covers From and MAIL FROM bounce@example.com"
+        );
+        assert_eq!(
+            resources(&format!(
+                "X-SES-FROM-ARN: {arn}/news@example.com\r\nX-SES-SOURCE-ARN: {arn}/example.com\r\nX-SES-RETURN-PATH-ARN: {arn}/example.com\r\n"
+            ))
+            .unwrap(),
+            [format!("{arn}/news@example.com"), format!("{arn}/example.com")]
+        );
+        assert_eq!(
+            resources(&format!("X-SES-FROM-ARN: {arn}/bounces.example.com\r\n")),
+            Err(Refusal::Misaligned {
+                address: "news@example.com".into(),
+                arn: format!("{arn}/bounces.example.com")
+            })
+        );
+        assert_eq!(
+            resources(&format!(
+                "X-SES-RETURN-PATH-ARN: {arn}/news@example.com\r\n"
+            )),
+            Err(Refusal::Misaligned {
+                address: "bounce@example.com".into(),
+                arn: format!("{arn}/news@example.com")
+            })
+        );
+        assert_eq!(
+            resources(&format!("X-SES-FROM-ARN: {arn}/com\r\n")),
+            Err(Refusal::Unverified(vec!["com".into()])),
+            "a named identity must itself be verified"
+        );
+        assert_eq!(
+            resources(&format!("X-SES-FROM-ARN: {arn}/xample.com\r\n")),
+            Err(Refusal::Misaligned {
+                address: "news@example.com".into(),
+                arn: format!("{arn}/xample.com")
+            }),
+            "a parent domain is a whole label"
+        );
+        assert!(covers("example.com", "a@sub.example.com"));
+        assert!(!covers("example.com", "a@badexample.com"));
+        assert!(!covers("a@example.com", "b@example.com"));
+    }
 }
