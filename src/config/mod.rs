@@ -251,11 +251,16 @@ pub struct Limits {
     pub auth_queue_timeout_ms: u64,
     /// On SIGTERM, how long transactions in flight may take to finish.
     pub drain_timeout_secs: u64,
+    /// The header section: whole, field count, one field with its continuations (SPEC §6).
+    pub max_header_bytes: usize,
+    pub max_header_fields: usize,
+    pub max_header_field_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         let d = smtp::Limits::default();
+        let h = crate::gateway::headers::Limits::default();
         Limits {
             max_message_bytes: d.max_message_bytes,
             max_recipients: d.max_recipients,
@@ -279,11 +284,22 @@ impl Default for Limits {
             max_auth_queue: 64,
             auth_queue_timeout_ms: 5000,
             drain_timeout_secs: 30,
+            max_header_bytes: h.max_header_bytes,
+            max_header_fields: h.max_header_fields,
+            max_header_field_bytes: h.max_header_field_bytes,
         }
     }
 }
 
 impl Limits {
+    pub fn headers(&self) -> crate::gateway::headers::Limits {
+        crate::gateway::headers::Limits {
+            max_header_bytes: self.max_header_bytes,
+            max_header_fields: self.max_header_fields,
+            max_header_field_bytes: self.max_header_field_bytes,
+        }
+    }
+
     pub fn to_smtp(&self) -> smtp::Limits {
         smtp::Limits {
             max_message_bytes: self.max_message_bytes,
@@ -369,6 +385,14 @@ impl Config {
         {
             return Err(invalid(
                 "limits.auth_failures_per_user, auth_failures_per_ip and auth_in_flight_per_ip must be at least 1".into(),
+            ));
+        }
+        if l.max_header_bytes == 0
+            || l.max_header_fields == 0
+            || l.max_header_field_bytes == 0
+        {
+            return Err(invalid(
+                "limits.max_header_bytes, max_header_fields and max_header_field_bytes must be at least 1".into(),
             ));
         }
         if config.limits.max_line_length < 80 {

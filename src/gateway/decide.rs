@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use jiff::Timestamp;
 
 use super::directory::Directory;
+use super::headers;
 use super::request::{self, Account, Connection, Refusal, SendRequest};
 use crate::iam::{Decision, SEND_RAW_EMAIL};
 use crate::smtp::{Reply, reply};
@@ -17,6 +18,8 @@ use crate::smtp::{Reply, reply};
 pub struct Policies {
     pub account: Account,
     pub directory: Directory,
+    /// Bounds on the header section (`[limits]`).
+    pub header_limits: headers::Limits,
 }
 
 /// One transaction, as the decision sees it.
@@ -54,6 +57,31 @@ pub enum Ruling {
     },
 }
 
+/// The ruling and SES's reply for a refusal before any policy, in `region`.
+pub(crate) fn refused(refusal: Refusal, region: &str) -> Ruling {
+    let (kind, why, reply) = match refusal {
+        Refusal::Ambiguous(why) => ("ambiguous", why.clone(), reply::transaction_failed(&why)),
+        Refusal::Unverified(addresses) => {
+            let list = addresses.join(", ");
+            let reply = reply::unverified(&region.to_uppercase(), &list);
+            ("unverified", list, reply)
+        }
+        Refusal::InvalidArn(arn) => {
+            let reply = reply::invalid_arn(&arn);
+            ("invalid-arn", reply.lines.join(" "), reply)
+        }
+        Refusal::OtherAccount(arn) => {
+            let reply = reply::other_account_arn(&arn);
+            ("other-account", reply.lines.join(" "), reply)
+        }
+        Refusal::Misaligned { address, arn } => {
+            let reply = reply::misaligned(&address, &arn);
+            ("misaligned", reply.lines.join(" "), reply)
+        }
+    };
+    Ruling::Refused { kind, why, reply }
+}
+
 impl Policies {
     pub fn decide(&self, input: Input<'_>, now: Timestamp) -> Ruling {
         let Some(user) = self.directory.user(input.user) else {
@@ -75,30 +103,11 @@ impl Policies {
             connection,
             &user.principal,
             &self.account,
+            &self.header_limits,
             now,
         ) {
             Ok(request) => request,
-            Err(Refusal::Ambiguous(why)) => {
-                return Ruling::Refused {
-                    kind: "ambiguous",
-                    reply: Reply::new(554, format!("5.6.0 Transaction failed: {why}")),
-                    why,
-                };
-            }
-            Err(Refusal::Unverified(addresses)) => {
-                let list = addresses.join(", ");
-                return Ruling::Refused {
-                    kind: "unverified",
-                    reply: Reply::new(
-                        554,
-                        format!(
-                            "5.7.1 Message rejected: Email address is not verified. The following identities failed the check in region {}: {list}",
-                            self.account.region.to_uppercase()
-                        ),
-                    ),
-                    why: list,
-                };
-            }
+            Err(refusal) => return refused(refusal, &self.account.region),
         };
         let authorization =
             user.policies

@@ -4,8 +4,10 @@
 //! only after the relay accepted the message (SPEC §7). Users, policies, credentials and the
 //! certificate are one snapshot, swapped whole on reload.
 
+mod address;
 pub mod decide;
 mod directory;
+pub mod headers;
 pub mod request;
 pub mod simulate;
 
@@ -99,6 +101,7 @@ pub fn load_policies(config: &Config) -> Result<(Policies, IamFile, PathBuf), St
         Policies {
             account: account_of(config),
             directory,
+            header_limits: config.limits.headers(),
         },
         iam,
         iam_file,

@@ -3,15 +3,23 @@
 //! verified identities, the `X-SES-*` headers and the sandbox rule. Pure: the clock is an
 //! argument, nothing is read or written.
 //!
-//! Ambiguity fails closed (SPEC §3): no `From:`, several `From:` headers, several mailboxes or a
-//! group in it, or an address sesgate cannot read are refused, never evaluated against a guess.
+//! Ambiguity fails closed (SPEC §3): the header section is read once by sesgate's own strict
+//! reader (`headers.rs`), the From and Sender mailboxes by its own strict address reader
+//! (`address.rs`), so that what is evaluated is what the upstream and every mail client read
+//! from the relayed bytes. A malformed header section, no `From:`, a security-relevant header
+//! (From, Sender, Return-Path, User-Agent, X-Mailer, any `X-SES-*`) given twice, empty or with
+//! 8-bit bytes, an address sesgate cannot read unambiguously, an `X-SES-*-ARN` that is not an
+//! identity ARN of this account and region or does not cover the address it stands for: each
+//! is refused, never evaluated against a guess.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use jiff::Timestamp;
-use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser};
+use mail_parser::MessageParser;
 
+use super::address::{self, Mailbox, MailboxError};
+use super::headers::{self, Field, Section};
 use crate::iam::{Context, Value};
 
 /// The IAM user a session authenticated as.
@@ -89,6 +97,15 @@ pub enum Refusal {
     Ambiguous(String),
     /// Addresses no verified identity covers: SES's `554 Message rejected: ...`.
     Unverified(Vec<String>),
+    /// An `X-SES-*-ARN` header that is not an identity ARN of the configured region: `554
+    /// 5.6.0 Transaction failed: Invalid ARN ...`. Holds the value as sent.
+    InvalidArn(String),
+    /// An `X-SES-*-ARN` header naming another account's identity (cross-account sending is
+    /// not supported): refused before evaluation.
+    OtherAccount(String),
+    /// A named identity that does not cover the address it stands for: SES's `554 5.7.1
+    /// Message rejected: The address ... does not align with the given ARN ...`.
+    Misaligned { address: String, arn: String },
 }
 
 /// Lower-cases the domain part, keeps the local part as sent (SPEC §3).
@@ -109,55 +126,237 @@ pub fn canonical_identity(identity: &str) -> String {
     }
 }
 
-/// The single From mailbox: (address, display name).
-fn from_mailbox(parsed: Option<&Message<'_>>) -> Result<(String, Option<String>), Refusal> {
-    let ambiguous = |why: &str| Refusal::Ambiguous(why.to_owned());
-    let parsed = parsed.ok_or_else(|| ambiguous("the message has no From header"))?;
-    // `from()` would silently return the last of several From fields: read them all.
-    let froms: Vec<&HeaderValue<'_>> = parsed.header_values(HeaderName::From).collect();
-    let from = match froms.as_slice() {
-        [] => return Err(ambiguous("the message has no From header")),
-        [one] => *one,
-        _ => return Err(ambiguous("Duplicate header 'From'")),
-    };
-    let mailbox = match from {
-        HeaderValue::Address(Address::List(list)) if list.len() == 1 => &list[0],
-        HeaderValue::Address(Address::List(list)) if list.len() > 1 => {
-            return Err(ambiguous("the From header holds more than one mailbox"));
-        }
-        HeaderValue::Address(Address::Group(_)) => {
-            return Err(ambiguous("the From header is a group"));
-        }
-        _ => return Err(ambiguous("the From header cannot be parsed")),
-    };
-    let address = mailbox
-        .address()
-        .filter(|a| is_plain_address(a))
-        .ok_or_else(|| ambiguous("the From header cannot be parsed"))?;
-    let display_name = mailbox
-        .name()
-        .map(|n| n.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|n| !n.is_empty());
-    Ok((canonical_address(address), display_name))
+/// Headers whose every occurrence matters to the decision: given twice, or empty, or with 8-bit
+/// bytes, they are ambiguous (SPEC §3). Besides these, every `X-SES-*` header.
+const SECURITY_HEADERS: &[&str] = &["From", "Sender", "Return-Path", "User-Agent", "X-Mailer"];
+
+/// The headers whose values sesgate reads.
+const READ_HEADERS: &[&str] = &[
+    "From",
+    "Sender",
+    "Return-Path",
+    "User-Agent",
+    "X-Mailer",
+    "X-SES-CONFIGURATION-SET",
+    "X-SES-SOURCE-ARN",
+    "X-SES-FROM-ARN",
+    "X-SES-RETURN-PATH-ARN",
+];
+
+/// The longest `aws:UserAgent` value sesgate evaluates.
+pub const MAX_USER_AGENT: usize = 998;
+/// The longest ARN sesgate reads from a header.
+pub const MAX_ARN: usize = 1024;
+
+fn ambiguous(why: impl Into<String>) -> Refusal {
+    Refusal::Ambiguous(why.into())
 }
 
-/// `local@domain`, ASCII, no spaces or angle brackets.
-fn is_plain_address(address: &str) -> bool {
-    address.is_ascii()
-        && !address.contains(|c: char| c.is_ascii_whitespace() || c == '<' || c == '>')
-        && address
-            .rsplit_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
-}
-
-/// The first value of a header (case-insensitive name), as SES reads its `X-SES-*` headers.
-fn first_header(parsed: Option<&Message<'_>>, name: &str) -> Option<String> {
-    parsed?
-        .headers()
+/// The name a reply uses for a security-relevant field: its canonical spelling, or for another
+/// `X-SES-*` header the name as sent (printable ASCII), shortened.
+fn reply_name(field: &Field<'_>) -> String {
+    SECURITY_HEADERS
         .iter()
-        .find(|h| h.name().eq_ignore_ascii_case(name))
-        .and_then(|h| h.value().as_text().map(|t| t.trim().to_owned()))
-        .filter(|t| !t.is_empty())
+        .find(|known| field.is(known))
+        .map(|known| known.to_string())
+        .unwrap_or_else(|| field.name_str().chars().take(64).collect())
+}
+
+fn is_security_relevant(field: &Field<'_>) -> bool {
+    SECURITY_HEADERS.iter().any(|known| field.is(known))
+        || field
+            .name
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"X-SES-"))
+}
+
+/// The security-relevant fields of a well-formed header section, each read once: every one at
+/// most once, not empty, ASCII only.
+struct SecurityFields<'s> {
+    fields: Vec<(Field<'s>, String)>,
+}
+
+impl<'s> SecurityFields<'s> {
+    fn read(section: &Section<'s>) -> Result<Self, Refusal> {
+        let relevant: Vec<&Field<'s>> = section
+            .fields
+            .iter()
+            .filter(|f| is_security_relevant(f))
+            .collect();
+        // Duplicates by sorting references: linear-logarithmic and no copies, even for
+        // thousands of distinct `X-SES-*` names.
+        let mut sorted = relevant.clone();
+        sorted.sort_by(|a, b| {
+            let a = a.name.iter().map(u8::to_ascii_lowercase);
+            let b = b.name.iter().map(u8::to_ascii_lowercase);
+            a.cmp(b)
+        });
+        if let Some(pair) = sorted
+            .windows(2)
+            .find(|w| w[0].name.eq_ignore_ascii_case(w[1].name))
+        {
+            return Err(ambiguous(format!(
+                "Duplicate header '{}'",
+                reply_name(pair[1])
+            )));
+        }
+        let mut fields = Vec::new();
+        for field in relevant {
+            let name = reply_name(field);
+            // Checked on the raw bytes: no copy of a field sesgate does not read.
+            if field
+                .raw_value
+                .iter()
+                .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            {
+                return Err(ambiguous(format!("Empty header '{name}'")));
+            }
+            if !field.raw_value.is_ascii() {
+                return Err(ambiguous(format!("8-bit characters in header '{name}'")));
+            }
+            if !READ_HEADERS.iter().any(|read| field.is(read)) {
+                continue;
+            }
+            let value = field.unfolded();
+            let value = String::from_utf8(value).expect("ASCII");
+            fields.push((*field, value));
+        }
+        Ok(SecurityFields { fields })
+    }
+
+    /// The unfolded, trimmed value of the single `name` field.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(field, _)| field.is(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// The one mailbox of a `From:` or `Sender:` value.
+fn mailbox(header: &str, value: &str) -> Result<Mailbox, Refusal> {
+    address::parse_mailbox(value.as_bytes()).map_err(|error| match error {
+        MailboxError::Empty => ambiguous(format!("Empty header '{header}'")),
+        MailboxError::Several => {
+            ambiguous(format!("the {header} header holds more than one mailbox"))
+        }
+        MailboxError::Group => ambiguous(format!("the {header} header is a group")),
+        MailboxError::Invalid(why) => {
+            ambiguous(format!("the {header} header cannot be parsed: {why}"))
+        }
+    })
+}
+
+/// The display name for `ses:FromDisplayName`: encoded-words decoded (RFC 2047; mail-parser
+/// decodes only this phrase, never anything that is evaluated as an address), white space
+/// collapsed.
+fn display_name(mailbox: &Mailbox) -> Option<String> {
+    let raw = mailbox.display_name.as_deref()?;
+    let decoded = if mailbox.encoded {
+        let header = format!("Subject: {raw}\r\n\r\n");
+        MessageParser::new()
+            .parse_headers(header.as_bytes())
+            .and_then(|m| m.subject().map(str::to_owned))
+            .unwrap_or_else(|| raw.to_owned())
+    } else {
+        raw.to_owned()
+    };
+    let name = decoded.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!name.is_empty()).then_some(name)
+}
+
+/// A client `Return-Path:` header: `<>` (nothing to check) or one address.
+fn return_path(value: &str) -> Result<Option<String>, Refusal> {
+    let compact: String = value.chars().filter(|c| !matches!(c, ' ' | '\t')).collect();
+    if compact == "<>" {
+        return Ok(None);
+    }
+    match address::parse_mailbox(value.as_bytes()) {
+        Ok(Mailbox {
+            address,
+            display_name: None,
+            ..
+        }) => Ok(Some(address)),
+        _ => Err(ambiguous("the Return-Path header cannot be parsed")),
+    }
+}
+
+/// An identity ARN named by an `X-SES-*-ARN` header.
+#[derive(Debug, Clone)]
+struct NamedIdentity {
+    /// The ARN as sent, for replies.
+    given: String,
+    /// The identity, canonical.
+    identity: String,
+}
+
+/// The partition of a region's ARNs.
+fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// Reads `arn:aws:ses:REGION:ACCOUNT:identity/NAME` of the configured region (SPEC §4). Another
+/// account's identity is refused for now (cross-account sending is not supported yet).
+fn named_identity(given: &str, account: &Account) -> Result<NamedIdentity, Refusal> {
+    let invalid = || Refusal::InvalidArn(given.to_owned());
+    if given.len() > MAX_ARN {
+        return Err(invalid());
+    }
+    let parts: Vec<&str> = given.splitn(6, ':').collect();
+    let [prefix, arn_partition, service, region, owner, resource] = parts.as_slice() else {
+        return Err(invalid());
+    };
+    let name = resource.strip_prefix("identity/").ok_or_else(invalid)?;
+    if *prefix != "arn"
+        || *arn_partition != partition(&account.region)
+        || *service != "ses"
+        || *region != account.region
+        || owner.len() != 12
+        || !owner.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(invalid());
+    }
+    let identity = if name.contains('@') {
+        address::parse_addr_spec(name).map_err(|_| invalid())?
+    } else if address::is_domain(name) {
+        name.to_ascii_lowercase()
+    } else {
+        return Err(invalid());
+    };
+    if *owner != account.id {
+        return Err(Refusal::OtherAccount(given.to_owned()));
+    }
+    Ok(NamedIdentity {
+        given: given.to_owned(),
+        identity,
+    })
+}
+
+/// Whether `identity` (canonical: an address or a domain) covers `address` (canonical): the
+/// address itself, its domain or a parent domain.
+pub fn covers(identity: &str, address: &str) -> bool {
+    if identity.contains('@') {
+        return identity == address;
+    }
+    let domain = address.rsplit_once('@').map_or(address, |(_, d)| d);
+    domain == identity
+        || domain
+            .strip_suffix(identity)
+            .is_some_and(|rest| rest.ends_with('.'))
+}
+
+/// A configuration set name as SES accepts it: 1-64 of `[A-Za-z0-9_-]`.
+fn is_configuration_set_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Builds the request for one transaction of `principal` at `now`.
@@ -166,12 +365,55 @@ pub fn build(
     connection: Connection<'_>,
     principal: &Principal,
     account: &Account,
+    limits: &headers::Limits,
     now: Timestamp,
 ) -> Result<SendRequest, Refusal> {
-    // One header-only parse serves every header read below.
-    let parsed_message = MessageParser::new().parse_headers(message);
-    let parsed = parsed_message.as_ref();
-    let (from, display_name) = from_mailbox(parsed)?;
+    // The header section, read once and strictly; every header below comes from it.
+    let section = headers::read(message, limits).map_err(|m| Refusal::Ambiguous(m.0))?;
+    let fields = SecurityFields::read(&section)?;
+    let from_mailbox = mailbox(
+        "From",
+        fields
+            .get("From")
+            .ok_or_else(|| ambiguous("the message has no From header"))?,
+    )?;
+    let from = from_mailbox.address.clone();
+    let display_name = display_name(&from_mailbox);
+    if display_name
+        .as_ref()
+        .is_some_and(|n| n.len() > address::MAX_DISPLAY_NAME)
+    {
+        return Err(ambiguous("the From display name is longer than 998 bytes"));
+    }
+    let sender = fields
+        .get("Sender")
+        .map(|value| mailbox("Sender", value).map(|m| m.address))
+        .transpose()?;
+    let return_path_header = fields
+        .get("Return-Path")
+        .map(return_path)
+        .transpose()?
+        .flatten();
+    let configuration_set = match fields.get("X-SES-CONFIGURATION-SET") {
+        Some(name) if !is_configuration_set_name(name) => {
+            return Err(ambiguous("Invalid configuration set name"));
+        }
+        given => given.map(str::to_owned),
+    };
+    let user_agent = fields.get("User-Agent").or_else(|| fields.get("X-Mailer"));
+    if user_agent.is_some_and(|agent| agent.len() > MAX_USER_AGENT) {
+        return Err(ambiguous("the User-Agent header is longer than 998 bytes"));
+    }
+    let named = |name: &str| {
+        fields
+            .get(name)
+            .map(|arn| named_identity(arn, account))
+            .transpose()
+    };
+    let from_arn = named("X-SES-FROM-ARN")?;
+    let source_arn = named("X-SES-SOURCE-ARN")?;
+    let return_path_arn = named("X-SES-RETURN-PATH-ARN")?;
+
     let mail_from =
         (!connection.mail_from.is_empty()).then(|| canonical_address(connection.mail_from));
     let recipients: Vec<String> = connection
@@ -180,17 +422,57 @@ pub fn build(
         .map(|r| canonical_address(r))
         .collect();
 
-    // Verification, as SES checks it: From and Return-Path, and in the sandbox every recipient.
-    let mut unverified = Vec::new();
-    let from_identity = account.identity_for(&from);
-    if from_identity.is_none() {
-        unverified.push(from.clone());
-    }
-    if let Some(mail_from) = &mail_from
-        && account.identity_for(mail_from).is_none()
-        && !unverified.contains(mail_from)
+    // Each named identity must cover the address it stands for (SPEC §4).
+    let misaligned = |address: &str, named: &NamedIdentity| Refusal::Misaligned {
+        address: address.to_owned(),
+        arn: named.given.clone(),
+    };
+    if let Some(named) = &from_arn
+        && !covers(&named.identity, &from)
     {
-        unverified.push(mail_from.clone());
+        return Err(misaligned(&from, named));
+    }
+    if let Some(named) = &source_arn {
+        if from_arn.is_none() && !covers(&named.identity, &from) {
+            return Err(misaligned(&from, named));
+        }
+        if let Some(mail_from) = &mail_from
+            && !covers(&named.identity, mail_from)
+        {
+            return Err(misaligned(mail_from, named));
+        }
+    }
+    if let Some(named) = &return_path_arn {
+        match &mail_from {
+            Some(mail_from) if covers(&named.identity, mail_from) => {}
+            // A null reverse-path has no address for the ARN to stand for.
+            Some(mail_from) => return Err(misaligned(mail_from, named)),
+            None => return Err(misaligned("<>", named)),
+        }
+    }
+
+    // Verification, as SES checks it: From, Sender, a client Return-Path header, MAIL FROM,
+    // every named identity, and in the sandbox every recipient.
+    let mut unverified = Vec::new();
+    let mut check = |address: &String| {
+        if account.identity_for(address).is_none() && !unverified.contains(address) {
+            unverified.push(address.clone());
+        }
+    };
+    check(&from);
+    sender.iter().for_each(&mut check);
+    return_path_header.iter().for_each(&mut check);
+    mail_from.iter().for_each(&mut check);
+    for named in [&from_arn, &source_arn, &return_path_arn]
+        .into_iter()
+        .flatten()
+    {
+        if !account.identities.is_empty()
+            && !account.identities.contains(&named.identity)
+            && !unverified.contains(&named.identity)
+        {
+            unverified.push(named.identity.clone());
+        }
     }
     let mut recipient_identities = Vec::new();
     if account.sandbox {
@@ -205,23 +487,20 @@ pub fn build(
     if !unverified.is_empty() {
         return Err(Refusal::Unverified(unverified));
     }
-    let from_identity = from_identity.expect("checked above");
 
-    let mut resources = Vec::new();
-    let explicit: Vec<String> = ["X-SES-SOURCE-ARN", "X-SES-FROM-ARN"]
-        .iter()
-        .filter_map(|name| first_header(parsed, name))
-        .collect();
-    if explicit.is_empty() {
-        resources.push(account.arn("identity", &from_identity));
-    } else {
-        for arn in explicit {
-            if !resources.contains(&arn) {
-                resources.push(arn);
-            }
+    // The From address's resource: its named identity, else the verified identity covering it.
+    let from_identity = match from_arn.as_ref().or(source_arn.as_ref()) {
+        Some(named) => named.identity.clone(),
+        None => account.identity_for(&from).expect("checked above"),
+    };
+    let mut resources = vec![account.arn("identity", &from_identity)];
+    for named in [&source_arn, &return_path_arn].into_iter().flatten() {
+        let arn = account.arn("identity", &named.identity);
+        if !resources.contains(&arn) {
+            resources.push(arn);
         }
     }
-    let configuration_set = first_header(parsed, "X-SES-CONFIGURATION-SET").or_else(|| {
+    let configuration_set = configuration_set.or_else(|| {
         account
             .default_configuration_sets
             .get(&from_identity)
@@ -269,9 +548,7 @@ pub fn build(
     if let Some(mail_from) = &mail_from {
         context.set("ses:FeedbackAddress", Value::new(mail_from.as_str()));
     }
-    if let Some(agent) =
-        first_header(parsed, "User-Agent").or_else(|| first_header(parsed, "X-Mailer"))
-    {
+    if let Some(agent) = user_agent {
         context.set("aws:UserAgent", Value::new(agent));
     }
     Ok(SendRequest {
@@ -282,8 +559,14 @@ pub fn build(
     })
 }
 
+/// The hostile header table shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/common/hostile.rs"]
+mod hostile_table;
+
 #[cfg(test)]
 mod tests {
+    use super::hostile_table as hostile;
     use super::*;
 
     fn account(identities: &[&str]) -> Account {
@@ -317,6 +600,7 @@ mod tests {
             connection,
             &principal(),
             account,
+            &headers::Limits::default(),
             Timestamp::from_second(1_535_716_800).unwrap(),
         )
     }
@@ -447,8 +731,13 @@ mod tests {
             "arn:aws:ses:us-east-1:123456789012:configuration-set/audit"
         );
         assert_eq!(
-            identity("From: news@example.com\r\nX-SES-FROM-ARN: arn:aws:ses:us-east-1:999999999999:identity/partner.com\r\n\r\n").unwrap(),
-            ["arn:aws:ses:us-east-1:999999999999:identity/partner.com"]
+            identity(
+                "From: news@example.com\r\nX-SES-FROM-ARN: arn:aws:ses:us-east-1:999999999999:identity/partner.com\r\n\r\n"
+            ),
+            Err(Refusal::OtherAccount(
+                "arn:aws:ses:us-east-1:999999999999:identity/partner.com".into()
+            )),
+            "another account's identity is refused before evaluation"
         );
         assert_eq!(
             identity("From: x@unverified.net\r\n\r\n"),
@@ -468,28 +757,54 @@ mod tests {
         };
         let now = Timestamp::UNIX_EPOCH;
         let message = b"From: x@example.com\r\n\r\n";
+        let limits = headers::Limits::default();
         assert_eq!(
             build(
                 message,
                 connection("bounce@elsewhere.net"),
                 &principal(),
                 &account,
+                &headers::Limits::default(),
                 now
             )
             .unwrap_err(),
             Refusal::Unverified(vec!["bounce@elsewhere.net".into()])
         );
         assert!(
-            build(message, connection(""), &principal(), &account, now).is_ok(),
+            build(
+                message,
+                connection(""),
+                &principal(),
+                &account,
+                &limits,
+                now
+            )
+            .is_ok(),
             "a null reverse-path is not checked"
         );
         account.sandbox = true;
         assert_eq!(
-            build(message, connection(""), &principal(), &account, now).unwrap_err(),
+            build(
+                message,
+                connection(""),
+                &principal(),
+                &account,
+                &limits,
+                now
+            )
+            .unwrap_err(),
             Refusal::Unverified(vec!["b@elsewhere.net".into()])
         );
         account.identities.push("elsewhere.net".into());
-        let request = build(message, connection(""), &principal(), &account, now).unwrap();
+        let request = build(
+            message,
+            connection(""),
+            &principal(),
+            &account,
+            &limits,
+            now,
+        )
+        .unwrap();
         assert_eq!(
             request.resources,
             [
@@ -497,5 +812,132 @@ mod tests {
                 "arn:aws:ses:us-east-1:123456789012:identity/elsewhere.net"
             ]
         );
+    }
+
+    #[test]
+    fn hostile_header_table() {
+        let cases = hostile::cases();
+        assert!(cases.len() >= 60, "{} cases", cases.len());
+        let recipients = vec!["rcpt@example.net".to_owned()];
+        for case in cases {
+            let connection = Connection {
+                tls: true,
+                client: "127.0.0.1".parse().unwrap(),
+                mail_from: "bounce@allowed.com",
+                recipients: &recipients,
+            };
+            let account = account(&[]);
+            let built = build(
+                &case.message,
+                connection,
+                &principal(),
+                &account,
+                &headers::Limits::default(),
+                Timestamp::UNIX_EPOCH,
+            );
+            let line = case.line;
+            match (&case.expect, built) {
+                (hostile::Expect::Allow { from, resource }, Ok(request)) => {
+                    assert_eq!(&request.from, from, "line {line}");
+                    assert_eq!(
+                        text(&request.context, "ses:FromAddress").as_ref(),
+                        Some(from),
+                        "line {line}"
+                    );
+                    assert_eq!(
+                        request.resources[0],
+                        format!("arn:aws:ses:us-east-1:123456789012:{resource}"),
+                        "line {line}"
+                    );
+                }
+                (hostile::Expect::Refuse { reply }, Err(refusal)) => {
+                    let super::super::decide::Ruling::Refused { reply: got, .. } =
+                        super::super::decide::refused(refusal, "us-east-1")
+                    else {
+                        unreachable!()
+                    };
+                    let got = got.to_string();
+                    assert!(got.starts_with("554 5."), "line {line}: {got}");
+                    assert!(got.contains(reply.as_str()), "line {line}: {got}");
+                }
+                (expect, got) => panic!("line {line}: expected {expect:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn named_identities_replace_the_default_resource() {
+        let account = account(&["example.com", "news@example.com", "bounces.example.com"]);
+        let arn = "arn:aws:ses:us-east-1:123456789012:identity";
+        let resources = |headers: &str| {
+            run(
+                &format!("From: news@example.com\r\n{headers}\r\nx\r\n"),
+                &account,
+            )
+            .map(|r| r.resources)
+        };
+        assert_eq!(
+            resources(&format!("X-SES-FROM-ARN: {arn}/EXAMPLE.com\r\n")).unwrap(),
+            [format!("{arn}/example.com")],
+            "the FROM-ARN replaces the default news@example.com identity, canonical"
+        );
+        assert_eq!(
+            resources(&format!("X-SES-SOURCE-ARN: {arn}/example.com\r\n")).unwrap(),
+            [format!("{arn}/example.com")],
+            "SOURCE-ARN covers From and MAIL FROM bounce@example.com"
+        );
+        assert_eq!(
+            resources(&format!(
+                "X-SES-FROM-ARN: {arn}/news@example.com\r\nX-SES-SOURCE-ARN: {arn}/example.com\r\nX-SES-RETURN-PATH-ARN: {arn}/example.com\r\n"
+            ))
+            .unwrap(),
+            [format!("{arn}/news@example.com"), format!("{arn}/example.com")]
+        );
+        assert_eq!(
+            resources(&format!("X-SES-FROM-ARN: {arn}/bounces.example.com\r\n")),
+            Err(Refusal::Misaligned {
+                address: "news@example.com".into(),
+                arn: format!("{arn}/bounces.example.com")
+            })
+        );
+        assert_eq!(
+            resources(&format!(
+                "X-SES-RETURN-PATH-ARN: {arn}/news@example.com\r\n"
+            )),
+            Err(Refusal::Misaligned {
+                address: "bounce@example.com".into(),
+                arn: format!("{arn}/news@example.com")
+            })
+        );
+        assert_eq!(
+            resources(&format!("X-SES-FROM-ARN: {arn}/com\r\n")),
+            Err(Refusal::Unverified(vec!["com".into()])),
+            "a named identity must itself be verified"
+        );
+        assert_eq!(
+            resources(&format!("X-SES-FROM-ARN: {arn}/xample.com\r\n")),
+            Err(Refusal::Misaligned {
+                address: "news@example.com".into(),
+                arn: format!("{arn}/xample.com")
+            }),
+            "a parent domain is a whole label"
+        );
+        assert!(covers("example.com", "a@sub.example.com"));
+        assert!(!covers("example.com", "a@badexample.com"));
+        assert!(!covers("a@example.com", "b@example.com"));
+    }
+
+    #[test]
+    fn many_distinct_ses_headers_cost_little() {
+        let mut message = String::from("From: a@example.com\r\n");
+        for i in 0..9_999 {
+            message.push_str(&format!("X-SES-H{i}: {i}\r\n"));
+        }
+        message.push_str("\r\n");
+        let started = std::time::Instant::now();
+        assert!(run(&message, &account(&[])).is_ok());
+        let elapsed = started.elapsed();
+        eprintln!("10,000 header fields: {elapsed:?}");
+        assert!(elapsed < std::time::Duration::from_secs(2), "{elapsed:?}");
     }
 }

@@ -208,6 +208,67 @@ pub fn untrusted_proxy() -> Reply {
 pub fn shutting_down() -> Reply {
     Reply::new(421, "4.3.2 Service shutting down")
 }
+/// A client-supplied value echoed in a reply: printable ASCII only (anything else becomes `?`),
+/// at most 200 characters, so nothing a client sends can break or flood a reply line.
+pub fn echo(text: &str) -> String {
+    printable(text, 200)
+}
+fn printable(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if text.chars().nth(max).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+/// The message cannot be read unambiguously (`why` is sesgate's own text).
+pub fn transaction_failed(why: &str) -> Reply {
+    Reply::new(554, format!("5.6.0 Transaction failed: {}", echo(why)))
+}
+pub fn invalid_arn(arn: &str) -> Reply {
+    Reply::new(
+        554,
+        format!("5.6.0 Transaction failed: Invalid ARN '{}'", echo(arn)),
+    )
+}
+pub fn other_account_arn(arn: &str) -> Reply {
+    Reply::new(
+        554,
+        format!(
+            "5.7.1 Message rejected: Sending for another account's identity is not supported: '{}'",
+            echo(arn)
+        ),
+    )
+}
+pub fn misaligned(address: &str, arn: &str) -> Reply {
+    Reply::new(
+        554,
+        format!(
+            "5.7.1 Message rejected: The address '{}' does not align with the given ARN '{}'",
+            echo(address),
+            echo(arn)
+        ),
+    )
+}
+pub fn unverified(region: &str, addresses: &str) -> Reply {
+    Reply::new(
+        554,
+        format!(
+            "5.7.1 Message rejected: Email address is not verified. The following identities failed the check in region {region}: {}",
+            // Strictly read addresses, each at most 320 bytes; the list is never cut.
+            printable(addresses, usize::MAX)
+        ),
+    )
+}
 pub fn temporary_failure() -> Reply {
     Reply::new(451, "4.3.0 Temporary service failure")
 }
