@@ -196,16 +196,12 @@ fn read_stdin_secret() -> Result<String, String> {
 }
 
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Dependencies are capped at INFO and every field is escaped, whatever RUST_LOG says.
+    sesgate::logging::subscriber(format, filter, std::io::stderr, ansi).init();
 }
 
 fn serve(args: Serve) -> Result<(), String> {
