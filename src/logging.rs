@@ -11,7 +11,7 @@
 //!   neither start a line nor fake a field. The JSON format escapes by construction (one JSON
 //!   object per line).
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use tracing::field::{Field, Visit};
 use tracing::{Level, Metadata, Subscriber};

@@ -205,14 +205,18 @@ impl Gateway {
                 Reply::new(250, format!("2.0.0 Ok {id}")),
                 format!("250 {id}"),
             ),
+            // The cause (e.g. `Connection refused (os error 111)`) is for the log only.
             Err(RelayError::Deferred(why)) => (
-                Reply::new(451, format!("4.4.1 {why}")),
+                Reply::new(451, crate::relay::TEMPORARY_FAILURE),
                 format!("451 {why}"),
             ),
+            // The upstream's own refusal passes on, as one bounded printable line.
             Err(RelayError::Rejected { code, text }) => {
+                let text = crate::relay::reply_text(&text);
                 (Reply::new(code, text.clone()), format!("{code} {text}"))
             }
             Err(RelayError::Refused(text)) => {
+                let text = crate::relay::reply_text(&text);
                 (Reply::new(554, text.clone()), format!("554 {text}"))
             }
         }
