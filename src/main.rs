@@ -100,7 +100,7 @@ enum OutputArg {
 fn simulate(args: Simulate) -> Result<String, String> {
     let config = match &args.config {
         Some(file) => Config::load(file).map_err(|e| e.to_string())?,
-        None => Config::default(),
+        None => Config::embedded_default(),
     };
     let (policies, iam, _) = gateway::load_policies(&config).map_err(|e| e.to_string())?;
     // Accept an SMTP user name too, as the log shows both.
@@ -207,7 +207,7 @@ fn init_logging(format: LogFormat) {
 fn serve(args: Serve) -> Result<(), String> {
     let load = |file: &Option<PathBuf>| match file {
         Some(file) => Config::load(file).map_err(|e| e.to_string()),
-        None => Ok(Config::default()),
+        None => Ok(Config::embedded_default()),
     };
     let config = load(&args.config)?;
     let format = match args.log_format {
@@ -273,7 +273,7 @@ fn check(config: Option<PathBuf>, strict: bool) -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        None => Config::default(),
+        None => Config::embedded_default(),
     };
     let report = sesgate::check::check(&config);
     for error in &report.errors {

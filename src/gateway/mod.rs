@@ -112,11 +112,21 @@ struct Snapshot {
 
 fn load_snapshot(config: &Config) -> Result<Snapshot, StartError> {
     let (policies, iam, iam_file) = load_policies(config)?;
-    let credentials =
-        CredentialStore::new(iam.logins()).map_err(|source| StartError::Credentials {
-            file: iam_file.clone(),
-            source,
-        })?;
+    let logins = iam.logins();
+    if !config.allow_demo_password
+        && let Some(user) = crate::credentials::demo_password_users(&logins)
+            .into_iter()
+            .next()
+    {
+        return Err(StartError::Credentials {
+            file: iam_file,
+            source: CredentialError::DemoPassword(user),
+        });
+    }
+    let credentials = CredentialStore::new(logins).map_err(|source| StartError::Credentials {
+        file: iam_file.clone(),
+        source,
+    })?;
     let (cert, key) = (
         config.path(&config.tls.certificate),
         config.path(&config.tls.private_key),

@@ -290,11 +290,10 @@ impl SmtpUpstream {
             .iter()
             .map(|r| address(r))
             .collect::<Result<Vec<_>, _>>()?;
-        let envelope =
-            Envelope::new(from, to).map_err(|e| {
-                tracing::info!(error = %e, "the upstream client refuses the envelope");
-                RelayError::Refused("5.5.1 Transaction failed: the envelope cannot be relayed".into())
-            })?;
+        let envelope = Envelope::new(from, to).map_err(|e| {
+            tracing::info!(error = %e, "the upstream client refuses the envelope");
+            RelayError::Refused("5.5.1 Transaction failed: the envelope cannot be relayed".into())
+        })?;
         // lettre always ends DATA with CR LF . CR LF; without this the upstream would receive
         // one extra empty line at the end of every message.
         let body = message.strip_suffix(b"\r\n").unwrap_or(message);
