@@ -276,14 +276,29 @@ fn demo_copy(name: &str) -> PathBuf {
 #[test]
 fn serve_with_a_config_refuses_the_demo_password() {
     let dir = demo_copy("demo-serve");
-    let output = Command::new(env!("CARGO_BIN_EXE_sesgate"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sesgate"))
         .args(["serve", "--config"])
         .arg(dir.join("sesgate.toml"))
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // It must exit at once; one that serves is killed and fails the test.
+    let mut status = None;
+    for _ in 0..400 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{stderr}");
     let iam = dir.join("policies/iam.toml");
     assert!(
         stderr.contains(&format!(
