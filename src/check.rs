@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::config::Config;
-use crate::credentials::CredentialStore;
+use crate::credentials::{CredentialError, CredentialStore};
 use crate::gateway;
 use crate::iam::{self, Policy};
 
@@ -29,7 +29,17 @@ pub fn check(config: &Config) -> Report {
         }
     };
     report.users = iam.users.len();
-    if let Err(error) = CredentialStore::new(iam.logins()) {
+    let logins = iam.logins();
+    if !config.allow_demo_password {
+        for user in crate::credentials::demo_password_users(&logins) {
+            report.errors.push(format!(
+                "{}: {}",
+                iam_file.display(),
+                CredentialError::DemoPassword(user)
+            ));
+        }
+    }
+    if let Err(error) = CredentialStore::new(logins) {
         report
             .errors
             .push(format!("{}: {error}", iam_file.display()));

@@ -17,6 +17,7 @@ pub mod config;
 pub mod credentials;
 pub mod gateway;
 pub mod iam;
+pub mod logging;
 pub mod metrics;
 pub mod relay;
 pub mod simulator;

@@ -100,7 +100,7 @@ enum OutputArg {
 fn simulate(args: Simulate) -> Result<String, String> {
     let config = match &args.config {
         Some(file) => Config::load(file).map_err(|e| e.to_string())?,
-        None => Config::default(),
+        None => Config::embedded_default(),
     };
     let (policies, iam, _) = gateway::load_policies(&config).map_err(|e| e.to_string())?;
     // Accept an SMTP user name too, as the log shows both.
@@ -196,22 +196,18 @@ fn read_stdin_secret() -> Result<String, String> {
 }
 
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Dependencies are capped at INFO and every field is escaped, whatever RUST_LOG says.
+    sesgate::logging::subscriber(format, filter, std::io::stderr, ansi).init();
 }
 
 fn serve(args: Serve) -> Result<(), String> {
     let load = |file: &Option<PathBuf>| match file {
         Some(file) => Config::load(file).map_err(|e| e.to_string()),
-        None => Ok(Config::default()),
+        None => Ok(Config::embedded_default()),
     };
     let config = load(&args.config)?;
     let format = match args.log_format {
@@ -277,7 +273,7 @@ fn check(config: Option<PathBuf>, strict: bool) -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        None => Config::default(),
+        None => Config::embedded_default(),
     };
     let report = sesgate::check::check(&config);
     for error in &report.errors {

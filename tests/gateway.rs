@@ -571,10 +571,7 @@ async fn upstream_failures_never_get_250() {
     let reply = client
         .transaction("a@example.com", &["b@example.com"], message)
         .await;
-    assert!(
-        reply.starts_with("451 4.4.1 upstream replied 451"),
-        "{reply}"
-    );
+    assert_eq!(reply, "451 4.4.1 Temporary service failure");
     sink.set_reply(DataReply::Reply(
         "554 5.6.1 Message content rejected".into(),
     ));
@@ -605,8 +602,10 @@ async fn upstream_failures_never_get_250() {
     let reply = client
         .transaction("a@example.com", &["b@example.com"], message)
         .await;
+    // SES's text; the cause (connection refused) is in the log only.
+    assert_eq!(reply, "451 4.4.1 Temporary service failure");
     assert!(
-        reply.starts_with("451 4.4.1 upstream unavailable"),
+        !reply.contains("os error") && !reply.contains("Connection refused"),
         "{reply}"
     );
     server.stop().await;

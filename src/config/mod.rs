@@ -75,6 +75,10 @@ pub struct Config {
     /// Where relative paths start; not a TOML field.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Whether a credential may have the demo password published in the README: only in the
+    /// embedded default (`serve` with no `--config`); not a TOML field.
+    #[serde(skip)]
+    pub allow_demo_password: bool,
 }
 
 impl Default for Config {
@@ -101,6 +105,7 @@ impl Default for Config {
             log: Log::default(),
             metrics: Metrics::default(),
             base_dir: PathBuf::new(),
+            allow_demo_password: false,
         }
     }
 }
@@ -345,6 +350,14 @@ pub struct Metrics {
 }
 
 impl Config {
+    /// The embedded default configuration, the one place the demo credential serves.
+    pub fn embedded_default() -> Config {
+        Config {
+            allow_demo_password: true,
+            ..Config::default()
+        }
+    }
+
     /// Reads `sesgate.toml`.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {

@@ -30,6 +30,46 @@ pub enum CredentialError {
     DuplicateUser(String),
     #[error("password_hash of SMTP user {user:?} is not an argon2 PHC string: {reason}")]
     BadHash { user: String, reason: String },
+    #[error(
+        "SMTP user {0:?} has the demo password published in the README ({DEMO_PASSWORD:?}), which only the embedded default configuration (serve with no --config) accepts. Fix: give it a password of its own (sesgate hash-password) or remove it."
+    )]
+    DemoPassword(String),
+}
+
+/// The demo user's password, published in the README and `policies/iam.toml`.
+pub const DEMO_PASSWORD: &str = "sesgate-demo";
+
+/// The SMTP user names among `logins` whose hash verifies `DEMO_PASSWORD`. One argon2
+/// verification per credential (tens of milliseconds each); a hash found clean is remembered
+/// for the life of the process, so a reload pays only for new hashes.
+pub fn demo_password_users(logins: &[Login]) -> Vec<String> {
+    static CLEAN: Mutex<Option<std::collections::HashSet<String>>> = Mutex::new(None);
+    let mut found = Vec::new();
+    for login in logins {
+        let known_clean = CLEAN
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|clean| clean.contains(&login.password_hash));
+        if known_clean {
+            continue;
+        }
+        let demo = PasswordHash::new(&login.password_hash).is_ok_and(|hash| {
+            Argon2::default()
+                .verify_password(DEMO_PASSWORD.as_bytes(), &hash)
+                .is_ok()
+        });
+        if demo {
+            found.push(login.smtp_username.clone());
+        } else {
+            CLEAN
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(Default::default)
+                .insert(login.password_hash.clone());
+        }
+    }
+    found
 }
 
 /// One SMTP login.
@@ -574,6 +614,31 @@ mod tests {
             VerifiedCache::new().key("ab", "c", "h"),
             "keys are per process"
         );
+    }
+
+    #[test]
+    fn finds_the_demo_password() {
+        let login = |user: &str, password: &str| Login {
+            smtp_username: user.into(),
+            iam_user: "u".into(),
+            password_hash: hash_password(password),
+        };
+        let logins = [
+            login("mine", "not the demo"),
+            login("copied", DEMO_PASSWORD),
+        ];
+        assert_eq!(demo_password_users(&logins), ["copied"]);
+        assert_eq!(
+            demo_password_users(&logins),
+            ["copied"],
+            "never cached as clean"
+        );
+        let shipped =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/iam.toml"))
+                .unwrap();
+        let shipped =
+            crate::config::iam::IamFile::parse(std::path::Path::new("iam.toml"), &shipped).unwrap();
+        assert_eq!(demo_password_users(&shipped.logins()), ["demo"]);
     }
 
     #[test]

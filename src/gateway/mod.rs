@@ -117,11 +117,21 @@ struct Snapshot {
 
 fn load_snapshot(config: &Config) -> Result<Snapshot, StartError> {
     let (policies, iam, iam_file) = load_policies(config)?;
-    let credentials =
-        CredentialStore::new(iam.logins()).map_err(|source| StartError::Credentials {
-            file: iam_file.clone(),
-            source,
-        })?;
+    let logins = iam.logins();
+    if !config.allow_demo_password
+        && let Some(user) = crate::credentials::demo_password_users(&logins)
+            .into_iter()
+            .next()
+    {
+        return Err(StartError::Credentials {
+            file: iam_file,
+            source: CredentialError::DemoPassword(user),
+        });
+    }
+    let credentials = CredentialStore::new(logins).map_err(|source| StartError::Credentials {
+        file: iam_file.clone(),
+        source,
+    })?;
     let (cert, key) = (
         config.path(&config.tls.certificate),
         config.path(&config.tls.private_key),
@@ -216,14 +226,18 @@ impl Gateway {
                 Reply::new(250, format!("2.0.0 Ok {id}")),
                 format!("250 {id}"),
             ),
+            // The cause (e.g. `Connection refused (os error 111)`) is for the log only.
             Err(RelayError::Deferred(why)) => (
-                Reply::new(451, format!("4.4.1 {why}")),
+                Reply::new(451, crate::relay::TEMPORARY_FAILURE),
                 format!("451 {why}"),
             ),
+            // The upstream's own refusal passes on, as one bounded printable line.
             Err(RelayError::Rejected { code, text }) => {
+                let text = crate::relay::reply_text(&text);
                 (Reply::new(code, text.clone()), format!("{code} {text}"))
             }
             Err(RelayError::Refused(text)) => {
+                let text = crate::relay::reply_text(&text);
                 (Reply::new(554, text.clone()), format!("554 {text}"))
             }
         }

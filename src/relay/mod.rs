@@ -10,15 +10,49 @@ use std::sync::Arc;
 pub use outbox::{MessageIds, Outbox};
 pub use upstream::{SmtpUpstream, UpstreamOptions, UpstreamUrl};
 
-/// Why a message was not relayed.
+/// Why a message was not relayed. `Deferred` carries detail for the log only (it may hold
+/// internal detail such as `Connection refused (os error 111)`); the client hears
+/// `TEMPORARY_FAILURE`. `Rejected` and `Refused` texts go to the client: `Rejected` holds the
+/// upstream's own reply made safe by `reply_text`, `Refused` a fixed text of sesgate's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayError {
     /// Try again later (upstream 4xx, unreachable, lost mid-transfer, outbox write failed).
     Deferred(String),
-    /// The upstream refused it for good: its code and text.
+    /// The upstream refused it for good: its code (5xx) and text.
     Rejected { code: u16, text: String },
     /// sesgate cannot hand it to the upstream (an address lettre refuses).
     Refused(String),
+}
+
+/// What the client hears when a message is deferred, whatever the cause: SES's text for a
+/// local processing error, with the enhanced code of SPEC §7. Never the cause itself.
+pub const TEMPORARY_FAILURE: &str = "4.4.1 Temporary service failure";
+
+/// The longest upstream text passed on to a client (an SMTP reply line is at most 512 bytes
+/// with its code and CR LF, RFC 5321 §4.5.3.1.5).
+pub const MAX_REPLY_TEXT: usize = 400;
+
+/// An upstream's reply text as it may be passed on to a client: printable ASCII only (anything
+/// else, CR and LF included, becomes a space, so the upstream cannot add lines to our reply),
+/// spaces collapsed, at most `MAX_REPLY_TEXT` characters.
+pub fn reply_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_REPLY_TEXT));
+    for c in text.chars() {
+        if out.len() >= MAX_REPLY_TEXT {
+            break;
+        }
+        let c = if c.is_ascii_graphic() { c } else { ' ' };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(c);
+    }
+    let out = out.trim_end().to_owned();
+    if out.is_empty() {
+        "5.0.0 Transaction failed".to_owned()
+    } else {
+        out
+    }
 }
 
 /// One message to relay. Everything but the message is what the outbox records beside it.
@@ -85,6 +119,16 @@ fn upstream_id(text: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_texts_are_one_bounded_printable_line() {
+        assert_eq!(
+            reply_text("5.6.1 rejected\r\n250 2.0.0 Ok fake\t\u{e9}"),
+            "5.6.1 rejected 250 2.0.0 Ok fake"
+        );
+        assert_eq!(reply_text("\r\n\0"), "5.0.0 Transaction failed");
+        assert_eq!(reply_text(&"x".repeat(5000)).len(), MAX_REPLY_TEXT);
+    }
 
     #[test]
     fn upstream_ids() {

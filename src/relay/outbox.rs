@@ -2,8 +2,9 @@
 //! fsync of the directory) as `ID.eml`, after its envelope `ID.json`, so a reader that sees the
 //! message also sees its envelope, and nothing acknowledged is lost in a crash.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,6 +32,11 @@ impl MessageIds {
     }
 }
 
+/// The mode of directories the outbox creates.
+const DIR_MODE: u32 = 0o750;
+/// The mode of message and envelope files.
+const FILE_MODE: u32 = 0o640;
+
 /// A directory of delivered messages.
 #[derive(Debug)]
 pub struct Outbox {
@@ -39,10 +45,15 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Opens (creating) the outbox directory.
+    /// Opens (creating) the outbox directory. Directories it creates are mode 0750 and files
+    /// 0640 (before the umask): messages and envelopes are the senders' mail, not for every
+    /// local user. An existing directory keeps the mode its owner gave it.
     pub fn open(dir: &Path) -> io::Result<Outbox> {
         let tmp = dir.join("tmp");
-        fs::create_dir_all(&tmp)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&tmp)?;
         Ok(Outbox {
             dir: dir.to_owned(),
             tmp,
@@ -64,7 +75,12 @@ impl Outbox {
 
     fn write_atomically(&self, name: &str, contents: &[u8]) -> io::Result<()> {
         let temporary = self.tmp.join(name);
-        let mut file = File::create(&temporary)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&temporary)?;
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);
@@ -107,6 +123,13 @@ mod tests {
             json.get("message").is_none(),
             "the body is not in the envelope"
         );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for file in [format!("{id}.eml"), format!("{id}.json")] {
+            assert_eq!(mode(&dir.join(file)) & !FILE_MODE, 0, "no bit beyond 0640");
+        }
+        assert_eq!(mode(&dir) & !DIR_MODE, 0, "no bit beyond 0750");
+        assert_eq!(mode(&dir.join("tmp")) & !DIR_MODE, 0);
         assert_eq!(
             fs::read_dir(dir.join("tmp")).unwrap().count(),
             0,

@@ -273,7 +273,12 @@ impl SmtpUpstream {
     ) -> Result<String, RelayError> {
         let address = |a: &str| {
             a.parse::<Address>().map_err(|e| {
-                RelayError::Refused(format!("5.1.3 address <{a}> cannot be relayed: {e}"))
+                // lettre's reason goes to the log only.
+                tracing::info!(address = %a, error = %e, "the upstream client refuses an address");
+                RelayError::Refused(format!(
+                    "5.1.3 <{}> address cannot be relayed",
+                    super::reply_text(a)
+                ))
             })
         };
         let from = if mail_from.is_empty() {
@@ -285,8 +290,10 @@ impl SmtpUpstream {
             .iter()
             .map(|r| address(r))
             .collect::<Result<Vec<_>, _>>()?;
-        let envelope =
-            Envelope::new(from, to).map_err(|e| RelayError::Refused(format!("5.5.1 {e}")))?;
+        let envelope = Envelope::new(from, to).map_err(|e| {
+            tracing::info!(error = %e, "the upstream client refuses the envelope");
+            RelayError::Refused("5.5.1 Transaction failed: the envelope cannot be relayed".into())
+        })?;
         // lettre always ends DATA with CR LF . CR LF; without this the upstream would receive
         // one extra empty line at the end of every message.
         let body = message.strip_suffix(b"\r\n").unwrap_or(message);
@@ -352,8 +359,13 @@ fn classify(error: &lettre::transport::smtp::Error) -> RelayError {
     if error.is_permanent() {
         let code = error
             .status()
-            .map_or(554, |c| c.to_string().parse().unwrap_or(554));
-        RelayError::Rejected { code, text }
+            .and_then(|c| c.to_string().parse().ok())
+            .filter(|code| (500..600).contains(code))
+            .unwrap_or(554);
+        RelayError::Rejected {
+            code,
+            text: super::reply_text(&text),
+        }
     } else if error.is_transient() {
         RelayError::Deferred(format!(
             "upstream replied {}: {text}",

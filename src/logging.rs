@@ -1,0 +1,255 @@
+//! Log output (SPEC §9). Two guarantees hold whatever `RUST_LOG` asks for:
+//!
+//! - Below INFO only sesgate's own events are written. lettre writes the whole conversation with
+//!   the upstream at DEBUG (the `AUTH PLAIN` blob, every message body); rustls, tokio-rustls and
+//!   others log connection internals at DEBUG/TRACE. sesgate's own debug and trace events carry
+//!   no credential and no body. The cap is a filter of its own, checked after the user's
+//!   `RUST_LOG` filter, so no directive can lift it.
+//! - Every field value in the text format is escaped: control characters, DEL and non-ASCII as
+//!   `\n`, `\r`, `\t` or `\u{..}`, quotes and backslashes with a backslash, and a value that is
+//!   not one plain token is quoted. A client-chosen user name, address or header can therefore
+//!   neither start a line nor fake a field. The JSON format escapes by construction (one JSON
+//!   object per line).
+
+use std::fmt;
+
+use tracing::field::{Field, Visit};
+use tracing::{Level, Metadata, Subscriber};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FormatFields, MakeWriter};
+use tracing_subscriber::layer::{Layered, SubscriberExt};
+use tracing_subscriber::{Layer, Registry};
+
+use crate::config::LogFormat;
+
+/// Whether an event may be written at all: INFO and above from anyone, DEBUG and TRACE only from
+/// sesgate itself (see the module doc).
+pub fn wire_safe(metadata: &Metadata<'_>) -> bool {
+    if *metadata.level() <= Level::INFO {
+        return true;
+    }
+    let target = metadata.target();
+    target == "sesgate" || target.starts_with("sesgate::")
+}
+
+/// The subscriber `serve` logs through: `filter` (from `RUST_LOG`) and the dependency cap, then
+/// the text (escaped) or JSON format, written to `writer`.
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+    ansi: bool,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer: Box<dyn Layer<Layered<EnvFilter, Registry>> + Send + Sync> = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .fmt_fields(EscapedFields)
+            .with_writer(writer)
+            .with_ansi(ansi)
+            .with_filter(filter_fn(wire_safe))
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(writer)
+            .with_ansi(false)
+            .with_filter(filter_fn(wire_safe))
+            .boxed(),
+    };
+    // The user's filter is global; the cap is the output layer's own filter, so an event must
+    // pass both, in this order.
+    Box::new(Registry::default().with(filter).with(layer))
+}
+
+/// Writes `text` with every character that is not printable ASCII escaped, and `"` and `\`
+/// escaped, so that it can neither end a line nor a quoted value.
+pub fn write_escaped(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        match c {
+            '"' => out.write_str("\\\"")?,
+            '\\' => out.write_str("\\\\")?,
+            '\n' => out.write_str("\\n")?,
+            '\r' => out.write_str("\\r")?,
+            '\t' => out.write_str("\\t")?,
+            ' '..='~' => out.write_char(c)?,
+            other => write!(out, "\\u{{{:x}}}", other as u32)?,
+        }
+    }
+    Ok(())
+}
+
+/// `text` escaped as `write_escaped` does.
+pub fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let _ = write_escaped(&mut out, text);
+    out
+}
+
+/// A value that is one plain token (`127.0.0.1`, `42`, `a@example.com`) is written bare; any
+/// other is quoted, so spaces and `=` inside a value cannot fake a `key=value` pair.
+fn is_plain_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'='))
+}
+
+/// The text format's fields: `message key=value key="quoted value"`, every value escaped.
+pub struct EscapedFields;
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut visitor = EscapingVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct EscapingVisitor<'writer> {
+    writer: Writer<'writer>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl EscapingVisitor<'_> {
+    fn write(&mut self, field: &Field, value: &str, always_quote: bool) {
+        if self.result.is_err() {
+            return;
+        }
+        let name = field.name();
+        // tracing-log's metadata fields; the formatter prints the normalized target instead.
+        if name.starts_with("log.") {
+            return;
+        }
+        self.result = (|| {
+            if !self.first {
+                self.writer.write_char(' ')?;
+            }
+            self.first = false;
+            if name == "message" {
+                return write_escaped(&mut self.writer, value);
+            }
+            write!(self.writer, "{}=", name.strip_prefix("r#").unwrap_or(name))?;
+            if !always_quote && is_plain_token(value) {
+                self.writer.write_str(value)
+            } else {
+                self.writer.write_char('"')?;
+                write_escaped(&mut self.writer, value)?;
+                self.writer.write_char('"')
+            }
+        })();
+    }
+}
+
+impl Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        // String fields are quoted, as tracing's default format does (`decision="allowed"`).
+        self.write(field, value, true);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `%x` and `?x` values both arrive here: render, then escape.
+        self.write(field, &format!("{value:?}"), false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn capture(format: LogFormat, directives: &str, emit: impl FnOnce()) -> String {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = subscriber(
+            format,
+            EnvFilter::new(directives),
+            move || writer.clone(),
+            false,
+        );
+        tracing::subscriber::with_default(subscriber, emit);
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    const FORGED: &str =
+        "x\n2026-01-01T00:00:00Z  INFO sesgate::gateway: transaction decision=\"allowed\"";
+
+    #[test]
+    fn escapes() {
+        assert_eq!(
+            escaped("a\r\nb\"c\\d\x1b\x7f\u{e9}\u{202e}"),
+            "a\\r\\nb\\\"c\\\\d\\u{1b}\\u{7f}\\u{e9}\\u{202e}"
+        );
+        assert!(is_plain_token("a@example.com"));
+        assert!(!is_plain_token("a b") && !is_plain_token("a=b") && !is_plain_token(""));
+    }
+
+    #[test]
+    fn text_fields_cannot_start_a_line_or_fake_a_field() {
+        let log = capture(LogFormat::Text, "info", || {
+            tracing::info!(smtp_user = %FORGED, from = "a b=c", client = %"127.0.0.1", size = 3, "authentication failed");
+        });
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(
+            log.contains(r#"smtp_user="x\n2026-01-01T00:00:00Z  INFO sesgate::gateway: transaction decision=\"allowed\"""#),
+            "{log}"
+        );
+        assert!(log.contains(r#"from="a b=c""#), "{log}");
+        assert!(log.contains(" client=127.0.0.1 size=3"), "{log}");
+        assert!(log.contains("authentication failed smtp_user="), "{log}");
+    }
+
+    #[test]
+    fn json_is_one_object_per_line() {
+        let log = capture(LogFormat::Json, "info", || {
+            tracing::info!(smtp_user = %FORGED, "authentication failed");
+        });
+        assert_eq!(log.lines().count(), 1, "{log}");
+        let line: serde_json::Value = serde_json::from_str(log.trim_end()).unwrap();
+        assert_eq!(line["smtp_user"], FORGED);
+    }
+
+    #[test]
+    fn dependencies_never_log_below_info_whatever_the_filter() {
+        for directives in [
+            "trace",
+            "sesgate=debug,lettre=trace,rustls=trace",
+            "lettre::transport::smtp=trace,trace",
+        ] {
+            let log = capture(LogFormat::Text, directives, || {
+                tracing::debug!(target: "lettre::transport::smtp::client::async_connection", "Wrote: AUTH PLAIN c2VjcmV0");
+                tracing::trace!(target: "rustls::conn", "secret handshake detail");
+                tracing::warn!(target: "lettre::transport::smtp::pool", "couldn't create idle connection");
+                tracing::debug!("own debug line");
+            });
+            assert!(
+                !log.contains("c2VjcmV0") && !log.contains("secret handshake"),
+                "{directives}: {log}"
+            );
+            assert!(log.contains("couldn't create idle connection"), "{log}");
+            assert!(log.contains("own debug line"), "{directives}: {log}");
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! Nothing secret, forged or internal leaks (issue 8 §5): no credential or body in the log at
+//! any level, no client text that starts a log line or fakes a field, the published demo
+//! password serves only in the embedded default, no internal detail in replies, outbox files
+//! not world-readable. The log tests run the real `sesgate` binary.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::sink::{DataReply, SINK_PASSWORD, SINK_USER, Sink};
+use support::*;
+
+const CLIENT_USER: &str = "AKIALEAKTESTCLIENT01";
+const CLIENT_PASSWORD: &str = "client-Pa55word-never-logged";
+const BODY_MARKER: &str = "BODY-MARKER-3f9a61c2-never-logged";
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sesgate-leaks-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    copy_guide_policies(&dir.join("policies"));
+    dir
+}
+
+/// A `sesgate serve` process on a plaintext-AUTH listener, its stderr in `dir/serve.log`.
+struct Serve {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Serve {
+    fn start(dir: &Path, extra_toml: &str, args: &[&str], rust_log: Option<&str>) -> Serve {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        std::fs::write(
+            dir.join("sesgate.toml"),
+            format!(
+                "hostname = \"gw.test\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\nallow_plaintext_auth = true\n{extra_toml}"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sesgate"));
+        command
+            .args(["serve", "--config"])
+            .arg(dir.join("sesgate.toml"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let serve = Serve {
+            child: command.spawn().unwrap(),
+            port,
+            dir: dir.to_owned(),
+        };
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return serve;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("serve did not start: {}", serve.log());
+    }
+
+    /// stdout and stderr together.
+    fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.dir.join("serve.log")).unwrap_or_default())
+            .into_owned()
+    }
+
+    async fn wait_for_log(&self, text: &str) {
+        for _ in 0..500 {
+            if self.log().contains(text) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{text:?} did not appear: {}", self.log());
+    }
+
+    async fn client(&self) -> Client {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let mut client = Client::new(Box::new(stream), Vec::new());
+        assert!(client.reply().await.starts_with("220 gw.test"));
+        assert!(client.command("EHLO client.test").await.starts_with("250"));
+        client
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn users(dir: &Path) {
+    std::fs::write(
+        dir.join("policies/iam.toml"),
+        user_toml(
+            "app",
+            "/",
+            CLIENT_USER,
+            CLIENT_PASSWORD,
+            "policies = [\"AllowSendingOnly\"]",
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_log_holds_no_credential_and_no_body() {
+    let sink = Sink::start().await;
+    let dir = temp_dir("trace");
+    users(&dir);
+    std::fs::write(dir.join("sink-ca.pem"), &sink.cert_pem).unwrap();
+    std::fs::write(dir.join("upstream.secret"), format!("{SINK_PASSWORD}\n")).unwrap();
+    let upstream = format!(
+        "[upstream]\nurl = \"smtp://localhost:{}?tls=required\"\nusername = \"{SINK_USER}\"\npassword_file = \"upstream.secret\"\nca_certificate = \"sink-ca.pem\"\n",
+        sink.port
+    );
+    // Every way a user could ask for the wire log.
+    for (round, filter) in ["trace", "lettre=trace,rustls=trace,sesgate=trace,trace"]
+        .iter()
+        .enumerate()
+    {
+        let serve = Serve::start(&dir, &upstream, &[], Some(filter));
+        let mut client = serve.client().await;
+        // AUTH LOGIN: user name and password each in base64.
+        assert_eq!(client.command("AUTH LOGIN").await, "334 VXNlcm5hbWU6");
+        assert_eq!(
+            client.command(&base64_encode(CLIENT_USER.as_bytes())).await,
+            "334 UGFzc3dvcmQ6"
+        );
+        assert_eq!(
+            client
+                .command(&base64_encode(CLIENT_PASSWORD.as_bytes()))
+                .await,
+            "235 2.7.0 Authentication successful."
+        );
+        let message = format!("From: a@example.com\r\nSubject: s\r\n\r\n{BODY_MARKER}\r\n");
+        let reply = client
+            .transaction("a@example.com", &["b@example.com"], &message)
+            .await;
+        assert!(reply.starts_with("250 2.0.0 Ok 0100018c-sink-"), "{reply}");
+        // A second session with AUTH PLAIN.
+        let mut client = serve.client().await;
+        client.login_as(CLIENT_USER, CLIENT_PASSWORD).await;
+        serve.wait_for_log("transaction").await;
+        assert_eq!(sink.accepted().len(), round + 1);
+        assert!(
+            String::from_utf8_lossy(&sink.accepted()[round].data).contains(BODY_MARKER),
+            "the message really went through the upstream"
+        );
+        let log = serve.log();
+        assert!(
+            log.contains("DEBUG") || log.contains("TRACE"),
+            "sesgate's own debug lines still appear: {log}"
+        );
+        for secret in [
+            SINK_PASSWORD.to_owned(),
+            base64_encode(SINK_PASSWORD.as_bytes()),
+            base64_encode(format!("\0{SINK_USER}\0{SINK_PASSWORD}").as_bytes()),
+            CLIENT_PASSWORD.to_owned(),
+            base64_encode(CLIENT_PASSWORD.as_bytes()),
+            base64_encode(format!("\0{CLIENT_USER}\0{CLIENT_PASSWORD}").as_bytes()),
+            BODY_MARKER.to_owned(),
+            "Subject: s".to_owned(),
+        ] {
+            assert!(
+                !log.contains(&secret),
+                "RUST_LOG={filter}: the log holds {secret:?}:\n{log}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A user name that, written raw, would end the log line and start a genuine-looking one.
+const FORGED: &str = "x\n2026-01-01T00:00:00Z  INFO sesgate::gateway: transaction session=00000001 decision=\"allowed\"";
+
+/// A session that tries to forge log lines: AUTH PLAIN with `FORGED` as user name, then a
+/// transaction with control characters in MAIL FROM and From.
+async fn forge(serve: &Serve) {
+    let mut client = serve.client().await;
+    let blob = base64_encode(format!("\0{FORGED}\0wrong").as_bytes());
+    assert!(
+        client
+            .command(&format!("AUTH PLAIN {blob}"))
+            .await
+            .starts_with("535")
+    );
+    client.login_as(CLIENT_USER, CLIENT_PASSWORD).await;
+    let _ = client
+        .transaction(
+            "a\x1b[2J\x7f@example.com",
+            &["b@example.com"],
+            "From: c\x1b[31m\x0b\x7f@example.com\r\n\r\nx\r\n",
+        )
+        .await;
+    serve.wait_for_log("authentication failed").await;
+    serve.wait_for_log("transaction").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_text_cannot_forge_a_text_log_line() {
+    let dir = temp_dir("forge-text");
+    users(&dir);
+    let serve = Serve::start(&dir, "", &[], None);
+    forge(&serve).await;
+    let log = serve.log();
+    for line in log.lines() {
+        assert!(
+            line.starts_with("20") && line.as_bytes().get(10) == Some(&b'T'),
+            "a line that is not an event of its own: {line:?}\n{log}"
+        );
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00Z"),
+            "a forged line: {line:?}"
+        );
+        assert!(
+            line.bytes().all(|b| (b' '..=b'~').contains(&b)),
+            "a raw control or non-ASCII character: {line:?}"
+        );
+    }
+    let escaped = r#"smtp_user="x\n2026-01-01T00:00:00Z  INFO sesgate::gateway: transaction session=00000001 decision=\"allowed\"""#;
+    assert!(log.contains(escaped), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_text_cannot_forge_a_json_log_line() {
+    let dir = temp_dir("forge-json");
+    users(&dir);
+    let serve = Serve::start(&dir, "", &["--log-format", "json"], None);
+    forge(&serve).await;
+    let log = serve.log();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}\n{log}")))
+        .collect();
+    assert!(
+        events.iter().any(|e| e["smtp_user"] == FORGED),
+        "the user name is kept whole inside its field: {log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A config directory whose `iam.toml` is the shipped one: the demo user and its password.
+fn demo_copy(name: &str) -> PathBuf {
+    let dir = temp_dir(name);
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/iam.toml"),
+        dir.join("policies/iam.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sesgate.toml"),
+        "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = \"none\"\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn serve_with_a_config_refuses_the_demo_password() {
+    let dir = demo_copy("demo-serve");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sesgate"))
+        .args(["serve", "--config"])
+        .arg(dir.join("sesgate.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It must exit at once; one that serves is killed and fails the test.
+    let mut status = None;
+    for _ in 0..400 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{stderr}");
+    let iam = dir.join("policies/iam.toml");
+    assert!(
+        stderr.contains(&format!(
+            "{}: SMTP user \"demo\" has the demo password",
+            iam.display()
+        )),
+        "{stderr}"
+    );
+    // A password of its own starts.
+    std::fs::write(
+        dir.join("policies/iam.toml"),
+        user_toml("demo", "/", "demo", "a password of its own", ""),
+    )
+    .unwrap();
+    let serve = Serve::start(&dir, "", &[], None);
+    assert!(serve.log().contains("sesgate ready"), "{}", serve.log());
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_with_a_config_errors_on_the_demo_password() {
+    let dir = demo_copy("demo-check");
+    let output = Command::new(env!("CARGO_BIN_EXE_sesgate"))
+        .args(["check", "--config"])
+        .arg(dir.join("sesgate.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "error: {}: SMTP user \"demo\" has the demo password",
+            dir.join("policies/iam.toml").display()
+        )),
+        "{stdout}"
+    );
+    // The embedded default (no --config, the shipped files) is where the demo user belongs.
+    let output = Command::new(env!("CARGO_BIN_EXE_sesgate"))
+        .arg("check")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_carry_no_internal_detail() {
+    // An upstream that is down: SES's text, the cause only in the log.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = unused.local_addr().unwrap().port();
+    drop(unused);
+    let mut setup = Setup::default();
+    setup.config.upstream.url = format!("smtp://127.0.0.1:{port}?tls=required");
+    let server = TestServer::start_setup(setup).await;
+    let mut client = server.connect(IMPLICIT).await;
+    client.hello(false).await;
+    client.login().await;
+    let message = "From: a@example.com\r\n\r\nx\r\n";
+    let reply = client
+        .transaction("a@example.com", &["b@example.com"], message)
+        .await;
+    assert_eq!(reply, "451 4.4.1 Temporary service failure");
+    server.stop().await;
+
+    // An upstream refusal passes on as one printable line: the upstream cannot add lines.
+    let sink = Sink::start().await;
+    let server = TestServer::start_setup(Setup {
+        upstream: Some(sink.clone()),
+        ..Setup::default()
+    })
+    .await;
+    let mut client = server.connect(IMPLICIT).await;
+    client.hello(false).await;
+    client.login().await;
+    sink.set_reply(DataReply::Reply(
+        "554-5.6.1 first line\r\n554 5.6.1 second\tline".into(),
+    ));
+    let reply = client
+        .transaction("a@example.com", &["b@example.com"], message)
+        .await;
+    assert!(reply.starts_with("554 5.6.1 first line"), "{reply}");
+    assert!(
+        !reply.contains('\n') && reply.bytes().all(|b| (b' '..=b'~').contains(&b)),
+        "{reply:?}"
+    );
+    // A 4xx from the upstream: SES's text too.
+    sink.set_reply(DataReply::Reply(
+        "451 4.3.0 internal queue /var/spool full".into(),
+    ));
+    let reply = client
+        .transaction("a@example.com", &["b@example.com"], message)
+        .await;
+    assert_eq!(reply, "451 4.4.1 Temporary service failure");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_files_are_not_world_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start().await;
+    let mut client = server.connect(IMPLICIT).await;
+    client.hello(false).await;
+    client.login().await;
+    let reply = client
+        .transaction(
+            "a@example.com",
+            &["b@example.com"],
+            "From: a@example.com\r\n\r\nx\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250 "), "{reply}");
+    let outbox = server.dir.join("outbox");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&outbox) & !0o750, 0, "outbox {:o}", mode(&outbox));
+    let mut files = 0;
+    for entry in std::fs::read_dir(&outbox).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            files += 1;
+            assert_eq!(
+                mode(&path) & !0o640,
+                0,
+                "{} {:o}",
+                path.display(),
+                mode(&path)
+            );
+        }
+    }
+    assert_eq!(files, 2, "the message and its envelope");
+    server.stop().await;
+}
