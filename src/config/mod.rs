@@ -400,10 +400,7 @@ impl Config {
                 "limits.auth_failures_per_user, auth_failures_per_ip and auth_in_flight_per_ip must be at least 1".into(),
             ));
         }
-        if l.max_header_bytes == 0
-            || l.max_header_fields == 0
-            || l.max_header_field_bytes == 0
-        {
+        if l.max_header_bytes == 0 || l.max_header_fields == 0 || l.max_header_field_bytes == 0 {
             return Err(invalid(
                 "limits.max_header_bytes, max_header_fields and max_header_field_bytes must be at least 1".into(),
             ));

@@ -54,11 +54,11 @@ pub fn demo_password_users(logins: &[Login]) -> Vec<String> {
         if known_clean {
             continue;
         }
-        let demo = PasswordHash::new(&login.password_hash).is_ok_and(|hash| {
-            Argon2::default()
-                .verify_password(DEMO_PASSWORD.as_bytes(), &hash)
-                .is_ok()
-        });
+        let demo = verify_with_memory(
+            &mut Vec::new(),
+            DEMO_PASSWORD.as_bytes(),
+            &login.password_hash,
+        );
         if demo {
             found.push(login.smtp_username.clone());
         } else {

@@ -142,7 +142,6 @@ impl Default for Limits {
 /// plus their user names' counters).
 const AUTH_THROTTLE_MAX_ADDRESSES: usize = 100_000;
 
-
 /// State shared by every connection of a server.
 pub struct Shared<H, A> {
     hostname: String,

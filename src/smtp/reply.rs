@@ -26,13 +26,20 @@ impl Reply {
         self.code >= 400
     }
 
-    /// The reply as sent on the wire: `250-first\r\n250 last\r\n`.
+    /// The reply as sent on the wire: `250-first\r\n250 last\r\n`. A control character in a
+    /// line (text that came from a client or an upstream) is sent as `?`, so no reply can end
+    /// early or carry a second one.
     pub fn to_wire(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
             let separator = if i == last { ' ' } else { '-' };
-            out.extend_from_slice(format!("{}{separator}{line}\r\n", self.code).as_bytes());
+            out.extend_from_slice(format!("{}{separator}", self.code).as_bytes());
+            out.extend(
+                line.bytes()
+                    .map(|b| if b < 0x20 || b == 0x7f { b'?' } else { b }),
+            );
+            out.extend_from_slice(b"\r\n");
         }
         out
     }
@@ -288,6 +295,15 @@ mod tests {
         assert_eq!(
             text,
             "250-gw greets client\r\n250-PIPELINING\r\n250-SIZE 41943040\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n"
+        );
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_wire() {
+        let injected = Reply::new(554, "5.6.0 Transaction failed: x\r\n250 2.0.0 Ok\u{7f}");
+        assert_eq!(
+            injected.to_wire(),
+            b"554 5.6.0 Transaction failed: x??250 2.0.0 Ok?\r\n"
         );
     }
 }
