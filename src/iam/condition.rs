@@ -337,7 +337,7 @@ impl Condition {
             }
             Test::Arn(values) => values
                 .iter()
-                .flat_map(|a| a.components().iter().flat_map(Pattern::variable_keys))
+                .flat_map(|a| a.pattern().variable_keys())
                 .collect(),
             _ => Vec::new(),
         };
@@ -422,7 +422,15 @@ impl Condition {
                 let ip = value.ip?;
                 values.iter().any(|net| net.contains(&ip))
             }
-            Test::Arn(values) => values.iter().any(|p| p.matches(text, ctx)),
+            // A value that cannot be compared (fewer than six components) makes the whole
+            // condition fail closed, whatever the other values say.
+            Test::Arn(values) => {
+                let mut any = false;
+                for pattern in values {
+                    any |= pattern.compare(text, ctx)?;
+                }
+                any
+            }
             Test::Null(_) => unreachable!("Null is decided before values are read"),
         })
     }
