@@ -24,6 +24,8 @@ const COMPONENTS: usize = 6;
 /// A compiled ARN pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArnPattern {
+    /// The pattern as written in the policy.
+    text: Box<str>,
     /// The whole pattern, variables unresolved.
     whole: Pattern,
     /// The components, when the pattern has no variable (else they are found per request).
@@ -108,6 +110,7 @@ impl ArnPattern {
             _ => None,
         };
         Ok(ArnPattern {
+            text: text.into(),
             whole,
             components,
             literal,
@@ -119,6 +122,11 @@ impl ArnPattern {
     /// The whole pattern, when it has no wildcard and no variable.
     pub fn literal(&self) -> Option<&str> {
         self.literal.as_deref()
+    }
+
+    /// The pattern as written in the policy.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// True when the pattern is exactly `*`.
