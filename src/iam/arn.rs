@@ -541,6 +541,7 @@ mod tests {
             format!("arn{colons}x"),
             mixed,
             "a".repeat(mib),
+            format!("arn:aws:ses:{}", "a:".repeat(mib / 2)),
         ];
         let resources = [
             "arn:aws:ses:*:*:identity/*",
@@ -548,6 +549,8 @@ mod tests {
             "arn:aws:ses:us-east-?:*:*:*:*:identity/*",
             "arn:*:ses:*?:*:*a*b*c*",
             "arn:aws:ses:*:*:identity/${aws:username}*",
+            // Two spanning stars, one not flat: quadratic and worse with the old recursion.
+            "arn:aws:ses:*:?*:identity/*",
         ];
         let conditions = [
             "arn:aws:ses:*:*:identity/*",
