@@ -77,5 +77,31 @@ fn twenty_by_ten(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, guide_examples, twenty_by_ten);
+/// Issue 8 §4: a client-controlled resource ARN of 16,000 colons (an `X-SES-*-ARN` header took
+/// 2.2 s per message with the old recursive matcher) against Resource patterns that take each
+/// matching path: flat glob, the spanning-star automaton, and a literal.
+fn hostile_resource(c: &mut Criterion) {
+    let hostile = format!("arn:aws:ses:{}", "a:".repeat(8_000));
+    let text = r#"{"Version":"2012-10-17","Statement":[
+ {"Effect":"Deny","Action":"ses:SendRawEmail","Resource":["arn:aws:ses:*:?*:identity/*","arn:aws:ses:us*1:*:identity/*"]},
+ {"Effect":"Allow","Action":"ses:SendRawEmail","Resource":["arn:aws:ses:*:*:identity/*@example.com","arn:aws:ses:us-east-1:123456789012:identity/example.com"]}
+]}"#;
+    let set = PolicySet::new(
+        vec![Arc::new(Policy::parse("Hostile", text).expect("parses"))],
+        None,
+    );
+    let ctx = Smtp::default().context();
+    assert!(!set.evaluate(SEND_RAW_EMAIL, &hostile, &ctx).is_allowed());
+    c.bench_function("hostile_resource_16000_colons", |b| {
+        b.iter(|| {
+            set.evaluate(
+                black_box(SEND_RAW_EMAIL),
+                black_box(&hostile),
+                black_box(&ctx),
+            )
+        })
+    });
+}
+
+criterion_group!(benches, guide_examples, twenty_by_ten, hostile_resource);
 criterion_main!(benches);

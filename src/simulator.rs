@@ -208,7 +208,7 @@ pub fn build_context(entries: &[ContextEntry]) -> Result<Context, InputError> {
             "numeric" => |v| v.parse::<iam::Decimal>().is_ok(),
             "boolean" => |v| v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false"),
             "ip" => |v| iam::parse_ip(v).is_some(),
-            "date" => |v| iam::parse_date(v).is_some(),
+            "date" => |v| iam::parse_instant(v).is_some(),
             "binary" => |v| Value::binary(v).is_some(),
             _ => {
                 return Err(error(format!(

@@ -12,13 +12,12 @@
 
 use base64::Engine as _;
 use ipnet::IpNet;
-use jiff::Timestamp;
 
 use super::arn::ArnPattern;
 use super::context::{Context, Key, Value};
 use super::pattern::{Pattern, PatternError, Syntax};
 use super::policy::Effect;
-use super::scalar::{Decimal, parse_bool, parse_cidr, parse_date};
+use super::scalar::{Decimal, Instant, parse_bool, parse_cidr, parse_instant};
 
 /// How a condition treats the values of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +63,7 @@ pub enum Test {
     /// StringLike (patterns with `*` and `?`, case-sensitive).
     StringLike(Vec<Pattern>),
     Numeric(Ordering, Vec<Decimal>),
-    Date(Ordering, Vec<Timestamp>),
+    Date(Ordering, Vec<Instant>),
     /// Bool: literal values, or variables resolved and read at request time.
     Bool(Vec<Pattern>),
     Binary(Vec<Box<[u8]>>),
@@ -272,11 +271,11 @@ impl Condition {
             }
             b if b.starts_with("Date") => {
                 each("date (W3C ISO 8601 or epoch seconds)", &|v| {
-                    parse_date(v).is_some()
+                    parse_instant(v).is_some()
                 })?;
                 Test::Date(
                     ordering_of(b),
-                    values.iter().filter_map(|v| parse_date(v)).collect(),
+                    values.iter().filter_map(|v| parse_instant(v)).collect(),
                 )
             }
             "Bool" => {
@@ -338,7 +337,7 @@ impl Condition {
             }
             Test::Arn(values) => values
                 .iter()
-                .flat_map(|a| a.components().iter().flat_map(Pattern::variable_keys))
+                .flat_map(|a| a.pattern().variable_keys())
                 .collect(),
             _ => Vec::new(),
         };
@@ -406,8 +405,8 @@ impl Condition {
                 values.iter().any(|p| ord.holds(&number, p))
             }
             Test::Date(ord, values) => {
-                let time = value.time?;
-                values.iter().any(|p| ord.holds(&time, p))
+                let time = value.time.as_ref()?;
+                values.iter().any(|p| ord.holds(time, p))
             }
             Test::Bool(values) => {
                 let actual = value.boolean?;
@@ -423,7 +422,15 @@ impl Condition {
                 let ip = value.ip?;
                 values.iter().any(|net| net.contains(&ip))
             }
-            Test::Arn(values) => values.iter().any(|p| p.matches(text, ctx)),
+            // A value that cannot be compared (fewer than six components) makes the whole
+            // condition fail closed, whatever the other values say.
+            Test::Arn(values) => {
+                let mut any = false;
+                for pattern in values {
+                    any |= pattern.compare(text, ctx)?;
+                }
+                any
+            }
             Test::Null(_) => unreachable!("Null is decided before values are read"),
         })
     }

@@ -10,14 +10,14 @@ use base64::Engine as _;
 use jiff::Timestamp;
 
 use super::pattern::Resolve;
-use super::scalar::{Decimal, parse_bool, parse_date, parse_ip};
+use super::scalar::{Decimal, Instant, parse_bool, parse_instant, parse_ip};
 
 /// One value of a context key, with its typed readings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Value {
     text: Box<str>,
     pub(crate) number: Option<Decimal>,
-    pub(crate) time: Option<Timestamp>,
+    pub(crate) time: Option<Instant>,
     pub(crate) ip: Option<IpAddr>,
     pub(crate) boolean: Option<bool>,
     pub(crate) binary: Option<Box<[u8]>>,
@@ -29,7 +29,7 @@ impl Value {
         let text = text.into();
         Value {
             number: text.parse().ok(),
-            time: parse_date(&text),
+            time: parse_instant(&text),
             ip: parse_ip(&text),
             boolean: parse_bool(&text),
             binary: None,
@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn time_values_read_back_as_the_same_instant() {
         let at = Timestamp::from_second(1_535_716_800).unwrap();
-        assert_eq!(Value::time(at).time, Some(at));
+        assert_eq!(Value::time(at).time, Some(Instant::from_timestamp(at)));
     }
 
     #[test]

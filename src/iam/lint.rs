@@ -129,6 +129,7 @@ fn lint_condition(
         && condition.set == SetQualifier::ForAllValues
         && statement.effect == Effect::Allow
         && !condition.if_exists
+        && !requires_present(statement, &condition.key_id)
     {
         warn(
             "ForAllValues with Allow is also true when ses:Recipients is missing or empty (IAM: overly permissive).".into(),
@@ -162,6 +163,21 @@ fn lint_condition(
             }
         }
     }
+    if let Test::Arn(patterns) = &condition.test {
+        for pattern in patterns {
+            if let Some(count) = pattern.static_component_count()
+                && count < 6
+            {
+                warn(
+                    format!(
+                        "{operator} {shown_key} \"{}\" has {count} of the six ARN components; AWS does not define how it compares, so sesgate never compares it: an Allow with this condition never applies and a Deny always applies.",
+                        pattern.text(),
+                    ),
+                    "write all six components, with * for any (for example arn:aws:iam::*:user/*).",
+                );
+            }
+        }
+    }
     if key == "ses:apiversion"
         && let Test::StringEquals { values, .. } = &condition.test
         && values
@@ -175,6 +191,15 @@ fn lint_condition(
             "compare ses:ApiVersion with \"2\".",
         );
     }
+}
+
+/// True when the statement also has `"Null": {key: "false"}`: the key must be present, so a
+/// `ForAllValues` condition on it cannot be satisfied by a missing or empty key.
+fn requires_present(statement: &Statement, key: &super::context::Key) -> bool {
+    statement.conditions.iter().any(|c| {
+        c.key_id == *key
+            && matches!(&c.test, Test::Null(expect_missing) if !expect_missing.is_empty() && expect_missing.iter().all(|m| !m))
+    })
 }
 
 fn literal_text(tokens: &[Token]) -> String {
@@ -231,6 +256,10 @@ mod tests {
             "on the multivalued key ses:Recipients without ForAnyValue",
         );
         one(
+            r#"{"Effect":"Deny","Action":"ses:SendRawEmail","Resource":"*","Condition":{"ArnNotLike":{"aws:PrincipalArn":"arn:aws:*"}}}"#,
+            "\"arn:aws:*\" has 3 of the six ARN components",
+        );
+        one(
             r#"{"Effect":"Allow","Action":"ses:SendEmail","Resource":"*"}"#,
             "never allows an SMTP send",
         );
@@ -255,5 +284,8 @@ mod tests {
         assert!(warnings(r#"{"Effect":"Allow","Action":"ses:*","Resource":"*","Condition":{"StringEquals":{"ses:ApiVersion":"2"}}}"#).is_empty());
         assert!(warnings(r#"{"Effect":"Deny","Action":"ses:SendRawEmail","Resource":"*","Condition":{"ForAnyValue:StringLike":{"ses:Recipients":"*@competitor.com"}}}"#).is_empty());
         assert!(warnings(r#"{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*","Condition":{"StringLike":{"ses:FromAddress":"*@example.com"},"Null":{"ses:Recipients":"false"}}}"#).is_empty());
+        // The Null condition that the ForAllValues warning asks for silences it (any key case).
+        assert!(warnings(r#"{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*","Condition":{"ForAllValues:StringLike":{"ses:Recipients":"*@example.com"},"Null":{"SES:recipients":"false"}}}"#).is_empty());
+        assert!(warnings(r#"{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*","Condition":{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::${aws:PrincipalAccount}:user/*"}}}"#).is_empty());
     }
 }

@@ -28,7 +28,7 @@ pub use json::{Position, Span};
 pub use lint::{Warning, lint};
 pub use pattern::{Pattern, Token};
 pub use policy::{Effect, Element, LoadError, Policy, Statement, Version};
-pub use scalar::{Decimal, parse_cidr, parse_date, parse_ip};
+pub use scalar::{Decimal, Instant, parse_cidr, parse_date, parse_instant, parse_ip};
 
 /// The action every SMTP transaction is authorized as (the SES SMTP interface, API version 2).
 pub const SEND_RAW_EMAIL: &str = "ses:SendRawEmail";

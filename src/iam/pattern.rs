@@ -141,6 +141,38 @@ impl Pattern {
         Ok(Pattern { tokens, shape })
     }
 
+    /// A pattern from tokens (adjacent literals are merged, `**` collapsed).
+    pub(crate) fn from_tokens(tokens: impl IntoIterator<Item = Token>) -> Pattern {
+        let mut merged: Vec<Token> = Vec::new();
+        for token in tokens {
+            match (merged.last_mut(), token) {
+                (_, Token::Lit(text)) if text.is_empty() => {}
+                (Some(Token::Lit(previous)), Token::Lit(text)) => {
+                    *previous = format!("{previous}{text}").into_boxed_str();
+                }
+                (Some(Token::Star), Token::Star) => {}
+                (_, token) => merged.push(token),
+            }
+        }
+        let shape = Shape::of(&merged);
+        Pattern {
+            tokens: merged,
+            shape,
+        }
+    }
+
+    /// The pattern with every variable replaced by its value as literal text; `None` when a
+    /// variable has no value (AWS: such a value matches nothing).
+    pub(crate) fn resolved(&self, vars: &dyn Resolve) -> Option<Pattern> {
+        if !self.resolves(vars) {
+            return None;
+        }
+        Some(Pattern::from_tokens(self.tokens.iter().map(|t| match t {
+            Token::Var(_) => Token::Lit(literal_text(t, vars).into()),
+            other => other.clone(),
+        })))
+    }
+
     /// The tokens, for inspection by the linter and tests.
     pub fn tokens(&self) -> &[Token] {
         &self.tokens
@@ -315,6 +347,7 @@ fn glob(tokens: &[Token], text: &str, fold: bool, vars: &dyn Resolve) -> bool {
     let mut pos = 0;
     let mut backtrack: Option<(usize, usize)> = None;
     loop {
+        steps::count(1);
         if let Some(token) = tokens.get(ti) {
             let advanced = match token {
                 // A final `*` matches whatever is left.
@@ -346,13 +379,40 @@ fn glob(tokens: &[Token], text: &str, fold: bool, vars: &dyn Resolve) -> bool {
         // When the star is followed by literal text, skip straight to its next occurrence.
         if !fold && let Some(next @ (Token::Lit(_) | Token::Var(_))) = tokens.get(star_next) {
             match find_literal(&text[resume..], literal_text(next, vars)) {
-                Some(offset) => resume += offset,
+                Some(offset) => {
+                    steps::count(offset);
+                    resume += offset;
+                }
                 None => return false,
             }
         }
         backtrack = Some((star_next, resume));
         ti = star_next;
         pos = resume;
+    }
+}
+
+/// Work done by the matchers, counted only in unit tests: tests assert that hostile input
+/// costs a bounded number of steps per byte instead of timing the matcher.
+pub(crate) mod steps {
+    #[cfg(test)]
+    thread_local! {
+        static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Adds `n` steps (a no-op outside tests).
+    #[inline(always)]
+    pub(crate) fn count(n: usize) {
+        #[cfg(test)]
+        STEPS.with(|s| s.set(s.get() + n as u64));
+        #[cfg(not(test))]
+        let _ = n;
+    }
+
+    /// Steps counted on this thread since the last call.
+    #[cfg(test)]
+    pub(crate) fn take() -> u64 {
+        STEPS.with(|s| s.replace(0))
     }
 }
 

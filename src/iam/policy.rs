@@ -365,7 +365,11 @@ fn parse_statement(
         .collect::<Result<_, _>>()?;
     let resource_patterns: Vec<ArnPattern> = string_list(resource_json, resource_key)?
         .into_iter()
-        .map(|text| ArnPattern::resource(text, variables).map_err(|e| at(resource_key, e.0)))
+        .enumerate()
+        .map(|(i, text)| {
+            ArnPattern::resource(text, variables)
+                .map_err(|e| at(&format!("{resource_key}[{i}]"), e.0))
+        })
         .collect::<Result<_, _>>()?;
     Ok(Statement {
         index,

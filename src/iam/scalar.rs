@@ -9,8 +9,7 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 use jiff::Timestamp;
-use jiff::civil::{Date, Time};
-use jiff::tz::TimeZone;
+use jiff::civil::Date;
 
 /// An exact decimal number: the value times 10^18, so `0.1 + 0.2` problems cannot change a
 /// decision (f64 would). Range: about ±1.7e20.
@@ -55,11 +54,105 @@ impl FromStr for Decimal {
 /// `YYYY-MM-DDThh:mmTZD`, `...:ss`, `...:ss.s`) or epoch seconds. Reduced forms mean the start of
 /// that period in UTC. A bare four-digit value is a year; any other run of digits is epoch
 /// seconds (SPEC §5). A date-time without a zone designator is refused: its instant is unknown.
+///
+/// Returns a [`Timestamp`], so an epoch value past year 9999 (which [`parse_instant`] accepts)
+/// is `None` here; the engine compares [`Instant`]s.
 pub fn parse_date(text: &str) -> Option<Timestamp> {
+    parse_instant(text)?.timestamp()
+}
+
+/// An instant as IAM compares it: seconds since 1970 (no upper bound: an epoch value may be
+/// any run of digits, and larger is simply later) and nanoseconds.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Instant {
+    seconds: Seconds,
+    nanos: u32,
+}
+
+/// Seconds since 1970: an `i64` (every ISO 8601 date, every epoch value up to 2^63-1), or the
+/// decimal digits (no leading zero) of a larger epoch value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seconds {
+    Within(i64),
+    Beyond(Box<str>),
+}
+
+impl Ord for Seconds {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering::{Greater, Less};
+        match (self, other) {
+            (Seconds::Within(a), Seconds::Within(b)) => a.cmp(b),
+            (Seconds::Within(_), Seconds::Beyond(_)) => Less,
+            (Seconds::Beyond(_), Seconds::Within(_)) => Greater,
+            // Same digits without leading zeros: the longer number is larger, else digit order.
+            (Seconds::Beyond(a), Seconds::Beyond(b)) => {
+                a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+            }
+        }
+    }
+}
+
+impl PartialOrd for Seconds {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Instant {
+    /// The instant of a [`Timestamp`].
+    pub fn from_timestamp(at: Timestamp) -> Instant {
+        // jiff gives a negative fraction before 1970; keep the fraction positive, as the ISO
+        // parser does, so that both orderings agree.
+        let (seconds, nanos) = (at.as_second(), at.subsec_nanosecond());
+        if nanos < 0 {
+            Instant::from_seconds(seconds - 1, (nanos + 1_000_000_000) as u32)
+        } else {
+            Instant::from_seconds(seconds, nanos as u32)
+        }
+    }
+
+    /// The [`Timestamp`], when the instant is within jiff's range (years -9999..=9999).
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        match self.seconds {
+            Seconds::Within(s) => Timestamp::new(s, 0)
+                .ok()?
+                .checked_add(jiff::SignedDuration::new(0, self.nanos as i32))
+                .ok(),
+            Seconds::Beyond(_) => None,
+        }
+    }
+
+    fn from_seconds(seconds: i64, nanos: u32) -> Instant {
+        Instant {
+            seconds: Seconds::Within(seconds),
+            nanos,
+        }
+    }
+
+    /// Epoch seconds from a run of ASCII digits of any length.
+    fn from_epoch_digits(digits: &str) -> Instant {
+        let significant = digits.trim_start_matches('0');
+        let seconds = match significant.parse::<i64>() {
+            Ok(s) => Seconds::Within(s),
+            Err(_) if significant.is_empty() => Seconds::Within(0),
+            Err(_) => Seconds::Beyond(significant.into()),
+        };
+        Instant { seconds, nanos: 0 }
+    }
+}
+
+/// Parses an IAM date (the forms of [`parse_date`]) into an [`Instant`]. Epoch seconds have no
+/// upper bound (SPEC §5); a bare four-digit value is a year.
+pub fn parse_instant(text: &str) -> Option<Instant> {
     let bytes = text.as_bytes();
     if !bytes.is_empty() && bytes.len() != 4 && bytes.iter().all(u8::is_ascii_digit) {
-        return Timestamp::from_second(text.parse().ok()?).ok();
+        return Some(Instant::from_epoch_digits(text));
     }
+    parse_iso_date(text)
+}
+
+/// The W3C profile forms of [`parse_date`], without epoch seconds.
+fn parse_iso_date(text: &str) -> Option<Instant> {
     let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
     let (date_part, time_part) = match text.split_once('T') {
         Some((d, t)) => (d, Some(t)),
@@ -80,38 +173,64 @@ pub fn parse_date(text: &str) -> Option<Timestamp> {
     }
     let number = |s: Option<&str>| s.map_or(Some(1), |s| s.parse::<i8>().ok());
     let date = Date::new(year.parse().ok()?, number(month)?, number(day)?).ok()?;
+    // Days since 1970 from the civil calendar, so the whole of year 9999 is representable
+    // (jiff's Timestamp stops a day short of it).
+    let days = i64::from(Date::constant(1970, 1, 1).until(date).ok()?.get_days());
     let Some(time_part) = time_part else {
-        return TimeZone::UTC
-            .to_timestamp(date.to_datetime(Time::midnight()))
-            .ok();
+        return Some(Instant::from_seconds(days * 86_400, 0));
     };
     // hh:mm, then optional :ss and .s, then a mandatory Z or ±hh:mm.
     let zone_at = time_part.find(['Z', '+', '-'])?;
     let (clock, zone) = time_part.split_at(zone_at);
-    let zone_ok = zone == "Z"
-        || (zone.len() == 6
-            && digits(&zone[1..3], 2)
-            && &zone[3..4] == ":"
-            && digits(&zone[4..], 2));
+    let two = |s: &str| s.parse::<i64>().ok();
+    let offset = if zone == "Z" {
+        0
+    } else if zone.len() == 6
+        && digits(&zone[1..3], 2)
+        && &zone[3..4] == ":"
+        && digits(&zone[4..], 2)
+    {
+        let (hours, minutes) = (two(&zone[1..3])?, two(&zone[4..])?);
+        if hours > 25 || minutes > 59 {
+            return None;
+        }
+        let magnitude = hours * 3600 + minutes * 60;
+        if zone.starts_with('-') {
+            -magnitude
+        } else {
+            magnitude
+        }
+    } else {
+        return None;
+    };
     let mut clock_fields = clock.split(':');
     let (hh, mm, ss) = (
         clock_fields.next()?,
         clock_fields.next()?,
         clock_fields.next(),
     );
-    let seconds_ok = ss.is_none_or(|s| {
-        let (whole, frac) = s.split_once('.').unwrap_or((s, "0"));
-        digits(whole, 2) && !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit())
-    });
-    if !zone_ok || clock_fields.next().is_some() || !digits(hh, 2) || !digits(mm, 2) || !seconds_ok
-    {
+    if clock_fields.next().is_some() || !digits(hh, 2) || !digits(mm, 2) {
         return None;
     }
-    let full = match ss {
-        Some(_) => format!("{date_part}T{clock}{zone}"),
-        None => format!("{date_part}T{clock}:00{zone}"),
+    let (whole, fraction) = match ss {
+        Some(s) => s.split_once('.').unwrap_or((s, "0")),
+        None => ("00", "0"),
     };
-    Timestamp::from_str(&full).ok()
+    if !digits(whole, 2) || fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (hours, minutes, seconds) = (two(hh)?, two(mm)?, two(whole)?);
+    // A leap second (:60) is read as :59, as jiff reads it.
+    if hours > 23 || minutes > 59 || seconds > 60 {
+        return None;
+    }
+    let nanos = fraction
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(9)
+        .fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
+    let seconds = days * 86_400 + hours * 3600 + minutes * 60 + seconds.min(59) - offset;
+    Some(Instant::from_seconds(seconds, nanos))
 }
 
 /// Parses an IAM boolean: `true` or `false`, ignoring case.
@@ -174,6 +293,33 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(seconds(text), *want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn epoch_values_have_no_upper_bound() {
+        let at = |s: &str| parse_instant(s).unwrap_or_else(|| panic!("{s:?} parses"));
+        // Ascending: the year 9999 boundary, 13-digit (millisecond-looking) values, i64::MAX,
+        // and beyond every fixed-width integer.
+        let ascending = [
+            "1970",
+            "1535716800",
+            "9999-12-31T23:59:59Z",
+            "253402300800",
+            "1700000000000",
+            "9223372036854775807",
+            "9223372036854775808",
+            "00000000099999999999999999999",
+            "100000000000000000000000000000000000000000",
+            "100000000000000000000000000000000000000001",
+        ];
+        for pair in ascending.windows(2) {
+            assert!(at(pair[0]) < at(pair[1]), "{} < {}", pair[0], pair[1]);
+        }
+        assert_eq!(at("253402300799"), at("9999-12-31T23:59:59Z"));
+        assert_eq!(at("0001700000000000"), at("1700000000000"));
+        assert_eq!(at("00000"), at("1970-01-01"));
+        assert_eq!(parse_date("253402300800"), None, "beyond jiff's range");
+        assert!(at("2018") < at("2019"), "four digits are a year");
     }
 
     #[test]
