@@ -139,6 +139,22 @@ impl Cursor<'_> {
     }
 }
 
+/// One whole RFC 2047 encoded-word `=?charset?B|Q?text?=` (charset may carry `*language`).
+fn is_encoded_word(atom: &[u8]) -> bool {
+    let Some(inner) = atom
+        .strip_prefix(b"=?")
+        .and_then(|rest| rest.strip_suffix(b"?="))
+    else {
+        return false;
+    };
+    let parts: Vec<&[u8]> = inner.split(|&b| b == b'?').collect();
+    matches!(parts.as_slice(),
+        [charset, encoding, text]
+            if !charset.is_empty()
+                && matches!(*encoding, b"B" | b"b" | b"Q" | b"q")
+                && !text.is_empty())
+}
+
 /// A dot-atom-text: atext runs separated by single dots.
 fn is_dot_atom(text: &[u8]) -> bool {
     !text.is_empty()
@@ -267,23 +283,52 @@ pub fn parse_mailbox(value: &[u8]) -> Result<Mailbox, MailboxError> {
     let phrase_start = cursor.at;
     let mut words: Vec<String> = Vec::new();
     let mut encoded = false;
+    // What would make the phrase read differently by different readers; refused only once the
+    // phrase turns out to be a display name (a bare addr-spec has its own, stricter rules).
+    let mut phrase_ambiguity: Option<&'static str> = None;
+    let mut separated = true;
     loop {
+        let word_start = cursor.at;
         match cursor.peek() {
             Some(b'"') => {
                 let (content, _) = cursor.quoted_string()?;
+                if content.contains("=?") {
+                    // RFC 2047 forbids it, yet Python and many clients decode it.
+                    phrase_ambiguity
+                        .get_or_insert("an encoded-word inside a quoted string is ambiguous");
+                }
                 words.push(content);
             }
             Some(b) if is_atext(b) => {
                 let atom = cursor.atom();
-                encoded |= atom.starts_with(b"=?") && atom.ends_with(b"?=");
+                if is_encoded_word(atom) {
+                    encoded = true;
+                } else if atom.windows(2).any(|w| w == b"=?") {
+                    // Glued to other text, two in one atom, broken by a fold, an unknown
+                    // encoding: some readers decode it, others show it raw.
+                    phrase_ambiguity
+                        .get_or_insert("a malformed encoded-word in the display name is ambiguous");
+                }
                 words.push(String::from_utf8_lossy(atom).into_owned());
             }
             _ => break,
         }
+        if !separated {
+            // `C"E"O`: one reader joins the words, another puts spaces between them.
+            phrase_ambiguity.get_or_insert(
+                "words of the display name not separated by white space are ambiguous",
+            );
+        }
+        debug_assert!(cursor.at > word_start);
+        let word_end = cursor.at;
         cursor.skip_cfws()?;
+        separated = cursor.at > word_end;
     }
     match cursor.peek() {
         Some(b'<') => {
+            if let Some(why) = phrase_ambiguity {
+                return Err(MailboxError::Invalid(why));
+            }
             cursor.at += 1;
             cursor.skip_wsp();
             let address = addr_spec(&mut cursor)?;
