@@ -13,12 +13,19 @@
 //!   obs-local-part, no encoded-word in the addr-spec (`=?utf-8?q?x?=@example.com`).
 //! - The domain is dot-separated letter-digit-hyphen labels (no empty label, no trailing dot, no
 //!   domain literal), lower-cased. ASCII only (SES does not support SMTPUTF8).
-//! - An address is at most 320 bytes, a display name at most 998.
+//! - An address is at most 320 bytes, a display name at most 998, the whole value at most 4,096
+//!   (below Postfix's `header_address_token_limit`; see [`MAX_MAILBOX_FIELD`]).
 
 /// The longest address sesgate evaluates (RFC 3696 errata: 64 + 1 + 255).
 pub const MAX_ADDRESS: usize = 320;
 /// The longest display name sesgate evaluates (RFC 5322's line length).
 pub const MAX_DISPLAY_NAME: usize = 998;
+/// The longest mailbox field value (unfolded) sesgate reads: room for the longest display name
+/// and address with quoting and comments, and far below Postfix's `header_address_token_limit`
+/// (10,240 tokens, each at least one byte). Past that limit Postfix's cleanup keeps only the
+/// first tokens when it rewrites a From or Sender header, so that `From: ceo ()()...()
+/// <x@allowed.com>` would leave as `From: ceo@$myorigin ()()...`.
+pub const MAX_MAILBOX_FIELD: usize = 4096;
 
 /// One mailbox read strictly.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +272,9 @@ fn end(cursor: &mut Cursor<'_>, comments_allowed: bool) -> Result<(), MailboxErr
 
 /// Reads an unfolded `From:`/`Sender:` value (ASCII) as exactly one mailbox.
 pub fn parse_mailbox(value: &[u8]) -> Result<Mailbox, MailboxError> {
+    if value.len() > MAX_MAILBOX_FIELD {
+        return Err(MailboxError::Invalid("longer than 4096 bytes"));
+    }
     if !value.is_ascii() {
         return Err(MailboxError::Invalid("8-bit characters are not accepted"));
     }
@@ -530,6 +540,11 @@ mod tests {
         assert_eq!(
             parse_mailbox(long.as_bytes()),
             Err(Invalid("address longer than 320 bytes"))
+        );
+        let comments = format!("ceo{} <a@example.com>", " ()".repeat(1_400));
+        assert_eq!(
+            parse_mailbox(comments.as_bytes()),
+            Err(Invalid("longer than 4096 bytes"))
         );
         let long = format!("{} <a@example.com>", "n".repeat(999));
         assert_eq!(
