@@ -411,3 +411,47 @@ async fn header_limits_are_configurable() {
     assert_eq!(server.outbox().len(), 1);
     server.stop().await;
 }
+
+/// Postfix's cleanup parses From and Sender into at most `header_address_token_limit` (10,240)
+/// tokens and, when it rewrites the header (a client matching `local_header_rewrite_clients`,
+/// loopback by default: sesgate on the same host), writes back only those: `From: ceo ()()...
+/// <x@allowed.com>` with 10,240 comments becomes `From: ceo@$myorigin ()()...`. A mailbox field
+/// is therefore bounded far below that many bytes (a token is at least one byte).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailbox_fields_stay_below_postfix_token_limit() {
+    let sink = Sink::start().await;
+    let server = restricted_server(&sink).await;
+    let mut client = logged_in(&server).await;
+    // 10,240 comments folded over 256 lines (each line within the DATA line limit).
+    let comments = format!("\r\n {}", "()".repeat(40)).repeat(256);
+    let failed = "554 5.6.0 Transaction failed: ";
+    for (header, message) in [
+        (
+            "From",
+            format!("From: ceo{comments} <x@allowed.com>\r\n\r\nx\r\n"),
+        ),
+        (
+            "Sender",
+            format!("From: x@allowed.com\r\nSender: ceo{comments} <x@allowed.com>\r\n\r\nx\r\n"),
+        ),
+        (
+            "Return-Path",
+            format!("From: x@allowed.com\r\nReturn-Path: <x@allowed.com>{comments}\r\n\r\nx\r\n"),
+        ),
+    ] {
+        let reply = raw_transaction(&mut client, message.as_bytes()).await;
+        assert!(
+            reply.starts_with(failed) && reply.contains(header),
+            "{header}: {reply}"
+        );
+    }
+    assert_eq!(sink.accepted().len(), 0, "nothing refused is relayed");
+    // The longest display name sesgate evaluates, with a comment, is well within the bound.
+    // Two words, 998 bytes with the space between them, folded within the DATA line limit.
+    let name = format!("{}\r\n {}", "N".repeat(499), "M".repeat(498));
+    let message = format!("From: {name}\r\n (team) <x@allowed.com>\r\n\r\nx\r\n");
+    let reply = raw_transaction(&mut client, message.as_bytes()).await;
+    assert!(reply.starts_with("250 2.0.0 Ok"), "{reply}");
+    assert_eq!(sink.accepted().len(), 1);
+    server.stop().await;
+}

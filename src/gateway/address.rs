@@ -13,12 +13,19 @@
 //!   obs-local-part, no encoded-word in the addr-spec (`=?utf-8?q?x?=@example.com`).
 //! - The domain is dot-separated letter-digit-hyphen labels (no empty label, no trailing dot, no
 //!   domain literal), lower-cased. ASCII only (SES does not support SMTPUTF8).
-//! - An address is at most 320 bytes, a display name at most 998.
+//! - An address is at most 320 bytes, a display name at most 998, the whole value at most 4,096
+//!   (below Postfix's `header_address_token_limit`; see [`MAX_MAILBOX_FIELD`]).
 
 /// The longest address sesgate evaluates (RFC 3696 errata: 64 + 1 + 255).
 pub const MAX_ADDRESS: usize = 320;
 /// The longest display name sesgate evaluates (RFC 5322's line length).
 pub const MAX_DISPLAY_NAME: usize = 998;
+/// The longest mailbox field value (unfolded) sesgate reads: room for the longest display name
+/// and address with quoting and comments, and far below Postfix's `header_address_token_limit`
+/// (10,240 tokens, each at least one byte). Past that limit Postfix's cleanup keeps only the
+/// first tokens when it rewrites a From or Sender header, so that `From: ceo ()()...()
+/// <x@allowed.com>` would leave as `From: ceo@$myorigin ()()...`.
+pub const MAX_MAILBOX_FIELD: usize = 4096;
 
 /// One mailbox read strictly.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +146,22 @@ impl Cursor<'_> {
     }
 }
 
+/// One whole RFC 2047 encoded-word `=?charset?B|Q?text?=` (charset may carry `*language`).
+fn is_encoded_word(atom: &[u8]) -> bool {
+    let Some(inner) = atom
+        .strip_prefix(b"=?")
+        .and_then(|rest| rest.strip_suffix(b"?="))
+    else {
+        return false;
+    };
+    let parts: Vec<&[u8]> = inner.split(|&b| b == b'?').collect();
+    matches!(parts.as_slice(),
+        [charset, encoding, text]
+            if !charset.is_empty()
+                && matches!(*encoding, b"B" | b"b" | b"Q" | b"q")
+                && !text.is_empty())
+}
+
 /// A dot-atom-text: atext runs separated by single dots.
 fn is_dot_atom(text: &[u8]) -> bool {
     !text.is_empty()
@@ -249,6 +272,9 @@ fn end(cursor: &mut Cursor<'_>, comments_allowed: bool) -> Result<(), MailboxErr
 
 /// Reads an unfolded `From:`/`Sender:` value (ASCII) as exactly one mailbox.
 pub fn parse_mailbox(value: &[u8]) -> Result<Mailbox, MailboxError> {
+    if value.len() > MAX_MAILBOX_FIELD {
+        return Err(MailboxError::Invalid("longer than 4096 bytes"));
+    }
     if !value.is_ascii() {
         return Err(MailboxError::Invalid("8-bit characters are not accepted"));
     }
@@ -267,23 +293,52 @@ pub fn parse_mailbox(value: &[u8]) -> Result<Mailbox, MailboxError> {
     let phrase_start = cursor.at;
     let mut words: Vec<String> = Vec::new();
     let mut encoded = false;
+    // What would make the phrase read differently by different readers; refused only once the
+    // phrase turns out to be a display name (a bare addr-spec has its own, stricter rules).
+    let mut phrase_ambiguity: Option<&'static str> = None;
+    let mut separated = true;
     loop {
+        let word_start = cursor.at;
         match cursor.peek() {
             Some(b'"') => {
                 let (content, _) = cursor.quoted_string()?;
+                if content.contains("=?") {
+                    // RFC 2047 forbids it, yet Python and many clients decode it.
+                    phrase_ambiguity
+                        .get_or_insert("an encoded-word inside a quoted string is ambiguous");
+                }
                 words.push(content);
             }
             Some(b) if is_atext(b) => {
                 let atom = cursor.atom();
-                encoded |= atom.starts_with(b"=?") && atom.ends_with(b"?=");
+                if is_encoded_word(atom) {
+                    encoded = true;
+                } else if atom.windows(2).any(|w| w == b"=?") {
+                    // Glued to other text, two in one atom, broken by a fold, an unknown
+                    // encoding: some readers decode it, others show it raw.
+                    phrase_ambiguity
+                        .get_or_insert("a malformed encoded-word in the display name is ambiguous");
+                }
                 words.push(String::from_utf8_lossy(atom).into_owned());
             }
             _ => break,
         }
+        if !separated {
+            // `C"E"O`: one reader joins the words, another puts spaces between them.
+            phrase_ambiguity.get_or_insert(
+                "words of the display name not separated by white space are ambiguous",
+            );
+        }
+        debug_assert!(cursor.at > word_start);
+        let word_end = cursor.at;
         cursor.skip_cfws()?;
+        separated = cursor.at > word_end;
     }
     match cursor.peek() {
         Some(b'<') => {
+            if let Some(why) = phrase_ambiguity {
+                return Err(MailboxError::Invalid(why));
+            }
             cursor.at += 1;
             cursor.skip_wsp();
             let address = addr_spec(&mut cursor)?;
@@ -485,6 +540,11 @@ mod tests {
         assert_eq!(
             parse_mailbox(long.as_bytes()),
             Err(Invalid("address longer than 320 bytes"))
+        );
+        let comments = format!("ceo{} <a@example.com>", " ()".repeat(1_400));
+        assert_eq!(
+            parse_mailbox(comments.as_bytes()),
+            Err(Invalid("longer than 4096 bytes"))
         );
         let long = format!("{} <a@example.com>", "n".repeat(999));
         assert_eq!(

@@ -329,6 +329,11 @@ fn named_identity(given: &str, account: &Account) -> Result<NamedIdentity, Refus
     } else {
         return Err(invalid());
     };
+    // The identity as written, domain case aside: SES looks the name up, it never unquotes
+    // `"x"@example.com` into another identity.
+    if identity != canonical_identity(name) {
+        return Err(invalid());
+    }
     if *owner != account.id {
         return Err(Refusal::OtherAccount(given.to_owned()));
     }
