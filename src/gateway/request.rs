@@ -427,7 +427,17 @@ pub fn build(
         .map(|r| canonical_address(r))
         .collect();
 
-    // Each named identity must cover the address it stands for (SPEC §4).
+    // Each named identity must cover the address it stands for (SPEC §4). With no identities
+    // configured, only the address's own domain (or the address) counts as its verified
+    // identity: a parent such as `identity/com` would otherwise stand for every `.com` sender
+    // and dodge a Deny written on `identity/example.com`.
+    let covers = |identity: &str, address: &str| {
+        if account.identities.is_empty() {
+            identity == address || address.rsplit_once('@').is_some_and(|(_, d)| d == identity)
+        } else {
+            covers(identity, address)
+        }
+    };
     let misaligned = |address: &str, named: &NamedIdentity| Refusal::Misaligned {
         address: address.to_owned(),
         arn: named.given.clone(),
