@@ -1,0 +1,211 @@
+//! An attacker against the SMTP front end (issue 8 §4, §5): slot exhaustion by slow or silent
+//! clients, memory by long lines and floods, AUTH tricks and lockout keys, protocol order,
+//! smuggled ends of data through a real upstream, and what the trace log shows. Every test talks
+//! to a real sesgate on loopback with small limits; clients bind 127.0.0.x to play different
+//! addresses.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::sink::Sink;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// A TCP connection to `port` on 127.0.0.1 from the loopback address `source`.
+async fn connect_from(source: &str, port: u16) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(source.parse().unwrap(), 0))
+        .unwrap();
+    socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap()
+}
+
+/// A raw client from `source`, greeted and EHLO'd on a plaintext-AUTH listener.
+async fn client_from(server: &TestServer, source: &str) -> Client {
+    let stream = connect_from(source, server.port(PLAINTEXT_AUTH)).await;
+    let mut client = Client::new(Box::new(stream), server.cert_pem());
+    assert!(client.reply().await.starts_with("220 gw.test"));
+    assert!(client.command("EHLO client.test").await.starts_with("250"));
+    client
+}
+
+/// Reads (and drops) until the server closes; the time it took, or `None` after `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buffer = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return start.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+/// Writes `bytes` one byte every 100 ms in the background until a write fails.
+fn drip(mut writer: tokio::net::tcp::OwnedWriteHalf, bytes: &'static [u8]) {
+    tokio::spawn(async move {
+        for byte in bytes.iter().cycle() {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+/// A legitimate client from `source` logs in and sends one message.
+async fn legit_transaction(server: &TestServer, source: &str) {
+    let started = Instant::now();
+    let mut client = client_from(server, source).await;
+    client.login().await;
+    let reply = client
+        .transaction(
+            "a@example.com",
+            &["b@example.com"],
+            "From: a@example.com\r\n\r\nx\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250 2.0.0 Ok"), "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(2), "served promptly");
+}
+
+async fn small_server() -> TestServer {
+    TestServer::start_with(|limits| {
+        limits.max_connections = 30;
+        limits.max_connections_per_ip = 2;
+        limits.handshake_timeout_secs = 1;
+        limits.command_timeout_secs = 1;
+        limits.idle_timeout_secs = 1;
+        limits.message_timeout_secs = 2;
+    })
+    .await
+}
+
+/// Slow TLS handshakes (implicit port), STARTTLS then silence, PROXY headers dripped by a
+/// trusted peer and by an untrusted one: each ends at its deadline, each address holds at most
+/// its cap, and a client from another address is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_handshakes_and_proxy_headers_are_bounded() {
+    let server = small_server().await;
+    // A TLS ClientHello prefix, one byte per 100 ms, five times from one address.
+    const CLIENT_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03];
+    const PROXY_V1: &[u8] = b"PROXY TCP4 192.0.2.1 192.0.2.2 1000 25\r\n";
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let stream = connect_from("127.0.0.2", server.port(IMPLICIT)).await;
+        let (read, write) = stream.into_split();
+        drip(write, CLIENT_HELLO);
+        held.push(read);
+    }
+    // A trusted proxy that drips its header.
+    let mut proxy_drips = Vec::new();
+    for _ in 0..3 {
+        let stream = connect_from("127.0.0.3", server.port(BEHIND_PROXY)).await;
+        let (read, write) = stream.into_split();
+        drip(write, PROXY_V1);
+        proxy_drips.push(read);
+    }
+    // An untrusted peer dripping a PROXY header as its first command line.
+    let stream = connect_from("127.0.0.4", server.port(STARTTLS)).await;
+    let (untrusted, write) = stream.into_split();
+    drip(write, PROXY_V1);
+    // STARTTLS, then silence.
+    let mut silent_tls = connect_from("127.0.0.5", server.port(STARTTLS)).await;
+    silent_tls
+        .write_all(b"EHLO client.test\r\nSTARTTLS\r\n")
+        .await
+        .unwrap();
+    legit_transaction(&server, "127.0.0.9").await;
+    let started = Instant::now();
+    let mut all = held;
+    all.extend(proxy_drips);
+    all.push(untrusted);
+    for mut read in all {
+        let wait = tokio::time::timeout(Duration::from_secs(3), async {
+            let mut buffer = [0u8; 512];
+            while read.read(&mut buffer).await.is_ok_and(|n| n > 0) {}
+        })
+        .await;
+        assert!(wait.is_ok(), "a dripping connection outlived its deadline");
+    }
+    assert!(
+        closed_within(&mut silent_tls, Duration::from_secs(3))
+            .await
+            .is_some(),
+        "STARTTLS then silence outlived the handshake deadline"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(server.running.as_ref().unwrap().open_connections(), 0);
+    server.stop().await;
+}
+
+/// Dripping an AUTH LOGIN continuation, a DATA line, or a command: each hits its deadline (one
+/// second here), whatever the per-read idle timeout allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dripped_auth_continuations_end_at_the_command_deadline() {
+    let server = TestServer::start_with(|limits| {
+        limits.idle_timeout_secs = 30;
+        limits.command_timeout_secs = 1;
+    })
+    .await;
+    let mut stream = connect_from("127.0.0.2", server.port(PLAINTEXT_AUTH)).await;
+    stream
+        .write_all(b"EHLO client.test\r\nAUTH LOGIN\r\n")
+        .await
+        .unwrap();
+    let (mut read, write) = stream.into_split();
+    let started = Instant::now();
+    drip(write, b"QUtJQUVYQU1QTEVURVNUMDAwMDE=");
+    legit_transaction(&server, "127.0.0.3").await;
+    let mut replies = Vec::new();
+    let wait = tokio::time::timeout(Duration::from_secs(3), read.read_to_end(&mut replies)).await;
+    assert!(wait.is_ok(), "the dripped continuation outlived its deadline");
+    let replies = String::from_utf8_lossy(&replies);
+    assert!(replies.contains("334 VXNlcm5hbWU6"), "{replies}");
+    assert!(
+        replies
+            .trim_end()
+            .ends_with("451 4.4.2 Timeout waiting for data from client"),
+        "{replies}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    server.stop().await;
+}
+
+/// A client that pipelines commands and never reads its replies: once its receive window and
+/// the server's buffers are full, the server's write waits at most the idle timeout and the
+/// session ends; the server never buffers more than a bounded amount for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_dropped() {
+    let server = small_server().await;
+    let stream = connect_from("127.0.0.2", server.port(PLAINTEXT_AUTH)).await;
+    let (_read, mut write) = stream.into_split();
+    let flood = tokio::spawn(async move {
+        // EHLO: the largest reply for the fewest bytes.
+        let chunk = b"EHLO a\r\n".repeat(8192);
+        let mut sent = 0usize;
+        while sent < 200 << 20 {
+            match tokio::time::timeout(Duration::from_secs(6), write.write_all(&chunk)).await {
+                Ok(Ok(())) => sent += chunk.len(),
+                Ok(Err(_)) => return (sent, true),
+                Err(_) => return (sent, false),
+            }
+        }
+        (sent, false)
+    });
+    legit_transaction(&server, "127.0.0.3").await;
+    let (sent, reset) = flood.await.unwrap();
+    assert!(reset, "the server still held the session after {sent} bytes");
+    assert!(sent < 64 << 20, "the server kept reading: {sent} bytes");
+    server.stop().await;
+}
