@@ -209,3 +209,242 @@ async fn a_client_that_never_reads_is_dropped() {
     assert!(sent < 64 << 20, "the server kept reading: {sent} bytes");
     server.stop().await;
 }
+
+/// An authenticated client on the plaintext-AUTH listener, from `source`.
+async fn logged_in(server: &TestServer, source: &str) -> Client {
+    let mut client = client_from(server, source).await;
+    client.login().await;
+    client
+}
+
+/// Very long command lines, a pipelined flood, and recipients past the limit: each answered,
+/// nothing unbounded kept, the session still usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lines_floods_and_recipients_are_bounded() {
+    let server = TestServer::start_with(|limits| limits.max_errors = 5).await;
+    let mut client = logged_in(&server, "127.0.0.2").await;
+    // 1 MB without a line end, then its end: one refusal, the session goes on.
+    let mut long = vec![b'A'; 1 << 20];
+    long.extend_from_slice(b"\r\n");
+    client.send(&long).await;
+    assert!(client.reply().await.starts_with("500 "));
+    let mut mail = format!("MAIL FROM:<{}@example.com>", "a".repeat(5000)).into_bytes();
+    mail.extend_from_slice(b"\r\n");
+    client.send(&mail).await;
+    assert!(client.reply().await.starts_with("500 "));
+    assert_eq!(client.command("NOOP").await, "250 2.0.0 Ok");
+    // 20,000 pipelined commands, read as they come.
+    client.send(&b"RSET\r\n".repeat(20_000)).await;
+    for _ in 0..20_000 {
+        assert_eq!(client.reply().await, "250 2.0.0 Ok");
+    }
+    // 200 recipients against a limit of 50.
+    assert!(
+        client
+            .command("MAIL FROM:<a@example.com>")
+            .await
+            .starts_with("250")
+    );
+    let mut rcpts = Vec::new();
+    for n in 0..200 {
+        rcpts.extend_from_slice(format!("RCPT TO:<r{n}@example.com>\r\n").as_bytes());
+    }
+    client.send(&rcpts).await;
+    let mut accepted = 0;
+    for _ in 0..200 {
+        let reply = client.reply().await;
+        if reply.starts_with("250") {
+            accepted += 1;
+        } else {
+            assert!(reply.starts_with("452 "), "{reply}");
+        }
+    }
+    assert_eq!(accepted, 50);
+    assert!(client.command("DATA").await.starts_with("354"));
+    client.send(b"From: a@example.com\r\n\r\nx\r\n.\r\n").await;
+    assert!(client.reply().await.starts_with("250 2.0.0 Ok"));
+    let outbox = server.outbox();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(
+        outbox[0].1["recipients"].as_array().map(Vec::len),
+        Some(50),
+        "{}",
+        outbox[0].1
+    );
+    server.stop().await;
+}
+
+/// A 10 MB message of 2 million tiny header lines (the issue measured 8 million: the cost is
+/// linear, the debug build is slow), and a huge header section of long fields:
+/// refused after the end of data is read, nothing stored, the session usable; the same size of
+/// tiny body lines (a million) is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn millions_of_tiny_lines_are_refused_or_stored_bounded() {
+    let server = TestServer::start().await;
+    let mut client = logged_in(&server, "127.0.0.2").await;
+    let started = Instant::now();
+    let mut tiny = b"From: a@example.com\r\n".to_vec();
+    tiny.extend_from_slice(&b"a:b\r\n".repeat(2_000_000));
+    tiny.extend_from_slice(b"\r\nx\r\n.\r\n");
+    assert!(tiny.len() < 41_943_040);
+    assert!(
+        client
+            .command("MAIL FROM:<a@example.com>")
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        client
+            .command("RCPT TO:<b@example.com>")
+            .await
+            .starts_with("250")
+    );
+    assert!(client.command("DATA").await.starts_with("354"));
+    client.send(&tiny).await;
+    drop(tiny);
+    let reply = client.reply().await;
+    assert!(reply.starts_with("554 5.6.0 Transaction failed"), "{reply}");
+    // Long fields: 20 × 990 bytes each, folded or not, past the header-section limit.
+    let mut wide = b"From: a@example.com\r\n".to_vec();
+    for n in 0..2000 {
+        wide.extend_from_slice(format!("X-{n}: {}\r\n", "v".repeat(980)).as_bytes());
+    }
+    wide.extend_from_slice(b"\r\nx\r\n.\r\n");
+    assert!(
+        client
+            .command("MAIL FROM:<a@example.com>")
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        client
+            .command("RCPT TO:<b@example.com>")
+            .await
+            .starts_with("250")
+    );
+    assert!(client.command("DATA").await.starts_with("354"));
+    client.send(&wide).await;
+    let reply = client.reply().await;
+    assert!(reply.starts_with("554 5.6.0 Transaction failed"), "{reply}");
+    assert!(server.outbox().is_empty());
+    // A body of 4 million tiny lines is a normal message.
+    let mut body = b"From: a@example.com\r\n\r\n".to_vec();
+    body.extend_from_slice(&b"x\r\n".repeat(1_000_000));
+    body.extend_from_slice(b".\r\n");
+    assert!(
+        client
+            .command("MAIL FROM:<a@example.com>")
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        client
+            .command("RCPT TO:<b@example.com>")
+            .await
+            .starts_with("250")
+    );
+    assert!(client.command("DATA").await.starts_with("354"));
+    client.send(&body).await;
+    assert!(client.reply().await.starts_with("250 2.0.0 Ok"));
+    assert_eq!(server.outbox().len(), 1);
+    assert_eq!(client.command("QUIT").await, "221 2.0.0 Bye");
+    eprintln!("tiny-line messages took {:?}", started.elapsed());
+    server.stop().await;
+}
+
+/// AUTH tricks: an authorization identity naming someone else, NUL games, `=`, huge base64,
+/// cancelled and empty LOGIN steps, BDAT and MAIL before AUTH: none authenticates or relays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_tricks_never_authenticate() {
+    const OTHER: &str = "AKIAOTHERUSER0000002";
+    let users = format!(
+        "{}{}",
+        user_toml(
+            "test-app",
+            "/apps/",
+            USER,
+            PASSWORD,
+            "policies = [\"AllowSendingOnly\"]"
+        ),
+        user_toml(
+            "other",
+            "/apps/",
+            OTHER,
+            "other password",
+            "policies = [\"AllowSendingOnly\"]"
+        )
+    );
+    let server = TestServer::start_setup(Setup {
+        users: Some(users),
+        config: {
+            let mut config = sesgate::config::Config::default();
+            config.limits.max_auth_failures = 100;
+            config.limits.max_errors = 100;
+            config
+        },
+        ..Setup::default()
+    })
+    .await;
+    let mut client = client_from(&server, "127.0.0.2").await;
+    assert!(
+        client
+            .command("MAIL FROM:<a@example.com>")
+            .await
+            .starts_with("530 ")
+    );
+    assert!(client.command("BDAT 5 LAST").await.starts_with("502 "));
+    let plain = |raw: &str| format!("AUTH PLAIN {}", base64_encode(raw.as_bytes()));
+    let refusals: &[(String, &str)] = &[
+        // The right password of USER, asking to act as OTHER, and the other way round.
+        (plain(&format!("{OTHER}\0{USER}\0{PASSWORD}")), "535 "),
+        (plain(&format!("{USER}\0{OTHER}\0{PASSWORD}")), "535 "),
+        // NUL games.
+        (plain(&format!("\0{USER}\0{PASSWORD}\0")), "501 "),
+        (plain(&format!("\0{USER}\0\0{PASSWORD}")), "501 "),
+        (plain(&format!("{USER}\0\0{PASSWORD}")), "535 "),
+        (plain(&format!("\0\0{USER}\0{PASSWORD}")), "501 "),
+        (plain(&format!("\0{USER}{PASSWORD}")), "501 "),
+        (plain(&format!("\0{USER}\0{PASSWORD}\0{PASSWORD}")), "501 "),
+        (plain(&format!("\0{USER} \0{PASSWORD}")), "535 "),
+        (plain(&format!("\0{USER}\0{PASSWORD} ")), "535 "),
+        (plain(&format!("\0{}\0{PASSWORD}", USER.to_lowercase())), "535 "),
+        // `=` is an empty response: no credentials at all.
+        ("AUTH PLAIN =".to_owned(), "501 "),
+        (format!("AUTH PLAIN {}", "QUFB".repeat(5000)), "500 "),
+        ("AUTH PLAIN *".to_owned(), "501 "),
+        ("AUTH CRAM-MD5".to_owned(), "504 "),
+        (format!("AUTH LOGIN {}", base64_encode(b"")), "501 "),
+    ];
+    for (command, expected) in refusals {
+        let reply = client.command(command).await;
+        if reply.starts_with("334 ") {
+            // A continuation: cancel it.
+            let reply = client.command("*").await;
+            assert!(reply.starts_with("501 "), "{command:.60}: {reply}");
+            continue;
+        }
+        assert!(reply.starts_with(expected), "{command:.60}: {reply}");
+    }
+    // The continuation forms: huge, `=`, empty user name.
+    for response in ["QUFB".repeat(5000), "=".to_owned(), String::new()] {
+        assert_eq!(client.command("AUTH PLAIN").await, "334");
+        let reply = client.command(&response).await;
+        assert!(reply.starts_with("501 "), "{response:.20}: {reply}");
+    }
+    assert_eq!(client.command("AUTH LOGIN").await, "334 VXNlcm5hbWU6");
+    assert_eq!(client.command("").await, "334 UGFzc3dvcmQ6");
+    let reply = client
+        .command(&base64_encode(PASSWORD.as_bytes()))
+        .await;
+    assert!(reply.starts_with("535 "), "{reply}");
+    assert!(
+        client
+            .command("MAIL FROM:<a@example.com>")
+            .await
+            .starts_with("530 ")
+    );
+    // The genuine login still works afterwards, as itself.
+    client.login().await;
+    assert!(server.outbox().is_empty());
+    server.stop().await;
+}
