@@ -76,7 +76,10 @@ async fn legit_transaction(server: &TestServer, source: &str) {
         )
         .await;
     assert!(reply.starts_with("250 2.0.0 Ok"), "{reply}");
-    assert!(started.elapsed() < Duration::from_secs(2), "served promptly");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "served promptly"
+    );
 }
 
 async fn small_server() -> TestServer {
@@ -169,7 +172,10 @@ async fn dripped_auth_continuations_end_at_the_command_deadline() {
     legit_transaction(&server, "127.0.0.3").await;
     let mut replies = Vec::new();
     let wait = tokio::time::timeout(Duration::from_secs(3), read.read_to_end(&mut replies)).await;
-    assert!(wait.is_ok(), "the dripped continuation outlived its deadline");
+    assert!(
+        wait.is_ok(),
+        "the dripped continuation outlived its deadline"
+    );
     let replies = String::from_utf8_lossy(&replies);
     assert!(replies.contains("334 VXNlcm5hbWU6"), "{replies}");
     assert!(
@@ -205,7 +211,10 @@ async fn a_client_that_never_reads_is_dropped() {
     });
     legit_transaction(&server, "127.0.0.3").await;
     let (sent, reset) = flood.await.unwrap();
-    assert!(reset, "the server still held the session after {sent} bytes");
+    assert!(
+        reset,
+        "the server still held the session after {sent} bytes"
+    );
     assert!(sent < 64 << 20, "the server kept reading: {sent} bytes");
     server.stop().await;
 }
@@ -407,7 +416,10 @@ async fn auth_tricks_never_authenticate() {
         (plain(&format!("\0{USER}\0{PASSWORD}\0{PASSWORD}")), "501 "),
         (plain(&format!("\0{USER} \0{PASSWORD}")), "535 "),
         (plain(&format!("\0{USER}\0{PASSWORD} ")), "535 "),
-        (plain(&format!("\0{}\0{PASSWORD}", USER.to_lowercase())), "535 "),
+        (
+            plain(&format!("\0{}\0{PASSWORD}", USER.to_lowercase())),
+            "535 ",
+        ),
         // `=` is an empty response: no credentials at all.
         ("AUTH PLAIN =".to_owned(), "501 "),
         (format!("AUTH PLAIN {}", "QUFB".repeat(5000)), "500 "),
@@ -433,9 +445,7 @@ async fn auth_tricks_never_authenticate() {
     }
     assert_eq!(client.command("AUTH LOGIN").await, "334 VXNlcm5hbWU6");
     assert_eq!(client.command("").await, "334 UGFzc3dvcmQ6");
-    let reply = client
-        .command(&base64_encode(PASSWORD.as_bytes()))
-        .await;
+    let reply = client.command(&base64_encode(PASSWORD.as_bytes())).await;
     assert!(reply.starts_with("535 "), "{reply}");
     assert!(
         client
@@ -446,5 +456,242 @@ async fn auth_tricks_never_authenticate() {
     // The genuine login still works afterwards, as itself.
     client.login().await;
     assert!(server.outbox().is_empty());
+    server.stop().await;
+}
+
+/// SMTP smuggling: every near-miss end of data, sent through a real upstream. Each is one
+/// message (both halves inside it, the upstream seeing the same end) or refused; never two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggled_ends_of_data_never_make_two_messages() {
+    let sink = Sink::start().await;
+    let server = TestServer::start_setup(Setup {
+        upstream: Some(sink.clone()),
+        ..Setup::default()
+    })
+    .await;
+    let mut client = logged_in(&server, "127.0.0.2").await;
+    let variants: &[&[u8]] = &[
+        b"\n.\n",
+        b"\r.\r",
+        b"\n.\r\n",
+        b"\r\n.\n",
+        b"\r\n.\r",
+        b"\r.\r\n",
+        b"\r\n.\r\r\n",
+        b"\r\n\x00.\r\n",
+        b"\n..\n",
+        b"\r\n.\x00\r\n",
+    ];
+    let mut relayed = 0;
+    for (n, variant) in variants.iter().enumerate() {
+        let mut data =
+            format!("From: a@example.com\r\nSubject: v{n}\r\n\r\nFIRST-{n}").into_bytes();
+        data.extend_from_slice(variant);
+        data.extend_from_slice(
+            format!(
+                "MAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\nFrom: evil@example.com\r\n\r\nSMUGGLED-{n}\r\n.\r\n"
+            )
+            .as_bytes(),
+        );
+        assert!(
+            client
+                .command("MAIL FROM:<a@example.com>")
+                .await
+                .starts_with("250")
+        );
+        assert!(
+            client
+                .command("RCPT TO:<b@example.com>")
+                .await
+                .starts_with("250")
+        );
+        assert!(client.command("DATA").await.starts_with("354"));
+        client.send(&data).await;
+        let reply = client.reply().await;
+        if reply.starts_with("250") {
+            relayed += 1;
+        } else {
+            assert!(reply.starts_with("5"), "{variant:?}: {reply}");
+        }
+        // Nothing was left over to be read as commands: the next reply answers NOOP.
+        assert_eq!(client.command("NOOP").await, "250 2.0.0 Ok", "{variant:?}");
+    }
+    let accepted = sink.accepted();
+    assert_eq!(
+        accepted.len(),
+        relayed,
+        "one upstream message per accepted one"
+    );
+    for message in &accepted {
+        assert_eq!(message.mail_from, "a@example.com");
+        assert_eq!(message.recipients, ["b@example.com"]);
+        let text = String::from_utf8_lossy(&message.data);
+        let n = text
+            .split("Subject: v")
+            .nth(1)
+            .unwrap()
+            .split('\r')
+            .next()
+            .unwrap();
+        assert!(
+            text.contains(&format!("FIRST-{n}")) && text.contains(&format!("SMUGGLED-{n}")),
+            "the upstream saw another end of data: {text:?}"
+        );
+    }
+    assert!(
+        relayed > 0,
+        "the bare-LF forms are normalized and relayed whole"
+    );
+    server.stop().await;
+}
+
+/// Commands out of order, EHLO arguments that are not names, MAIL FROM with control, 8-bit
+/// and non-ASCII bytes or too long: refused, nothing relayed, no client text echoed raw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_order_and_malformed_commands_are_refused() {
+    let server = TestServer::start_with(|limits| limits.max_errors = 100).await;
+    let stream = connect_from("127.0.0.2", server.port(PLAINTEXT_AUTH)).await;
+    let mut client = Client::new(Box::new(stream), Vec::new());
+    assert!(client.reply().await.starts_with("220 "));
+    for (command, expected) in [
+        ("MAIL FROM:<a@example.com>", "503 "),
+        ("RCPT TO:<a@example.com>", "503 "),
+        ("DATA", "503 "),
+        ("AUTH PLAIN", "503 "),
+        ("STARTTLS", "502 "),
+        ("EHLO a\x01b", "501 "),
+        ("EHLO a\r\x1b[2Jb", "501 "),
+        ("EHLO <a@b>", "501 "),
+        ("HELO a\"b", "501 "),
+    ] {
+        let reply = client.command(command).await;
+        assert!(reply.starts_with(expected), "{command:?}: {reply}");
+        assert!(!reply.contains('\x1b') && !reply.contains('\x01'));
+    }
+    // Words after the name are ignored (as smtp-proto parses EHLO): only the checked name is
+    // kept and echoed.
+    let reply = client.command("EHLO a.test <b@c> \"x\"").await;
+    assert!(reply.starts_with("250-gw.test greets a.test\n"), "{reply}");
+    assert!(client.command("EHLO client.test").await.starts_with("250"));
+    assert!(
+        client
+            .command("MAIL FROM:<a@example.com>")
+            .await
+            .starts_with("530 ")
+    );
+    client.login().await;
+    for from in [
+        "a\x01b@example.com".to_owned(),
+        "a\x7fb@example.com".to_owned(),
+        "a\u{e9}@example.com".to_owned(),
+        "a@exa mple.com".to_owned(),
+        "\"a\rb\"@example.com".to_owned(),
+        format!("{}@example.com", "a".repeat(3000)),
+    ] {
+        let reply = client.command(&format!("MAIL FROM:<{from}>")).await;
+        assert!(!reply.starts_with("250"), "{from:?}: {reply}");
+        assert!(
+            reply
+                .bytes()
+                .all(|b| (b' '..=b'~').contains(&b) || b == b'\n'),
+            "{reply:?}"
+        );
+    }
+    // Raw 8-bit bytes (not UTF-8) in MAIL FROM.
+    client.send(b"MAIL FROM:<a\xff\xfe@example.com>\r\n").await;
+    assert!(!client.reply().await.starts_with("250"));
+    assert!(
+        client
+            .command("RCPT TO:<b@example.com>")
+            .await
+            .starts_with("503 ")
+    );
+    assert!(client.command("DATA").await.starts_with("503 "));
+    assert!(
+        client
+            .command("MAIL FROM:<a@example.com>")
+            .await
+            .starts_with("250")
+    );
+    assert!(client.command("DATA").await.starts_with("554 "));
+    assert!(
+        client
+            .command("RCPT TO:<b@example.com> NOTIFY=NEVER")
+            .await
+            .starts_with("555 ")
+    );
+    assert!(server.outbox().is_empty());
+    server.stop().await;
+}
+
+/// Lockout keys: a bad client rotating wrong passwords over other user names from a shared
+/// address, and many addresses failing as the victim's own name, never lock out the victim's
+/// valid (cached) login from its own address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn others_failures_never_lock_out_a_valid_login() {
+    let server = TestServer::start_with(|limits| {
+        limits.auth_failures_per_user = 3;
+        limits.auth_failures_per_ip = 30;
+        limits.max_auth_failures = 100;
+    })
+    .await;
+    // The valid credential is verified (and cached) once.
+    logged_in(&server, "127.0.0.21").await;
+    let mut attacks = Vec::new();
+    // The shared address: five other names, three wrong passwords each, in parallel.
+    for n in 0..5 {
+        let server_port = server.port(PLAINTEXT_AUTH);
+        attacks.push(tokio::spawn(async move {
+            let stream = connect_from("127.0.0.21", server_port).await;
+            let mut client = Client::new(Box::new(stream), Vec::new());
+            client.reply().await;
+            client.command("EHLO x.test").await;
+            for _ in 0..4 {
+                let blob = base64_encode(format!("\0AKIAATTACK{n:010}\0wrong").as_bytes());
+                let reply = client.command(&format!("AUTH PLAIN {blob}")).await;
+                assert!(
+                    reply.starts_with("535") || reply.starts_with("454"),
+                    "{reply}"
+                );
+                if reply.starts_with("454") || reply.is_empty() {
+                    break;
+                }
+            }
+        }));
+    }
+    // Other addresses failing as the victim.
+    for n in 30..40 {
+        let server_port = server.port(PLAINTEXT_AUTH);
+        attacks.push(tokio::spawn(async move {
+            let stream = connect_from(&format!("127.0.0.{n}"), server_port).await;
+            let mut client = Client::new(Box::new(stream), Vec::new());
+            client.reply().await;
+            client.command("EHLO x.test").await;
+            for _ in 0..4 {
+                let blob = base64_encode(format!("\0{USER}\0wrong").as_bytes());
+                let reply = client.command(&format!("AUTH PLAIN {blob}")).await;
+                if !reply.starts_with("535") {
+                    assert!(reply.starts_with("454"), "{reply}");
+                    break;
+                }
+            }
+        }));
+    }
+    for attack in attacks {
+        attack.await.unwrap();
+    }
+    // The attackers are locked out...
+    let mut attacker = client_from(&server, "127.0.0.30").await;
+    let blob = base64_encode(format!("\0{USER}\0{PASSWORD}").as_bytes());
+    assert!(
+        attacker
+            .command(&format!("AUTH PLAIN {blob}"))
+            .await
+            .starts_with("454")
+    );
+    // ...the victim is not.
+    let started = Instant::now();
+    logged_in(&server, "127.0.0.21").await;
+    assert!(started.elapsed() < Duration::from_secs(1));
     server.stop().await;
 }
