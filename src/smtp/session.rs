@@ -169,6 +169,15 @@ impl Session {
             // A PROXY header from a peer that is not a trusted proxy: refuse, never parse it.
             return Step::Close(reply::untrusted_proxy());
         }
+        if has_control_character(line) {
+            // smtp-proto silently drops CR inside a line and keeps DEL: the command it would
+            // parse is not the one on the wire. Refused whole, whatever the command.
+            let verb = line.get(..4).map(<[u8]>::to_ascii_uppercase);
+            return self.error(match verb.as_deref() {
+                Some(b"EHLO" | b"HELO") => reply::invalid_domain_name(),
+                _ => reply::syntax("no control characters in a command"),
+            });
+        }
         match Request::parse(&mut line.iter()) {
             Ok(request) => self.on_request(request),
             Err(ParseError::UnknownCommand) => self.error(reply::unrecognized()),
@@ -433,11 +442,21 @@ fn only_advertised_rcpt_parameters(to: &RcptTo<Cow<'_, str>>) -> bool {
     to.flags == 0 && to.orcpt.is_none() && to.rrvs == 0
 }
 
-/// `local@domain` with both parts non-empty (smtp-proto has checked the grammar).
+/// A control character (tab aside) in a command line before its CR LF or LF.
+fn has_control_character(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line.iter().any(|&b| b != b'\t' && b.is_ascii_control())
+}
+
+/// `local@domain` with both parts non-empty and no control character anywhere. smtp-proto
+/// checks the rest of the grammar, but lets DEL (and, in quoted local parts, other controls)
+/// through; RFC 5321 allows none of them, and an upstream or log reader may read them otherwise.
 fn is_mailbox(address: &str) -> bool {
-    address
-        .rsplit_once('@')
-        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+    !address.bytes().any(|b| b.is_ascii_control())
+        && address
+            .rsplit_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
 }
 
 #[cfg(test)]
@@ -506,6 +525,25 @@ mod tests {
             reply_of(s.on_line(b"STARTTLS\r\n")),
             "502 5.5.1 Command not implemented"
         );
+    }
+
+    #[test]
+    fn control_characters_in_a_command_are_refused_not_dropped() {
+        let mut s = Session::new(config(TlsMode::Implicit), true);
+        s.on_line(b"EHLO c\r\n");
+        s.on_auth_result(Ok("u".into()));
+        for line in [
+            &b"MAIL FROM:<a\x7fb@example.com>\r\n"[..],
+            b"MAIL FROM:<\"a\rb\"@example.com>\r\n",
+            b"MAIL FROM:<ab@example.com>\r\r\n",
+            b"MAIL FROM:<a@exa\x00mple.com>\r\n",
+        ] {
+            let reply = reply_of(s.on_line(line));
+            assert!(reply.starts_with("501 "), "{line:?}: {reply}");
+        }
+        let mut fresh = Session::new(config(TlsMode::Implicit), true);
+        assert!(reply_of(fresh.on_line(b"EHLO a\x1bb\r\n")).starts_with("501 5.5.2"));
+        assert!(reply_of(s.on_line(b"MAIL FROM:<a@example.com>\tSIZE=10\n")).starts_with("250"));
     }
 
     #[test]
