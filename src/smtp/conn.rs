@@ -25,6 +25,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 const MAX_COMMAND_LINE: usize = 4096;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
+/// Replies held back for one write before they are flushed anyway.
+const MAX_PENDING_REPLIES: usize = 4096;
 
 /// Why a connection ends without a normal QUIT.
 #[derive(Debug)]
@@ -129,6 +131,11 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
 
     async fn serve(&mut self) -> Result<(), End> {
         loop {
+            // Replies to pipelined commands are batched until more input is needed; a client
+            // that pipelines without reading must not make that batch grow with its input.
+            if self.output.len() >= MAX_PENDING_REPLIES {
+                self.flush().await?;
+            }
             let step = match self
                 .read_line(self.shared.limits.idle_timeout, true)
                 .await?
