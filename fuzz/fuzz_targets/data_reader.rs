@@ -76,7 +76,10 @@ fuzz_target!(|input: &[u8]| {
     }
 
     match model_end(stream) {
-        None => assert_eq!(consumed, None, "the reader found an end the model does not see"),
+        None => assert_eq!(
+            consumed, None,
+            "the reader found an end the model does not see"
+        ),
         Some((body_len, model_consumed)) => {
             assert_eq!(consumed, Some(model_consumed), "end of data differs");
             let expected = model_message(&stream[..body_len], max_bytes, max_line);

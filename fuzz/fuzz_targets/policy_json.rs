@@ -108,7 +108,10 @@ fuzz_target!(|input: &[u8]| {
                 r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#,
             )
             .unwrap();
-            evaluate(&PolicySet::new(vec![Arc::new(allow_all)], Some(policy)), &ctx);
+            evaluate(
+                &PolicySet::new(vec![Arc::new(allow_all)], Some(policy)),
+                &ctx,
+            );
         }
         1 => {
             let Ok(entries) = simulator::parse_context_entries(text) else {

@@ -53,7 +53,9 @@ fn is_atext(b: u8) -> bool {
 }
 
 fn is_dot_atom(s: &[u8]) -> bool {
-    !s.is_empty() && s.split(|&b| b == b'.').all(|atom| !atom.is_empty() && atom.iter().all(|&b| is_atext(b)))
+    !s.is_empty()
+        && s.split(|&b| b == b'.')
+            .all(|atom| !atom.is_empty() && atom.iter().all(|&b| is_atext(b)))
 }
 
 /// `"..."` of qtext and quoted-pairs, without spaces.
@@ -106,9 +108,15 @@ fuzz_target!(|input: &[u8]| {
         "evaluated From {:?} is not a valid addr-spec",
         request.from
     );
-    let from_key = request.context.get("ses:FromAddress").map(|e| e.values()[0].text());
+    let from_key = request
+        .context
+        .get("ses:FromAddress")
+        .map(|e| e.values()[0].text());
     assert_eq!(from_key, Some(request.from.as_str()), "ses:FromAddress");
-    assert!(!request.resources.is_empty(), "a request without a resource");
+    assert!(
+        !request.resources.is_empty(),
+        "a request without a resource"
+    );
     for resource in &request.resources {
         assert!(
             resource.starts_with(REGION_ACCOUNT),

@@ -94,7 +94,9 @@ fn check_reply(reply: &Reply) {
 }
 
 /// The authenticator: one valid user; the name `throttled` stands for a throttled address.
-fn authenticate(credentials: Result<sasl::Credentials, AuthFailure>) -> Result<String, AuthFailure> {
+fn authenticate(
+    credentials: Result<sasl::Credentials, AuthFailure>,
+) -> Result<String, AuthFailure> {
     let credentials = credentials?;
     match (credentials.username.as_str(), credentials.password.as_str()) {
         ("throttled", _) => Err(AuthFailure::Throttled),
@@ -142,12 +144,26 @@ struct Acknowledged {
     recipients: usize,
 }
 
-fn verb(line: &[u8]) -> [u8; 4] {
-    let mut verb = [0u8; 4];
-    for (out, b) in verb.iter_mut().zip(line) {
-        *out = b.to_ascii_uppercase();
+/// The command as the session's parser reads it (smtp-proto, as in session.rs).
+#[derive(PartialEq, Eq)]
+enum Verb {
+    Mail,
+    Rcpt,
+    Reset,
+    Ehlo,
+    Data,
+    Other,
+}
+
+fn verb(line: &[u8]) -> Verb {
+    match smtp_proto::Request::parse(&mut line.iter()) {
+        Ok(smtp_proto::Request::Mail { .. }) => Verb::Mail,
+        Ok(smtp_proto::Request::Rcpt { .. }) => Verb::Rcpt,
+        Ok(smtp_proto::Request::Rset | smtp_proto::Request::Helo { .. }) => Verb::Reset,
+        Ok(smtp_proto::Request::Ehlo { .. }) => Verb::Ehlo,
+        Ok(smtp_proto::Request::Data) => Verb::Data,
+        _ => Verb::Other,
     }
-    verb
 }
 
 fuzz_target!(|input: &[u8]| {
@@ -178,25 +194,28 @@ fuzz_target!(|input: &[u8]| {
     while let Some(line) = client.line() {
         let (step, verb) = match line {
             Line::Complete(line) => (session.on_line(line), verb(line)),
-            Line::TooLong => (session.on_line_too_long(), [0; 4]),
+            Line::TooLong => (session.on_line_too_long(), Verb::Other),
         };
         match step {
             Step::Reply(reply) => {
                 check_reply(&reply);
                 let ok = reply.code == 250;
-                match &verb {
-                    b"MAIL" if ok => {
+                match verb {
+                    Verb::Mail if ok => {
                         assert!(session.user().is_some(), "MAIL accepted without AUTH");
                         assert!(!acked.mail, "nested MAIL accepted");
-                        acked = Acknowledged { mail: true, recipients: 0 };
+                        acked = Acknowledged {
+                            mail: true,
+                            recipients: 0,
+                        };
                     }
-                    b"RCPT" if ok => {
+                    Verb::Rcpt if ok => {
                         assert!(acked.mail, "RCPT accepted without MAIL");
                         acked.recipients += 1;
                         assert!(acked.recipients <= config.max_recipients);
                     }
-                    b"RSET" | b"HELO" if ok => acked = Acknowledged::default(),
-                    b"EHLO" if ok => {
+                    Verb::Reset if ok => acked = Acknowledged::default(),
+                    Verb::Ehlo if ok => {
                         acked = Acknowledged::default();
                         let offers = |what: &str| reply.lines.iter().any(|l| l == what);
                         if offers("AUTH PLAIN LOGIN") {
@@ -208,7 +227,7 @@ fuzz_target!(|input: &[u8]| {
                         }
                     }
                     // DATA without recipients ends the transaction.
-                    b"DATA" => acked = Acknowledged::default(),
+                    Verb::Data => acked = Acknowledged::default(),
                     _ => {}
                 }
             }
