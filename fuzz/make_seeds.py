@@ -140,6 +140,11 @@ hostile = [
     b"User-Agent: \x1b[31mred\r\nFrom: x@allowed.com",
     b"X-SES-CONFIGURATION-SET: " + b":" * 2000 + b"\r\nFrom: x@allowed.com",
     b"Subject: hi\r\n\r\nFrom: ceo@example.com",
+    # Found by request_builder (artifacts-found/): kept as seeds so every run replays them.
+    b"From: \x19x@allowed.com",
+    b"From: M <a;b@allowed.com>",
+    b"From: ceo[@allowed.com",
+    b"From: x@allowed.com\r\nX-SES-SOURCE-ARN: :",
 ]
 for i, h in enumerate(hostile):
     write("request_builder", f"hostile_{i:02}", bytes([IDENTITIES | BODY]) + h)
