@@ -1,0 +1,126 @@
+//! The request builder (`sesgate::gateway::request::build`) on arbitrary header sections, with a
+//! fixed principal and account. Kept small on purpose: the header reader behind it is being
+//! replaced, and only `build_request` below needs adapting to a new API.
+//!
+//! Input: `[mode, header bytes...]`. mode: bit 0 prefixes a valid `From: news@allowed.com`,
+//! bit 1 configures verified identities (else the From domain is the identity), bit 2 sandbox,
+//! bit 3 appends an empty line and a body. Checked, when a request is built: the evaluated From
+//! address is a syntactically valid addr-spec (ASCII, exactly one `@`, dot-atom or plain quoted
+//! local part, dot-atom domain: no space, control, angle bracket or stray quote) and is what
+//! `ses:FromAddress` holds; every resource is an SES ARN of the configured region and account.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use sesgate::gateway::request::{Account, Connection, Principal, Refusal, SendRequest, build};
+
+const REGION_ACCOUNT: &str = "arn:aws:ses:us-east-1:123456789012:";
+
+fn build_request(message: &[u8], identities: bool, sandbox: bool) -> Result<SendRequest, Refusal> {
+    let account = Account {
+        id: "123456789012".into(),
+        region: "us-east-1".into(),
+        identities: if identities {
+            vec!["allowed.com".into(), "news@example.com".into()]
+        } else {
+            Vec::new()
+        },
+        default_configuration_sets: [("allowed.com".to_owned(), "audit".to_owned())].into(),
+        sandbox,
+    };
+    let principal = Principal {
+        name: "app".into(),
+        arn: "arn:aws:iam::123456789012:user/apps/app".into(),
+        id: Some("AIDAEXAMPLE".into()),
+    };
+    let recipients = vec!["rcpt@allowed.com".to_owned()];
+    let connection = Connection {
+        tls: true,
+        client: "203.0.113.7".parse().unwrap(),
+        mail_from: "bounce@allowed.com",
+        recipients: &recipients,
+    };
+    build(
+        message,
+        connection,
+        &principal,
+        &account,
+        jiff::Timestamp::from_second(1_535_716_800).unwrap(),
+    )
+}
+
+fn is_atext(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b)
+}
+
+fn is_dot_atom(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.split(|&b| b == b'.')
+            .all(|atom| !atom.is_empty() && atom.iter().all(|&b| is_atext(b)))
+}
+
+/// `"..."` of qtext and quoted-pairs, without spaces.
+fn is_plain_quoted(s: &[u8]) -> bool {
+    let Some(inner) = s.strip_prefix(b"\"").and_then(|s| s.strip_suffix(b"\"")) else {
+        return false;
+    };
+    let mut bytes = inner.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'\\' => match bytes.next() {
+                Some(&escaped) if (0x21..0x7f).contains(&escaped) => {}
+                _ => return false,
+            },
+            b'"' => return false,
+            0x21..=0x7e => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+fn is_addr_spec(address: &str) -> bool {
+    let bytes = address.as_bytes();
+    if !address.is_ascii() || bytes.iter().filter(|&&b| b == b'@').count() != 1 {
+        return false;
+    }
+    let (local, domain) = address.split_once('@').unwrap();
+    (is_dot_atom(local.as_bytes()) || is_plain_quoted(local.as_bytes()))
+        && is_dot_atom(domain.as_bytes())
+}
+
+fuzz_target!(|input: &[u8]| {
+    let [mode, headers @ ..] = input else {
+        return;
+    };
+    let mut message = Vec::with_capacity(headers.len() + 64);
+    if mode & 1 != 0 {
+        message.extend_from_slice(b"From: news@allowed.com\r\n");
+    }
+    message.extend_from_slice(headers);
+    if mode & 8 != 0 {
+        message.extend_from_slice(b"\r\n\r\nbody\r\n");
+    }
+    let Ok(request) = build_request(&message, mode & 2 != 0, mode & 4 != 0) else {
+        return;
+    };
+    assert!(
+        is_addr_spec(&request.from),
+        "evaluated From {:?} is not a valid addr-spec",
+        request.from
+    );
+    let from_key = request
+        .context
+        .get("ses:FromAddress")
+        .map(|e| e.values()[0].text());
+    assert_eq!(from_key, Some(request.from.as_str()), "ses:FromAddress");
+    assert!(
+        !request.resources.is_empty(),
+        "a request without a resource"
+    );
+    for resource in &request.resources {
+        assert!(
+            resource.starts_with(REGION_ACCOUNT),
+            "resource {resource:?} is not an SES ARN of the account"
+        );
+    }
+});
