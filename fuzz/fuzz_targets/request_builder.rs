@@ -1,16 +1,17 @@
 //! The request builder (`sesgate::gateway::request::build`) on arbitrary header sections, with a
-//! fixed principal and account. Kept small on purpose: the header reader behind it is being
-//! replaced, and only `build_request` below needs adapting to a new API.
+//! fixed principal and account. Only `build_request` below
+//! calls the product.
 //!
 //! Input: `[mode, header bytes...]`. mode: bit 0 prefixes a valid `From: news@allowed.com`,
 //! bit 1 configures verified identities (else the From domain is the identity), bit 2 sandbox,
 //! bit 3 appends an empty line and a body. Checked, when a request is built: the evaluated From
-//! address is a syntactically valid addr-spec (ASCII, exactly one `@`, dot-atom or plain quoted
-//! local part, dot-atom domain: no space, control, angle bracket or stray quote) and is what
+//! address is a syntactically valid addr-spec (ASCII, exactly one `@`, a dot-atom local part (a
+//! quoted one is unquoted or refused), a lower-case letter-digit-hyphen domain) and is what
 //! `ses:FromAddress` holds; every resource is an SES ARN of the configured region and account.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use sesgate::gateway::headers;
 use sesgate::gateway::request::{Account, Connection, Principal, Refusal, SendRequest, build};
 
 const REGION_ACCOUNT: &str = "arn:aws:ses:us-east-1:123456789012:";
@@ -44,6 +45,7 @@ fn build_request(message: &[u8], identities: bool, sandbox: bool) -> Result<Send
         connection,
         &principal,
         &account,
+        &headers::Limits::default(),
         jiff::Timestamp::from_second(1_535_716_800).unwrap(),
     )
 }
@@ -58,24 +60,16 @@ fn is_dot_atom(s: &[u8]) -> bool {
             .all(|atom| !atom.is_empty() && atom.iter().all(|&b| is_atext(b)))
 }
 
-/// `"..."` of qtext and quoted-pairs, without spaces.
-fn is_plain_quoted(s: &[u8]) -> bool {
-    let Some(inner) = s.strip_prefix(b"\"").and_then(|s| s.strip_suffix(b"\"")) else {
-        return false;
-    };
-    let mut bytes = inner.iter();
-    while let Some(&b) = bytes.next() {
-        match b {
-            b'\\' => match bytes.next() {
-                Some(&escaped) if (0x21..0x7f).contains(&escaped) => {}
-                _ => return false,
-            },
-            b'"' => return false,
-            0x21..=0x7e => {}
-            _ => return false,
-        }
-    }
-    true
+/// Dot-separated letter-digit-hyphen labels, lower-case (domains are canonicalised).
+fn is_domain(domain: &str) -> bool {
+    domain.split('.').all(|label| {
+        !label.is_empty()
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    })
 }
 
 fn is_addr_spec(address: &str) -> bool {
@@ -84,8 +78,9 @@ fn is_addr_spec(address: &str) -> bool {
         return false;
     }
     let (local, domain) = address.split_once('@').unwrap();
-    (is_dot_atom(local.as_bytes()) || is_plain_quoted(local.as_bytes()))
-        && is_dot_atom(domain.as_bytes())
+    // A quoted local part is either unquoted (its content is a dot-atom) or refused, so what
+    // is evaluated is always a dot-atom.
+    is_dot_atom(local.as_bytes()) && is_domain(domain)
 }
 
 fuzz_target!(|input: &[u8]| {
