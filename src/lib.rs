@@ -12,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
-pub mod check;
+pub mod commands;
 pub mod config;
 pub mod credentials;
 pub mod gateway;
@@ -20,5 +20,4 @@ pub mod iam;
 pub mod logging;
 pub mod metrics;
 pub mod relay;
-pub mod simulator;
 pub mod smtp;

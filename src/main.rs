@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sesgate::commands::simulate_custom_policy as simulator;
 use sesgate::config::{Config, LogFormat};
-use sesgate::{credentials, gateway, simulator};
+use sesgate::{commands, credentials, gateway};
 
 #[derive(Parser)]
 #[command(
@@ -102,7 +103,7 @@ fn simulate(args: Simulate) -> Result<String, String> {
         Some(file) => Config::load(file).map_err(|e| e.to_string())?,
         None => Config::embedded_default(),
     };
-    let (policies, iam, _) = gateway::load_policies(&config).map_err(|e| e.to_string())?;
+    let (policies, iam, _) = gateway::load_authorizer(&config).map_err(|e| e.to_string())?;
     // Accept an SMTP user name too, as the log shows both.
     let user = iam
         .logins()
@@ -122,16 +123,18 @@ fn simulate(args: Simulate) -> Result<String, String> {
     message.push_str("\r\n");
     let input = gateway::Input {
         user: &user,
-        tls: !args.no_tls,
-        client: args.source_ip,
-        mail_from: &args.mail_from,
-        recipients: &args.recipients,
+        facts: gateway::request::TransactionFacts {
+            tls: !args.no_tls,
+            client: args.source_ip,
+            mail_from: &args.mail_from,
+            recipients: &args.recipients,
+        },
         message: message.as_bytes(),
     };
     let ruling = policies.decide(input, now);
     Ok(match args.output {
-        OutputArg::Text => gateway::simulate::to_text(&ruling),
-        OutputArg::Json => serde_json::to_string_pretty(&gateway::simulate::to_json(&ruling))
+        OutputArg::Text => commands::simulate::to_text(&ruling),
+        OutputArg::Json => serde_json::to_string_pretty(&commands::simulate::to_json(&ruling))
             .expect("JSON values serialize"),
     })
 }
@@ -238,7 +241,7 @@ fn serve(args: Serve) -> Result<(), String> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hangup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
         let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
-        let grace = std::time::Duration::from_secs(config.limits.drain_timeout_secs);
+        let grace = config.limits.drain_timeout;
         loop {
             tokio::select! {
                 _ = hangup.recv() => {
@@ -275,7 +278,7 @@ fn check(config: Option<PathBuf>, strict: bool) -> ExitCode {
         },
         None => Config::embedded_default(),
     };
-    let report = sesgate::check::check(&config);
+    let report = commands::check::check(&config);
     for error in &report.errors {
         println!("error: {error}");
     }
