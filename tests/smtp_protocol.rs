@@ -398,9 +398,18 @@ async fn connection_limits() {
     // Closing one frees its slot.
     assert_eq!(first.command("QUIT").await, "221 2.0.0 Bye");
     assert!(first.is_closed().await);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut fourth = server.connect(STARTTLS).await;
-    assert!(fourth.reply().await.starts_with("220 "));
+    // The slot is freed when the server side of the connection has ended, shortly after the
+    // client saw it close: retry until then, within a bound.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let greeting = loop {
+        let mut fourth = server.connect(STARTTLS).await;
+        let greeting = fourth.reply().await;
+        if greeting.starts_with("220 ") || tokio::time::Instant::now() > deadline {
+            break greeting;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(greeting.starts_with("220 "), "{greeting}");
     server.stop().await;
 
     let server = TestServer::start_with(|limits| limits.smtp.max_connections = 1).await;

@@ -61,7 +61,7 @@ pub fn load_authorizer(config: &Config) -> Result<(Authorizer, IamFile, PathBuf)
         Authorizer {
             account: account_of(config),
             directory,
-            header_limits: config.limits.headers.clone(),
+            header_limits: config.limits.headers,
         },
         iam,
         iam_file,

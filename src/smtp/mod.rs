@@ -14,9 +14,9 @@
 
 mod conn;
 pub mod data;
-pub mod limits;
+mod limits;
 pub mod reply;
-pub mod sasl;
+mod sasl;
 pub mod session;
 pub mod tls;
 
