@@ -1,18 +1,27 @@
 //! sesgate: SMTP in, one IAM decision per message, SMTP out.
 //!
 //! ```text
-//! client -> smtp (protocol only) -> gateway (request builder) -> relay -> SES | outbox
-//!                                      |
-//!                                      v
-//!                                 iam::PolicySet (pure)
+//! socket -> smtp::Server (mod.rs: accept, PROXY, TLS from the gateway's TlsSource)
+//!             -> smtp::conn::Connection (conn.rs, awaits) <-> Session (session.rs, pure)
+//!             -> Handler::deliver(Transaction)
+//!   gateway::handler::Gateway (handler.rs): loads the Snapshot (load.rs), once per transaction
+//!             -> Authorizer::decide (decide.rs)
+//!                  -> request::build (request.rs: headers.rs, address.rs) -> SendRequest
+//!                  -> iam::PolicySet::authorize (pure) -> Ruling (+ SES reply, replies.rs)
+//!             -> relay::Relay::send (relay/mod.rs) -> outbox.rs | upstream.rs -> SES
 //! ```
+//! One message from socket to upstream, in reading order: `smtp/mod.rs`, `smtp/conn.rs`,
+//! `smtp/session.rs`, `smtp/data.rs`, `gateway/handler.rs`, `gateway/decide.rs`,
+//! `gateway/request.rs`, `iam/decision.rs`, `relay/mod.rs`, `relay/upstream.rs`.
+//!
 //! `iam` never sees a socket; `smtp` never sees a policy; `gateway` is the only module that
-//! joins them. `config` turns files into typed values, `credentials` checks SMTP passwords,
-//! `relay` stores or forwards accepted mail, `simulator` is AWS's `simulate-custom-policy`.
+//! joins them. `config` turns files into typed values (`[limits]` into `smtp::Limits` and the
+//! gateway's header bounds), `credentials` checks SMTP passwords, `relay` stores or forwards
+//! accepted mail, `commands` holds `check`, `simulate` and `simulate-custom-policy`.
 #![forbid(unsafe_code)]
 
-pub mod accept;
-pub mod check;
+mod accept;
+pub mod commands;
 pub mod config;
 pub mod credentials;
 pub mod gateway;
@@ -20,5 +29,4 @@ pub mod iam;
 pub mod logging;
 pub mod metrics;
 pub mod relay;
-pub mod simulator;
 pub mod smtp;

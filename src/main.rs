@@ -1,13 +1,49 @@
 //! The sesgate command line. Everything it does lives in the library; this file only parses
-//! arguments, prints, and maps errors to exit codes (2: invalid input).
+//! arguments, prints, and maps errors to exit codes: 0 done, 1 a system failure (no runtime, no
+//! signal handler), 2 invalid input or configuration (`check` has its own: 1 warnings with
+//! `--strict`, 2 errors).
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sesgate::config::{Config, LogFormat};
-use sesgate::{credentials, gateway, simulator};
+use sesgate::commands::simulate_custom_policy as simulator;
+use sesgate::config::{Config, ConfigError, LogFormat};
+use sesgate::{commands, credentials, gateway};
+
+/// Every way a command fails, and its exit code.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Start(#[from] gateway::StartError),
+    #[error(transparent)]
+    SimulatorInput(#[from] simulator::InputError),
+    /// A flag or stdin that cannot be used.
+    #[error("{0}")]
+    Input(String),
+    /// The process could not do its work (runtime, signal handlers).
+    #[error("{0}")]
+    System(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::System(_) => ExitCode::from(1),
+            _ => ExitCode::from(2),
+        }
+    }
+}
+
+fn load_config(file: Option<&PathBuf>) -> Result<Config, ConfigError> {
+    match file {
+        Some(file) => Config::load(file),
+        None => Ok(Config::embedded_default()),
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -97,12 +133,9 @@ enum OutputArg {
     Json,
 }
 
-fn simulate(args: Simulate) -> Result<String, String> {
-    let config = match &args.config {
-        Some(file) => Config::load(file).map_err(|e| e.to_string())?,
-        None => Config::embedded_default(),
-    };
-    let (policies, iam, _) = gateway::load_policies(&config).map_err(|e| e.to_string())?;
+fn simulate(args: Simulate) -> Result<String, CliError> {
+    let config = load_config(args.config.as_ref())?;
+    let (authorizer, iam, _) = gateway::load_authorizer(&config)?;
     // Accept an SMTP user name too, as the log shows both.
     let user = iam
         .logins()
@@ -111,7 +144,7 @@ fn simulate(args: Simulate) -> Result<String, String> {
         .map_or(args.user.clone(), |login| login.iam_user);
     let now = match &args.time {
         Some(text) => sesgate::iam::parse_date(text)
-            .ok_or_else(|| format!("--time {text:?} is not a date"))?,
+            .ok_or_else(|| CliError::Input(format!("--time {text:?} is not a date")))?,
         None => jiff::Timestamp::now(),
     };
     let mut message = format!("From: {}\r\n", args.from);
@@ -122,16 +155,18 @@ fn simulate(args: Simulate) -> Result<String, String> {
     message.push_str("\r\n");
     let input = gateway::Input {
         user: &user,
-        tls: !args.no_tls,
-        client: args.source_ip,
-        mail_from: &args.mail_from,
-        recipients: &args.recipients,
+        facts: gateway::request::TransactionFacts {
+            tls: !args.no_tls,
+            client: args.source_ip,
+            mail_from: &args.mail_from,
+            recipients: &args.recipients,
+        },
         message: message.as_bytes(),
     };
-    let ruling = policies.decide(input, now);
+    let ruling = authorizer.decide(input, now);
     Ok(match args.output {
-        OutputArg::Text => gateway::simulate::to_text(&ruling),
-        OutputArg::Json => serde_json::to_string_pretty(&gateway::simulate::to_json(&ruling))
+        OutputArg::Text => commands::simulate::to_text(&ruling),
+        OutputArg::Json => serde_json::to_string_pretty(&commands::simulate::to_json(&ruling))
             .expect("JSON values serialize"),
     })
 }
@@ -161,7 +196,7 @@ struct SimulateCustomPolicy {
     context: Vec<String>,
 }
 
-fn simulate_custom_policy(args: SimulateCustomPolicy) -> Result<String, simulator::InputError> {
+fn simulate_custom_policy(args: SimulateCustomPolicy) -> Result<String, CliError> {
     let read_all = |list: &[String]| {
         list.iter()
             .map(|a| simulator::read_argument(a))
@@ -182,15 +217,15 @@ fn simulate_custom_policy(args: SimulateCustomPolicy) -> Result<String, simulato
 }
 
 /// Reads stdin, without the final line break (`echo secret |` adds one).
-fn read_stdin_secret() -> Result<String, String> {
+fn read_stdin_secret() -> Result<String, CliError> {
     let mut text = String::new();
     std::io::stdin()
         .read_to_string(&mut text)
-        .map_err(|e| format!("reading stdin: {e}"))?;
+        .map_err(|e| CliError::Input(format!("reading stdin: {e}")))?;
     let secret = text.strip_suffix('\n').unwrap_or(&text);
     let secret = secret.strip_suffix('\r').unwrap_or(secret);
     if secret.is_empty() {
-        return Err("nothing on stdin".into());
+        return Err(CliError::Input("nothing on stdin".into()));
     }
     Ok(secret.to_owned())
 }
@@ -204,12 +239,8 @@ fn init_logging(format: LogFormat) {
     sesgate::logging::subscriber(format, filter, std::io::stderr, ansi).init();
 }
 
-fn serve(args: Serve) -> Result<(), String> {
-    let load = |file: &Option<PathBuf>| match file {
-        Some(file) => Config::load(file).map_err(|e| e.to_string()),
-        None => Ok(Config::embedded_default()),
-    };
-    let config = load(&args.config)?;
+fn serve(args: Serve) -> Result<(), CliError> {
+    let config = load_config(args.config.as_ref())?;
     let format = match args.log_format {
         Some(LogFormatArg::Text) => LogFormat::Text,
         Some(LogFormatArg::Json) => LogFormat::Json,
@@ -221,10 +252,10 @@ fn serve(args: Serve) -> Result<(), String> {
             "running the embedded default configuration: its demo credentials are for local use only"
         );
     }
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| format!("starting the runtime: {e}"))?;
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| CliError::System(format!("starting the runtime: {e}")))?;
     runtime.block_on(async {
-        let running = gateway::start(&config).await.map_err(|e| e.to_string())?;
+        let running = gateway::start(&config).await?;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         if let Some(interval) = sd_notify::watchdog_enabled() {
             tokio::spawn(async move {
@@ -236,9 +267,9 @@ fn serve(args: Serve) -> Result<(), String> {
             });
         }
         use tokio::signal::unix::{SignalKind, signal};
-        let mut hangup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
-        let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
-        let grace = std::time::Duration::from_secs(config.limits.drain_timeout_secs);
+        let mut hangup = signal(SignalKind::hangup()).map_err(|e| CliError::System(format!("SIGHUP handler: {e}")))?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(|e| CliError::System(format!("SIGTERM handler: {e}")))?;
+        let grace = config.limits.drain_timeout;
         loop {
             tokio::select! {
                 _ = hangup.recv() => {
@@ -246,7 +277,10 @@ fn serve(args: Serve) -> Result<(), String> {
                     reloading.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
                     let _ = sd_notify::notify(&reloading);
                     // A broken file keeps the running set: nothing is swapped unless all loads.
-                    match load(&args.config).and_then(|new| running.reload(&new).map_err(|e| e.to_string())) {
+                    let reloaded = load_config(args.config.as_ref())
+                        .map_err(CliError::from)
+                        .and_then(|new| Ok(running.reload(&new)?));
+                    match reloaded {
                         Ok(()) => tracing::info!("reloaded users, policies, credentials and certificate"),
                         Err(error) => tracing::error!(%error, "reload failed; keeping the running configuration"),
                     }
@@ -265,17 +299,14 @@ fn serve(args: Serve) -> Result<(), String> {
 }
 
 fn check(config: Option<PathBuf>, strict: bool) -> ExitCode {
-    let config = match &config {
-        Some(file) => match Config::load(file) {
-            Ok(config) => config,
-            Err(error) => {
-                println!("error: {error}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::embedded_default(),
+    let config = match load_config(config.as_ref()) {
+        Ok(config) => config,
+        Err(error) => {
+            println!("error: {error}");
+            return ExitCode::from(2);
+        }
     };
-    let report = sesgate::check::check(&config);
+    let report = commands::check::check(&config);
     for error in &report.errors {
         println!("error: {error}");
     }
@@ -305,9 +336,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(args) => serve(args).map(|()| String::new()),
-        Command::SimulateCustomPolicy(args) => {
-            simulate_custom_policy(args).map_err(|e| e.to_string())
-        }
+        Command::SimulateCustomPolicy(args) => simulate_custom_policy(args),
         Command::SmtpPassword { region } => {
             read_stdin_secret().map(|secret| credentials::ses_smtp_password(&secret, &region))
         }
@@ -326,7 +355,7 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("sesgate: error: {error}");
-            ExitCode::from(2)
+            error.exit_code()
         }
     }
 }

@@ -112,9 +112,9 @@ fn count(replies: &[String], reply: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_wrong_auths_from_one_address_run_at_most_the_remaining_budget() {
     let server = server(|limits| {
-        limits.auth_failures_per_user = 5;
-        limits.auth_failures_per_ip = 20;
-        limits.auth_in_flight_per_ip = 100;
+        limits.smtp.auth_failures_per_user = 5;
+        limits.smtp.auth_failures_per_ip = 20;
+        limits.smtp.auth_in_flight_per_ip = 100;
         limits.max_auth_verifications = 1;
         limits.max_auth_queue = 100;
     })
@@ -149,8 +149,8 @@ async fn parallel_wrong_auths_from_one_address_run_at_most_the_remaining_budget(
 async fn a_wrong_password_client_does_not_lock_out_other_users_of_its_address() {
     // A Postfix smarthost: one address, many users; one of them has a wrong password.
     let server = server(|limits| {
-        limits.auth_failures_per_user = 3;
-        limits.auth_failures_per_ip = 50;
+        limits.smtp.auth_failures_per_user = 3;
+        limits.smtp.auth_failures_per_ip = 50;
     })
     .await;
     for _ in 0..5 {
@@ -177,9 +177,9 @@ async fn a_wrong_password_client_does_not_lock_out_other_users_of_its_address() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_per_address_ceiling_stops_a_user_name_rotating_attacker() {
     let server = server(|limits| {
-        limits.auth_failures_per_user = 2;
-        limits.auth_failures_per_ip = 6;
-        limits.max_auth_failures = 100;
+        limits.smtp.auth_failures_per_user = 2;
+        limits.smtp.auth_failures_per_ip = 6;
+        limits.smtp.max_auth_failures = 100;
     })
     .await;
     let mut attacker = client_from(&server, "127.0.0.5").await;
@@ -214,9 +214,9 @@ async fn the_per_address_ceiling_stops_a_user_name_rotating_attacker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exempt_networks_are_not_locked_out() {
     let server = server(|limits| {
-        limits.auth_failures_per_user = 1;
-        limits.auth_failures_per_ip = 1;
-        limits.auth_throttle_exempt = vec!["127.0.0.7/32".parse().unwrap()];
+        limits.smtp.auth_failures_per_user = 1;
+        limits.smtp.auth_failures_per_ip = 1;
+        limits.smtp.auth_throttle_exempt = vec!["127.0.0.7/32".parse().unwrap()];
     })
     .await;
     for _ in 0..3 {
@@ -246,9 +246,9 @@ async fn a_saturated_verifier_answers_454_without_running_argon2() {
     // One verification at a time and no queue: parallel attempts that find it busy are
     // answered at once with a temporary failure, not 535, and do not count as failures.
     let server = server(|limits| {
-        limits.auth_failures_per_user = 1000;
-        limits.auth_failures_per_ip = 1000;
-        limits.auth_in_flight_per_ip = 1000;
+        limits.smtp.auth_failures_per_user = 1000;
+        limits.smtp.auth_failures_per_ip = 1000;
+        limits.smtp.auth_in_flight_per_ip = 1000;
         limits.max_auth_verifications = 1;
         limits.max_auth_queue = 0;
     })
@@ -264,12 +264,12 @@ async fn a_saturated_verifier_answers_454_without_running_argon2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_logins_from_another_address_succeed_promptly_during_an_attack() {
     let server = server(|limits| {
-        limits.auth_failures_per_user = 100_000;
-        limits.auth_failures_per_ip = 100_000;
-        limits.auth_in_flight_per_ip = 4;
+        limits.smtp.auth_failures_per_user = 100_000;
+        limits.smtp.auth_failures_per_ip = 100_000;
+        limits.smtp.auth_in_flight_per_ip = 4;
         limits.max_auth_verifications = 1;
         limits.max_auth_queue = 64;
-        limits.max_auth_failures = 1000;
+        limits.smtp.max_auth_failures = 1000;
     })
     .await;
     // A credential checked once is cached.
@@ -327,8 +327,8 @@ async fn valid_logins_from_another_address_succeed_promptly_during_an_attack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_clients_are_throttled_per_slash_64() {
     let server = server(|limits| {
-        limits.auth_failures_per_user = 2;
-        limits.auth_failures_per_ip = 100;
+        limits.smtp.auth_failures_per_user = 2;
+        limits.smtp.auth_failures_per_ip = 100;
     })
     .await;
     // The trusted-proxy listener takes the client address from the PROXY header.

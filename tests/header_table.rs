@@ -79,7 +79,7 @@ async fn restricted_server(sink: &Sink) -> TestServer {
         upstream: Some(sink.clone()),
         ..Setup::default()
     };
-    setup.config.limits.max_errors = 10_000;
+    setup.config.limits.smtp.max_errors = 10_000;
     TestServer::start_setup(setup).await
 }
 
@@ -162,7 +162,7 @@ async fn hostile_headers_read_as_python_reads_the_relayed_bytes() {
     // A user allowed everything, relaying to the outbox: every case sesgate does not refuse is
     // relayed, and Python reads the relayed file.
     let mut setup = Setup::default();
-    setup.config.limits.max_errors = 10_000;
+    setup.config.limits.smtp.max_errors = 10_000;
     let server = TestServer::start_setup(setup).await;
     let mut client = logged_in(&server).await;
     let mut compared = Vec::new();
@@ -240,7 +240,7 @@ async fn sender_return_path_and_named_identities_must_be_verified() {
         ..Setup::default()
     };
     setup.config.account.identities = vec!["allowed.com".into(), "example.com".into()];
-    setup.config.limits.max_errors = 10_000;
+    setup.config.limits.smtp.max_errors = 10_000;
     let server = TestServer::start_setup(setup).await;
     let mut client = logged_in(&server).await;
     let unverified = "554 5.7.1 Message rejected: Email address is not verified. The following identities failed the check in region US-EAST-1: ";
@@ -313,7 +313,7 @@ async fn sender_return_path_and_named_identities_must_be_verified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_section_limits_over_smtp() {
     let mut setup = Setup::default();
-    setup.config.limits.max_errors = 10_000;
+    setup.config.limits.smtp.max_errors = 10_000;
     let server = TestServer::start_setup(setup).await;
     let mut client = logged_in(&server).await;
     let fields = |count: usize| {
@@ -366,9 +366,9 @@ async fn header_section_limits_over_smtp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_limits_are_configurable() {
     let mut setup = Setup::default();
-    setup.config.limits.max_header_fields = 3;
-    setup.config.limits.max_header_bytes = 200;
-    setup.config.limits.max_header_field_bytes = 100;
+    setup.config.limits.headers.max_header_fields = 3;
+    setup.config.limits.headers.max_header_bytes = 200;
+    setup.config.limits.headers.max_header_field_bytes = 100;
     let server = TestServer::start_setup(setup).await;
     let mut client = logged_in(&server).await;
     let failed = "554 5.6.0 Transaction failed: ";

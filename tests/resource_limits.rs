@@ -44,9 +44,9 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Durat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_to_the_implicit_tls_port_cannot_lock_others_out() {
     let server = TestServer::start_with(|limits| {
-        limits.max_connections = 10;
-        limits.max_connections_per_ip = 3;
-        limits.handshake_timeout_secs = 1;
+        limits.smtp.max_connections = 10;
+        limits.smtp.max_connections_per_ip = 3;
+        limits.smtp.handshake_timeout = std::time::Duration::from_secs(1);
     })
     .await;
     // Twice as many silent connections as the whole server takes, all from one address.
@@ -82,8 +82,8 @@ async fn silent_connections_to_the_implicit_tls_port_cannot_lock_others_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxied_clients_are_capped_by_their_real_address_per_ipv6_slash_64() {
     let server = TestServer::start_with(|limits| {
-        limits.max_connections_per_ip = 1;
-        limits.handshake_timeout_secs = 1;
+        limits.smtp.max_connections_per_ip = 1;
+        limits.smtp.handshake_timeout = std::time::Duration::from_secs(1);
     })
     .await;
     let proxied = |source: &str| format!("PROXY TCP6 {source} 2001:db8:ffff::1 40000 587\r\n");
@@ -241,8 +241,8 @@ async fn final_reply(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_dripped_byte_by_byte_times_out_and_frees_the_slot() {
     let server = TestServer::start_with(|limits| {
-        limits.max_connections_per_ip = 1;
-        limits.command_timeout_secs = 1;
+        limits.smtp.max_connections_per_ip = 1;
+        limits.smtp.command_timeout = std::time::Duration::from_secs(1);
     })
     .await;
     let mut session = Dripper::connect(&server).await;
@@ -261,8 +261,8 @@ async fn a_command_dripped_byte_by_byte_times_out_and_frees_the_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_dripped_byte_by_byte_times_out_and_frees_the_slot() {
     let server = TestServer::start_with(|limits| {
-        limits.max_connections_per_ip = 1;
-        limits.message_timeout_secs = 1;
+        limits.smtp.max_connections_per_ip = 1;
+        limits.smtp.message_timeout = std::time::Duration::from_secs(1);
     })
     .await;
     let session = Dripper::at_data(&server).await;
@@ -279,7 +279,10 @@ async fn a_message_dripped_byte_by_byte_times_out_and_frees_the_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_session_ends_at_its_lifetime() {
-    let server = TestServer::start_with(|limits| limits.session_timeout_secs = 1).await;
+    let server = TestServer::start_with(|limits| {
+        limits.smtp.session_timeout = std::time::Duration::from_secs(1)
+    })
+    .await;
     let mut session = Dripper::connect(&server).await;
     assert!(session.reply().await.starts_with("220 "));
     // Complete commands, each well within every per-command limit.
@@ -349,7 +352,7 @@ async fn with_a_hung_upstream_every_client_is_answered_within_the_upstream_timeo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ehlo_takes_a_domain_or_an_address_literal() {
-    let server = TestServer::start_with(|limits| limits.max_errors = 100).await;
+    let server = TestServer::start_with(|limits| limits.smtp.max_errors = 100).await;
     let mut client = server.connect(PLAINTEXT_AUTH).await;
     assert!(client.reply().await.starts_with("220 "));
     for bad in [
@@ -409,7 +412,7 @@ async fn ehlo_takes_a_domain_or_an_address_literal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_and_rcpt_parameters_that_were_not_advertised_are_refused() {
-    let server = TestServer::start_with(|limits| limits.max_errors = 100).await;
+    let server = TestServer::start_with(|limits| limits.smtp.max_errors = 100).await;
     let mut client = server.connect(PLAINTEXT_AUTH).await;
     client.hello(false).await;
     client.login().await;

@@ -213,3 +213,32 @@ fn invalid_input_exits_2_with_a_clear_message() {
         assert!(output.stdout.is_empty());
     }
 }
+
+/// A JSON number in a policy is its text as written (IAM: quotes are optional around numbers),
+/// so under a String operator `5.0` matches "5.0" and not "5"; under a Numeric one it is 5.
+#[test]
+fn a_json_number_under_a_string_operator_is_its_text_as_written() {
+    let decide = |operator: &str, value: &str| {
+        let policy = format!(
+            r#"{{"Version":"2012-10-17","Statement":{{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*","Condition":{{"{operator}":{{"aws:EpochTime":5.0}}}}}}}}"#
+        );
+        let entry =
+            format!("ContextKeyName=aws:EpochTime,ContextKeyValues={value},ContextKeyType=string");
+        let output = sesgate(&[
+            "simulate-custom-policy",
+            "--policy-input-list",
+            &policy,
+            "--action-names",
+            "ses:SendRawEmail",
+            "--context-entries",
+            &entry,
+        ]);
+        results(&output)[0]["EvalDecision"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(decide("StringEquals", "5.0"), "allowed");
+    assert_eq!(decide("StringEquals", "5"), "implicitDeny");
+    assert_eq!(decide("NumericEquals", "5"), "allowed");
+}

@@ -151,6 +151,7 @@ impl Default for Iam {
 #[serde(deny_unknown_fields, default)]
 pub struct Listener {
     pub address: SocketAddr,
+    #[serde(with = "tls_mode")]
     pub tls: TlsMode,
     pub allow_plaintext_auth: bool,
     pub proxy_protocol_from: Vec<IpNet>,
@@ -174,6 +175,30 @@ impl Listener {
             allow_plaintext_auth: self.allow_plaintext_auth,
             proxy_protocol_from: self.proxy_protocol_from.clone(),
         }
+    }
+}
+
+/// `tls = "none" | "starttls" | "implicit"`: the file's names of [`TlsMode`], which as a
+/// protocol type knows nothing of files.
+mod tls_mode {
+    use serde::{Deserialize, Deserializer};
+
+    use crate::smtp::TlsMode;
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Name {
+        None,
+        Starttls,
+        Implicit,
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<TlsMode, D::Error> {
+        Ok(match Name::deserialize(deserializer)? {
+            Name::None => TlsMode::None,
+            Name::Starttls => TlsMode::Starttls,
+            Name::Implicit => TlsMode::Implicit,
+        })
     }
 }
 
@@ -221,111 +246,122 @@ impl Default for Upstream {
     }
 }
 
+/// `[limits]` as the running server uses it: the SMTP front end's limits, the header-section
+/// bounds, the AUTH verification gate and the drain. Each part's defaults are its owner's; the
+/// file only overrides (see [`LimitsFile`], the one place file fields meet runtime fields).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "LimitsFile")]
 pub struct Limits {
-    pub max_message_bytes: usize,
-    pub max_recipients: usize,
-    pub max_line_length: usize,
-    pub max_errors: u32,
-    pub max_auth_failures: u32,
-    pub max_connections: usize,
-    pub max_connections_per_ip: usize,
-    pub idle_timeout_secs: u64,
-    pub data_timeout_secs: u64,
-    /// Deadlines (SPEC §6): a TLS handshake or PROXY header; a whole command line; a whole
-    /// message (354 to the final dot); a whole connection.
-    pub handshake_timeout_secs: u64,
-    pub command_timeout_secs: u64,
-    pub message_timeout_secs: u64,
-    pub session_timeout_secs: u64,
-    /// AUTH failures per (client address, user name) and per client address (any user name)
-    /// within the window; IPv6 clients count per /64.
-    pub auth_failures_per_user: u32,
-    pub auth_failures_per_ip: u32,
-    pub auth_failure_window_secs: u64,
-    /// AUTH checks one client address may have running or waiting at once.
-    pub auth_in_flight_per_ip: u32,
-    /// Client networks never throttled for AUTH failures (e.g. a trusted smarthost).
-    pub auth_throttle_exempt: Vec<IpNet>,
+    pub smtp: smtp::Limits,
+    pub headers: crate::gateway::headers::Limits,
     /// argon2 verifications running at once; 0: one per core.
     pub max_auth_verifications: usize,
     /// AUTH checks waiting for a verification slot; past it, `454` at once.
     pub max_auth_queue: usize,
     /// How long an AUTH check waits for a slot before `454`.
-    pub auth_queue_timeout_ms: u64,
+    pub auth_queue_timeout: Duration,
     /// On SIGTERM, how long transactions in flight may take to finish.
-    pub drain_timeout_secs: u64,
-    /// The header section: whole, field count, one field with its continuations (SPEC §6).
-    pub max_header_bytes: usize,
-    pub max_header_fields: usize,
-    pub max_header_field_bytes: usize,
+    pub drain_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        let d = smtp::Limits::default();
-        let h = crate::gateway::headers::Limits::default();
         Limits {
-            max_message_bytes: d.max_message_bytes,
-            max_recipients: d.max_recipients,
-            max_line_length: d.max_line_length,
-            max_errors: d.max_errors,
-            max_auth_failures: d.max_auth_failures,
-            max_connections: d.max_connections,
-            max_connections_per_ip: d.max_connections_per_ip,
-            idle_timeout_secs: d.idle_timeout.as_secs(),
-            data_timeout_secs: d.data_timeout.as_secs(),
-            handshake_timeout_secs: d.handshake_timeout.as_secs(),
-            command_timeout_secs: d.command_timeout.as_secs(),
-            message_timeout_secs: d.message_timeout.as_secs(),
-            session_timeout_secs: d.session_timeout.as_secs(),
-            auth_failures_per_user: d.auth_failures_per_user,
-            auth_failures_per_ip: d.auth_failures_per_ip,
-            auth_failure_window_secs: d.auth_failure_window.as_secs(),
-            auth_in_flight_per_ip: d.auth_in_flight_per_ip,
-            auth_throttle_exempt: d.auth_throttle_exempt,
+            smtp: smtp::Limits::default(),
+            headers: crate::gateway::headers::Limits::default(),
             max_auth_verifications: 0,
             max_auth_queue: 64,
-            auth_queue_timeout_ms: 5000,
-            drain_timeout_secs: 30,
-            max_header_bytes: h.max_header_bytes,
-            max_header_fields: h.max_header_fields,
-            max_header_field_bytes: h.max_header_field_bytes,
+            auth_queue_timeout: Duration::from_millis(5000),
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }
 
-impl Limits {
-    pub fn headers(&self) -> crate::gateway::headers::Limits {
-        crate::gateway::headers::Limits {
-            max_header_bytes: self.max_header_bytes,
-            max_header_fields: self.max_header_fields,
-            max_header_field_bytes: self.max_header_field_bytes,
-        }
-    }
+/// The `[limits]` table as written: every field optional, durations in whole seconds (or
+/// milliseconds) as their names say. Only `From<LimitsFile> for Limits` reads it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    max_message_bytes: Option<usize>,
+    max_recipients: Option<usize>,
+    max_line_length: Option<usize>,
+    max_errors: Option<u32>,
+    max_auth_failures: Option<u32>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    idle_timeout_secs: Option<u64>,
+    data_timeout_secs: Option<u64>,
+    handshake_timeout_secs: Option<u64>,
+    command_timeout_secs: Option<u64>,
+    message_timeout_secs: Option<u64>,
+    session_timeout_secs: Option<u64>,
+    auth_failures_per_user: Option<u32>,
+    auth_failures_per_ip: Option<u32>,
+    auth_failure_window_secs: Option<u64>,
+    auth_in_flight_per_ip: Option<u32>,
+    auth_throttle_exempt: Option<Vec<IpNet>>,
+    max_auth_verifications: Option<usize>,
+    max_auth_queue: Option<usize>,
+    auth_queue_timeout_ms: Option<u64>,
+    drain_timeout_secs: Option<u64>,
+    max_header_bytes: Option<usize>,
+    max_header_fields: Option<usize>,
+    max_header_field_bytes: Option<usize>,
+}
 
-    pub fn to_smtp(&self) -> smtp::Limits {
-        smtp::Limits {
-            max_message_bytes: self.max_message_bytes,
-            max_recipients: self.max_recipients,
-            max_line_length: self.max_line_length,
-            max_errors: self.max_errors,
-            max_auth_failures: self.max_auth_failures,
-            max_connections: self.max_connections,
-            max_connections_per_ip: self.max_connections_per_ip,
-            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
-            data_timeout: Duration::from_secs(self.data_timeout_secs),
-            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
-            command_timeout: Duration::from_secs(self.command_timeout_secs),
-            message_timeout: Duration::from_secs(self.message_timeout_secs),
-            session_timeout: Duration::from_secs(self.session_timeout_secs),
-            auth_failures_per_user: self.auth_failures_per_user,
-            auth_failures_per_ip: self.auth_failures_per_ip,
-            auth_failure_window: Duration::from_secs(self.auth_failure_window_secs),
-            auth_in_flight_per_ip: self.auth_in_flight_per_ip,
-            auth_throttle_exempt: self.auth_throttle_exempt.clone(),
+impl From<LimitsFile> for Limits {
+    fn from(file: LimitsFile) -> Limits {
+        fn set<T>(target: &mut T, value: Option<T>) {
+            if let Some(value) = value {
+                *target = value;
+            }
         }
+        fn set_secs(target: &mut Duration, secs: Option<u64>) {
+            set(target, secs.map(Duration::from_secs));
+        }
+        let mut limits = Limits::default();
+        let (smtp, headers) = (&mut limits.smtp, &mut limits.headers);
+        set(&mut smtp.max_message_bytes, file.max_message_bytes);
+        set(&mut smtp.max_recipients, file.max_recipients);
+        set(&mut smtp.max_line_length, file.max_line_length);
+        set(&mut smtp.max_errors, file.max_errors);
+        set(&mut smtp.max_auth_failures, file.max_auth_failures);
+        set(&mut smtp.max_connections, file.max_connections);
+        set(
+            &mut smtp.max_connections_per_ip,
+            file.max_connections_per_ip,
+        );
+        set_secs(&mut smtp.idle_timeout, file.idle_timeout_secs);
+        set_secs(&mut smtp.data_timeout, file.data_timeout_secs);
+        set_secs(&mut smtp.handshake_timeout, file.handshake_timeout_secs);
+        set_secs(&mut smtp.command_timeout, file.command_timeout_secs);
+        set_secs(&mut smtp.message_timeout, file.message_timeout_secs);
+        set_secs(&mut smtp.session_timeout, file.session_timeout_secs);
+        set(
+            &mut smtp.auth_failures_per_user,
+            file.auth_failures_per_user,
+        );
+        set(&mut smtp.auth_failures_per_ip, file.auth_failures_per_ip);
+        set_secs(&mut smtp.auth_failure_window, file.auth_failure_window_secs);
+        set(&mut smtp.auth_in_flight_per_ip, file.auth_in_flight_per_ip);
+        set(&mut smtp.auth_throttle_exempt, file.auth_throttle_exempt);
+        set(&mut headers.max_header_bytes, file.max_header_bytes);
+        set(&mut headers.max_header_fields, file.max_header_fields);
+        set(
+            &mut headers.max_header_field_bytes,
+            file.max_header_field_bytes,
+        );
+        set(
+            &mut limits.max_auth_verifications,
+            file.max_auth_verifications,
+        );
+        set(&mut limits.max_auth_queue, file.max_auth_queue);
+        set(
+            &mut limits.auth_queue_timeout,
+            file.auth_queue_timeout_ms.map(Duration::from_millis),
+        );
+        set_secs(&mut limits.drain_timeout, file.drain_timeout_secs);
+        limits
     }
 }
 
@@ -379,16 +415,16 @@ impl Config {
         if config.listeners.is_empty() {
             return Err(invalid("at least one [[listener]] is needed".into()));
         }
-        if config.limits.max_recipients == 0 || config.limits.max_connections == 0 {
+        let (l, h) = (&config.limits.smtp, &config.limits.headers);
+        if l.max_recipients == 0 || l.max_connections == 0 {
             return Err(invalid(
                 "limits.max_recipients and limits.max_connections must be at least 1".into(),
             ));
         }
-        let l = &config.limits;
-        if [l.handshake_timeout_secs, l.command_timeout_secs]
+        if [l.handshake_timeout, l.command_timeout]
             .into_iter()
-            .chain([l.message_timeout_secs, l.session_timeout_secs])
-            .any(|secs| secs == 0)
+            .chain([l.message_timeout, l.session_timeout])
+            .any(|timeout| timeout.is_zero())
         {
             return Err(invalid("limits.*_timeout_secs must be at least 1".into()));
         }
@@ -400,12 +436,12 @@ impl Config {
                 "limits.auth_failures_per_user, auth_failures_per_ip and auth_in_flight_per_ip must be at least 1".into(),
             ));
         }
-        if l.max_header_bytes == 0 || l.max_header_fields == 0 || l.max_header_field_bytes == 0 {
+        if h.max_header_bytes == 0 || h.max_header_fields == 0 || h.max_header_field_bytes == 0 {
             return Err(invalid(
                 "limits.max_header_bytes, max_header_fields and max_header_field_bytes must be at least 1".into(),
             ));
         }
-        if config.limits.max_line_length < 80 {
+        if l.max_line_length < 80 {
             return Err(invalid("limits.max_line_length must be at least 80".into()));
         }
         Ok(config)

@@ -1,21 +1,20 @@
 //! The decision for one transaction, shared by `serve` and `simulate` so that they can never
 //! disagree: refusals before any policy (ambiguous From, unverified identities), then the user's
-//! policies on every resource, and the exact SMTP reply of each outcome.
-
-use std::net::IpAddr;
+//! policies on every resource, and the exact SMTP reply of each outcome (`replies.rs`).
 
 use jiff::Timestamp;
 
 use super::directory::Directory;
 use super::headers;
-use super::request::{self, Account, Connection, Refusal, SendRequest};
+use super::replies;
+use super::request::{self, Account, Refusal, SendRequest, TransactionFacts};
 use crate::iam::{Decision, SEND_RAW_EMAIL};
-use crate::smtp::{Reply, reply};
+use crate::smtp::Reply;
 
-/// Everything a decision depends on besides the transaction: immutable, swapped whole on
-/// reload, so a transaction is decided on one consistent set.
+/// Decides transactions: the account, its users with their policies, and the header bounds.
+/// Part of the reloadable snapshot, so a transaction is decided on one consistent set.
 #[derive(Debug, Clone)]
-pub struct Policies {
+pub struct Authorizer {
     pub account: Account,
     pub directory: Directory,
     /// Bounds on the header section (`[limits]`).
@@ -27,10 +26,7 @@ pub struct Policies {
 pub struct Input<'a> {
     /// The IAM user name the session authenticated as.
     pub user: &'a str,
-    pub tls: bool,
-    pub client: IpAddr,
-    pub mail_from: &'a str,
-    pub recipients: &'a [String],
+    pub facts: TransactionFacts<'a>,
     pub message: &'a [u8],
 }
 
@@ -58,49 +54,43 @@ pub enum Ruling {
 }
 
 /// The ruling and SES's reply for a refusal before any policy, in `region`.
-pub(crate) fn refused(refusal: Refusal, region: &str) -> Ruling {
+pub(super) fn refused(refusal: Refusal, region: &str) -> Ruling {
     let (kind, why, reply) = match refusal {
-        Refusal::Ambiguous(why) => ("ambiguous", why.clone(), reply::transaction_failed(&why)),
+        Refusal::Ambiguous(why) => ("ambiguous", why.clone(), replies::transaction_failed(&why)),
         Refusal::Unverified(addresses) => {
             let list = addresses.join(", ");
-            let reply = reply::unverified(&region.to_uppercase(), &list);
+            let reply = replies::unverified(region, &list);
             ("unverified", list, reply)
         }
         Refusal::InvalidArn(arn) => {
-            let reply = reply::invalid_arn(&arn);
+            let reply = replies::invalid_arn(&arn);
             ("invalid-arn", reply.lines.join(" "), reply)
         }
         Refusal::OtherAccount(arn) => {
-            let reply = reply::other_account_arn(&arn);
+            let reply = replies::other_account_arn(&arn);
             ("other-account", reply.lines.join(" "), reply)
         }
         Refusal::Misaligned { address, arn } => {
-            let reply = reply::misaligned(&address, &arn);
+            let reply = replies::misaligned(&address, &arn);
             ("misaligned", reply.lines.join(" "), reply)
         }
     };
     Ruling::Refused { kind, why, reply }
 }
 
-impl Policies {
+impl Authorizer {
     pub fn decide(&self, input: Input<'_>, now: Timestamp) -> Ruling {
         let Some(user) = self.directory.user(input.user) else {
             // Credentials and users come from one file; a gap would be a bug. Fail closed.
             return Ruling::Refused {
                 kind: "no-iam-user",
                 why: format!("no IAM user {:?}", input.user),
-                reply: reply::temporary_failure(),
+                reply: replies::internal_failure(),
             };
-        };
-        let connection = Connection {
-            tls: input.tls,
-            client: input.client,
-            mail_from: input.mail_from,
-            recipients: input.recipients,
         };
         let request = match request::build(
             input.message,
-            connection,
+            input.facts,
             &user.principal,
             &self.account,
             &self.header_limits,
@@ -113,18 +103,11 @@ impl Policies {
             user.policies
                 .authorize(SEND_RAW_EMAIL, &request.resources, &request.context);
         if let Some((resource, decision)) = authorization.first_denied() {
-            let reply = Reply::new(
-                554,
-                format!(
-                    "5.7.1 Access denied: User `{}' is not authorized to perform `{SEND_RAW_EMAIL}' on resource `{resource}'",
-                    user.principal.arn
-                ),
-            );
             return Ruling::Denied {
+                reply: replies::access_denied(&user.principal.arn, resource),
                 resource: resource.to_owned(),
                 decision: decision.clone(),
                 request: Box::new(request),
-                reply,
             };
         }
         let decision = authorization

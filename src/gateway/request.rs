@@ -70,9 +70,10 @@ impl Account {
     }
 }
 
-/// What the transaction is, beyond the message.
+/// What the transaction is, beyond the message and who sent it: the SMTP facts the request
+/// is built from (not `smtp::conn::Connection`, the socket).
 #[derive(Debug, Clone, Copy)]
-pub struct Connection<'a> {
+pub struct TransactionFacts<'a> {
     pub tls: bool,
     pub client: IpAddr,
     pub mail_from: &'a str,
@@ -367,7 +368,7 @@ fn is_configuration_set_name(name: &str) -> bool {
 /// Builds the request for one transaction of `principal` at `now`.
 pub fn build(
     message: &[u8],
-    connection: Connection<'_>,
+    connection: TransactionFacts<'_>,
     principal: &Principal,
     account: &Account,
     limits: &headers::Limits,
@@ -604,7 +605,7 @@ mod tests {
 
     fn run(message: &str, account: &Account) -> Result<SendRequest, Refusal> {
         let recipients = vec!["Rcpt@Example.COM".to_owned()];
-        let connection = Connection {
+        let connection = TransactionFacts {
             tls: true,
             client: "::ffff:203.0.113.7".parse().unwrap(),
             mail_from: "bounce@Example.com",
@@ -764,7 +765,7 @@ mod tests {
     fn unverified_mail_from_and_sandbox_recipients() {
         let mut account = account(&["example.com"]);
         let recipients = vec!["a@example.com".to_owned(), "b@elsewhere.net".to_owned()];
-        let connection = |mail_from| Connection {
+        let connection = |mail_from| TransactionFacts {
             tls: true,
             client: "127.0.0.1".parse().unwrap(),
             mail_from,
@@ -835,7 +836,7 @@ mod tests {
         assert!(cases.len() >= 60, "{} cases", cases.len());
         let recipients = vec!["rcpt@example.net".to_owned()];
         for case in cases {
-            let connection = Connection {
+            let connection = TransactionFacts {
                 tls: true,
                 client: "127.0.0.1".parse().unwrap(),
                 mail_from: "bounce@allowed.com",

@@ -127,20 +127,6 @@ pub struct Authorization {
 }
 
 impl Authorization {
-    /// The overall outcome: an explicit deny on any resource wins, then an implicit deny.
-    pub fn outcome(&self) -> Outcome {
-        let outcomes = || self.resources.iter().map(|(_, d)| d.outcome);
-        if self.resources.is_empty() {
-            Outcome::ImplicitDeny
-        } else if outcomes().any(|o| o == Outcome::ExplicitDeny) {
-            Outcome::ExplicitDeny
-        } else if outcomes().all(|o| o == Outcome::Allowed) {
-            Outcome::Allowed
-        } else {
-            Outcome::ImplicitDeny
-        }
-    }
-
     /// The first resource that was not allowed, with its decision.
     pub fn first_denied(&self) -> Option<(&str, &Decision)> {
         self.resources
@@ -472,17 +458,15 @@ mod tests {
         let set = PolicySet::new(vec![scoped], None);
         let config_set = "arn:aws:ses:us-east-1:123456789012:configuration-set/marketing";
         let auth = set.authorize(ACTION, &[RESOURCE, config_set], &Context::new());
-        assert_eq!(auth.outcome(), Outcome::ImplicitDeny);
-        assert_eq!(auth.first_denied().unwrap().0, config_set);
+        let (denied, decision) = auth.first_denied().unwrap();
         assert_eq!(
-            set.authorize(ACTION, &[RESOURCE], &Context::new())
-                .outcome(),
-            Outcome::Allowed
+            (denied, decision.outcome),
+            (config_set, Outcome::ImplicitDeny)
         );
-        assert_eq!(
-            set.authorize::<&str>(ACTION, &[], &Context::new())
-                .outcome(),
-            Outcome::ImplicitDeny
+        assert!(
+            set.authorize(ACTION, &[RESOURCE], &Context::new())
+                .first_denied()
+                .is_none()
         );
     }
 

@@ -6,7 +6,9 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-/// A parsed JSON value. Numbers keep their text, so `"10"` and `10` read the same.
+/// A parsed JSON value. A number is its text as written in the document (IAM: "quotes are
+/// optional around numeric and Boolean JSON values"), so `10` reads as `"10"` and `5.0` as
+/// `"5.0"`: under a String operator `5.0` does not equal `5`, under a Numeric one it does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json {
     Null,
@@ -20,7 +22,32 @@ pub enum Json {
 impl Json {
     /// Parses a document; the error names the line and column.
     pub fn parse(text: &str) -> Result<Json, String> {
-        serde_json::from_str(text).map_err(|e| e.to_string())
+        let mut json: Json = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        // serde_json hands numbers over as values (`5.0` as 5, `1e2` as 100); put back the text
+        // as written. The tree keeps document order, so the n-th number in it is the n-th
+        // number token in the text.
+        let mut written = number_tokens(text);
+        json.restore_numbers(&mut written);
+        if written.next().is_some() {
+            return Err("a number could not be read as written".into());
+        }
+        Ok(json)
+    }
+
+    fn restore_numbers<'t>(&mut self, written: &mut impl Iterator<Item = &'t str>) {
+        match self {
+            Json::Number(text) => {
+                // Same count by construction; if not, the parsed text stays and `parse` fails.
+                if let Some(token) = written.next() {
+                    *text = token.to_owned();
+                }
+            }
+            Json::Array(items) => items.iter_mut().for_each(|i| i.restore_numbers(written)),
+            Json::Object(members) => members
+                .iter_mut()
+                .for_each(|(_, v)| v.restore_numbers(written)),
+            Json::Null | Json::Bool(_) | Json::String(_) => {}
+        }
     }
 
     /// What kind of value this is, for error messages.
@@ -43,6 +70,37 @@ impl Json {
             _ => None,
         }
     }
+}
+
+/// The number tokens of a JSON text (already known to be valid JSON), in order.
+fn number_tokens(text: &str) -> impl Iterator<Item = &str> {
+    let bytes = text.as_bytes();
+    let (mut at, mut in_string, mut escaped) = (0, false, false);
+    std::iter::from_fn(move || {
+        while at < bytes.len() {
+            let b = bytes[at];
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+            } else if b == b'"' {
+                in_string = true;
+            } else if b == b'-' || b.is_ascii_digit() {
+                let start = at;
+                while at < bytes.len()
+                    && matches!(bytes[at], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                {
+                    at += 1;
+                }
+                return Some(&text[start..at]);
+            }
+            at += 1;
+        }
+        None
+    })
 }
 
 impl<'de> Deserialize<'de> for Json {
@@ -219,10 +277,21 @@ mod tests {
 
     #[test]
     fn numbers_keep_their_text() {
-        let json = Json::parse(r#"[10, -3, 2.5, true, "x"]"#).unwrap();
+        let json =
+            Json::parse(r#"[10, -3, 2.5, 5.0, 1e2, 1.50, true, "x 7", {"k\"9": 0.0}]"#).unwrap();
         let Json::Array(items) = json else { panic!() };
-        let texts: Vec<_> = items.iter().map(|i| i.scalar_text().unwrap()).collect();
-        assert_eq!(texts, ["10", "-3", "2.5", "true", "x"]);
+        let texts: Vec<_> = items[..8]
+            .iter()
+            .map(|i| i.scalar_text().unwrap())
+            .collect();
+        assert_eq!(
+            texts,
+            ["10", "-3", "2.5", "5.0", "1e2", "1.50", "true", "x 7"]
+        );
+        assert_eq!(
+            items[8],
+            Json::Object(vec![("k\"9".into(), Json::Number("0.0".into()))])
+        );
     }
 
     #[test]

@@ -8,25 +8,25 @@ pub mod upstream;
 use std::sync::Arc;
 
 pub use outbox::{MessageIds, Outbox};
-pub use upstream::{SmtpUpstream, UpstreamOptions, UpstreamUrl};
+pub use upstream::{SmtpUpstream, UpstreamOptions, UpstreamUrl, UrlError};
 
 /// Why a message was not relayed. `Deferred` carries detail for the log only (it may hold
 /// internal detail such as `Connection refused (os error 111)`); the client hears
-/// `TEMPORARY_FAILURE`. `Rejected` and `Refused` texts go to the client: `Rejected` holds the
-/// upstream's own reply made safe by `reply_text`, `Refused` a fixed text of sesgate's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `gateway::replies::relay_deferred`. `Rejected` and `Refused` texts go to the client:
+/// `Rejected` holds the upstream's own reply made safe by `reply_text`, `Refused` a fixed text
+/// of sesgate's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RelayError {
     /// Try again later (upstream 4xx, unreachable, lost mid-transfer, outbox write failed).
+    #[error("deferred: {0}")]
     Deferred(String),
     /// The upstream refused it for good: its code (5xx) and text.
+    #[error("rejected by the upstream: {code} {text}")]
     Rejected { code: u16, text: String },
     /// sesgate cannot hand it to the upstream (an address lettre refuses).
+    #[error("refused: {0}")]
     Refused(String),
 }
-
-/// What the client hears when a message is deferred, whatever the cause: SES's text for a
-/// local processing error, with the enhanced code of SPEC §7. Never the cause itself.
-pub const TEMPORARY_FAILURE: &str = "4.4.1 Temporary service failure";
 
 /// The longest upstream text passed on to a client (an SMTP reply line is at most 512 bytes
 /// with its code and CR LF, RFC 5321 §4.5.3.1.5).

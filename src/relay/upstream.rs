@@ -26,6 +26,23 @@ pub enum UpstreamTls {
     Implicit,
 }
 
+/// Why an `upstream.url` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("expected scheme://host[:port]")]
+    NoScheme,
+    #[error("no host")]
+    NoHost,
+    #[error("an IPv6 host needs its closing bracket: [::1]:25")]
+    Unclosed,
+    #[error("bad port {0:?} (an IPv6 host is written in brackets: [::1]:25)")]
+    Port(String),
+    #[error("unsupported query {0:?} (only tls=required)")]
+    Query(String),
+    #[error("unsupported scheme {0:?} (smtp, smtps or file)")]
+    Scheme(String),
+}
+
 /// The parsed `upstream.url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamUrl {
@@ -35,37 +52,40 @@ pub struct UpstreamUrl {
 }
 
 impl UpstreamUrl {
-    /// `smtp://host[:port][?tls=required]` or `smtps://host[:port]`.
-    pub fn parse(url: &str) -> Result<UpstreamUrl, String> {
-        let (scheme, rest) = url.split_once("://").ok_or("expected scheme://host:port")?;
+    /// `smtp://host[:port][?tls=required]` or `smtps://host[:port]`; an IPv6 host is written
+    /// in brackets, `smtp://[::1]:25`.
+    pub fn parse(url: &str) -> Result<UpstreamUrl, UrlError> {
+        let (scheme, rest) = url.split_once("://").ok_or(UrlError::NoScheme)?;
         let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
         let authority = authority.trim_end_matches('/');
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => (
-                host,
-                Some(
-                    port.parse::<u16>()
-                        .map_err(|_| format!("bad port {port:?}"))?,
-                ),
-            ),
-            _ => (authority, None),
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(bracketed) => {
+                let (host, after) = bracketed.split_once(']').ok_or(UrlError::Unclosed)?;
+                match after {
+                    "" => (host, None),
+                    _ => (host, Some(after.strip_prefix(':').unwrap_or(after))),
+                }
+            }
+            None => match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = port
+            .map(|port| {
+                port.parse::<u16>()
+                    .map_err(|_| UrlError::Port(port.to_owned()))
+            })
+            .transpose()?;
         if host.is_empty() {
-            return Err("no host".into());
+            return Err(UrlError::NoHost);
         }
         let tls = match (scheme, query) {
             ("smtps", "") => UpstreamTls::Implicit,
             ("smtp", "tls=required") => UpstreamTls::Starttls,
             ("smtp", "") => UpstreamTls::None,
-            ("smtp", other) => {
-                return Err(format!("unsupported query {other:?} (only tls=required)"));
-            }
-            (other, _) => {
-                return Err(format!(
-                    "unsupported scheme {other:?} (smtp, smtps or file)"
-                ));
-            }
+            ("smtp", other) => return Err(UrlError::Query(other.to_owned())),
+            (other, _) => return Err(UrlError::Scheme(other.to_owned())),
         };
         let default_port = match tls {
             UpstreamTls::Implicit => 465,
@@ -401,8 +421,27 @@ mod tests {
             UpstreamTls::None
         );
         assert_eq!(parse("smtp://[::1]:2525").unwrap().host, "::1");
-        assert!(parse("smtp://mx.example?tls=opportunistic").is_err());
-        assert!(parse("http://mx.example").is_err());
-        assert!(parse("smtp://:25").is_err());
+        assert_eq!(
+            parse("smtp://[::1]:25").unwrap(),
+            UpstreamUrl {
+                host: "::1".into(),
+                port: 25,
+                tls: UpstreamTls::None
+            }
+        );
+        assert_eq!(parse("smtps://[2001:db8::1]").unwrap().port, 465);
+        assert_eq!(parse("smtp://[::1"), Err(UrlError::Unclosed));
+        assert_eq!(parse("smtp://::1:25"), Err(UrlError::Port(":1:25".into())));
+        assert_eq!(parse("smtp://[::1]x"), Err(UrlError::Port("x".into())));
+        assert_eq!(
+            parse("smtp://mx.example?tls=opportunistic"),
+            Err(UrlError::Query("tls=opportunistic".into()))
+        );
+        assert_eq!(
+            parse("http://mx.example"),
+            Err(UrlError::Scheme("http".into()))
+        );
+        assert_eq!(parse("smtp://:25"), Err(UrlError::NoHost));
+        assert_eq!(parse("mx.example:25"), Err(UrlError::NoScheme));
     }
 }

@@ -281,8 +281,8 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
     }
 
     async fn read_data(&mut self) -> Result<Result<Vec<u8>, super::data::DataError>, End> {
-        let config = self.session.config();
-        let mut reader = DataReader::new(config.max_message_bytes, config.max_line_length);
+        let limits = &self.shared.limits;
+        let mut reader = DataReader::new(limits.max_message_bytes, limits.max_line_length);
         // The whole message, not only each read, has a deadline.
         let deadline = Instant::now() + self.shared.limits.message_timeout;
         loop {

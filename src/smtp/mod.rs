@@ -14,27 +14,27 @@
 
 mod conn;
 pub mod data;
-pub mod limits;
+mod limits;
 pub mod reply;
-pub mod sasl;
+mod sasl;
 pub mod session;
 pub mod tls;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ipnet::IpNet;
 use proxy_header::ParseConfig;
 use proxy_header::io::ProxiedStream;
-use rustls::ServerConfig;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::accept::{AcceptBackoff, accept_with_backoff};
@@ -52,6 +52,11 @@ use session::Session;
 pub trait Handler: Send + Sync + 'static {
     fn deliver(&self, transaction: Transaction) -> impl Future<Output = Reply> + Send;
 }
+
+/// Where connections get the TLS acceptor when they start TLS: the caller's current one (the
+/// gateway reads it from its reloadable snapshot), so a reload reaches new handshakes without
+/// this module knowing where certificates come from.
+pub type TlsSource = Arc<dyn Fn() -> TlsAcceptor + Send + Sync>;
 
 /// Checks SMTP credentials.
 pub trait Authenticator: Send + Sync + 'static {
@@ -145,11 +150,13 @@ const AUTH_THROTTLE_MAX_ADDRESSES: usize = 100_000;
 /// State shared by every connection of a server.
 pub struct Shared<H, A> {
     hostname: String,
-    limits: Limits,
+    limits: Arc<Limits>,
     handler: H,
     authenticator: A,
-    tls: RwLock<TlsAcceptor>,
+    tls: TlsSource,
     connections: Arc<Semaphore>,
+    /// Every connection task, so that a drain can wait for the last one to end.
+    tracker: TaskTracker,
     per_ip: Arc<PerIpConnections>,
     throttle: AuthThrottle,
     next_session: AtomicU64,
@@ -157,7 +164,7 @@ pub struct Shared<H, A> {
 
 impl<H, A> Shared<H, A> {
     fn tls_acceptor(&self) -> TlsAcceptor {
-        self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()
+        (self.tls)()
     }
 }
 
@@ -178,7 +185,7 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
     pub fn new(
         hostname: String,
         limits: Limits,
-        tls: Arc<ServerConfig>,
+        tls: TlsSource,
         handler: H,
         authenticator: A,
     ) -> Self {
@@ -195,10 +202,11 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
                     exempt: limits.auth_throttle_exempt.clone(),
                     max_addresses: AUTH_THROTTLE_MAX_ADDRESSES,
                 }),
-                limits,
+                limits: Arc::new(limits),
                 handler,
                 authenticator,
-                tls: RwLock::new(TlsAcceptor::from(tls)),
+                tls,
+                tracker: TaskTracker::new(),
                 next_session: AtomicU64::new(1),
             }),
         }
@@ -209,9 +217,11 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
         self.shared.limits.max_connections - self.shared.connections.available_permits()
     }
 
-    /// Replaces the TLS configuration for connections that start TLS from now on.
-    pub fn set_tls(&self, tls: Arc<ServerConfig>) {
-        *self.shared.tls.write().unwrap_or_else(|p| p.into_inner()) = TlsAcceptor::from(tls);
+    /// Waits until every connection has ended, or `grace` has passed; true if they all ended.
+    /// Call it once every `serve` has returned: no connection starts after that.
+    pub async fn drained_within(&self, grace: Duration) -> bool {
+        self.shared.tracker.close();
+        timeout(grace, self.shared.tracker.wait()).await.is_ok()
     }
 
     /// Accepts connections on `listener` until `shutdown` turns true.
@@ -234,7 +244,7 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
             let server = self.clone();
             let settings = Arc::clone(&settings);
             let shutdown = shutdown.clone();
-            tokio::spawn(async move {
+            self.shared.tracker.spawn(async move {
                 server
                     .on_connection(stream, peer, &settings, shutdown)
                     .await
@@ -325,11 +335,7 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
                 hostname: shared.hostname.clone(),
                 tls_mode: settings.tls,
                 allow_plaintext_auth: settings.allow_plaintext_auth,
-                max_message_bytes: shared.limits.max_message_bytes,
-                max_recipients: shared.limits.max_recipients,
-                max_line_length: shared.limits.max_line_length,
-                max_errors: shared.limits.max_errors,
-                max_auth_failures: shared.limits.max_auth_failures,
+                limits: Arc::clone(&shared.limits),
             },
             tls,
         );

@@ -21,11 +21,6 @@ impl Reply {
         }
     }
 
-    /// True for 4xx and 5xx replies.
-    pub fn is_negative(&self) -> bool {
-        self.code >= 400
-    }
-
     /// The reply as sent on the wire: `250-first\r\n250 last\r\n`. A control character in a
     /// line (text that came from a client or an upstream) is sent as `?`, so no reply can end
     /// early or carry a second one.
@@ -220,7 +215,8 @@ pub fn shutting_down() -> Reply {
 pub fn echo(text: &str) -> String {
     printable(text, 200)
 }
-fn printable(text: &str, max: usize) -> String {
+/// `text` as [`echo`] makes it, cut at `max` characters.
+pub fn printable(text: &str, max: usize) -> String {
     let mut out: String = text
         .chars()
         .take(max)
@@ -236,48 +232,6 @@ fn printable(text: &str, max: usize) -> String {
         out.push_str("...");
     }
     out
-}
-/// The message cannot be read unambiguously (`why` is sesgate's own text).
-pub fn transaction_failed(why: &str) -> Reply {
-    Reply::new(554, format!("5.6.0 Transaction failed: {}", echo(why)))
-}
-pub fn invalid_arn(arn: &str) -> Reply {
-    Reply::new(
-        554,
-        format!("5.6.0 Transaction failed: Invalid ARN '{}'", echo(arn)),
-    )
-}
-pub fn other_account_arn(arn: &str) -> Reply {
-    Reply::new(
-        554,
-        format!(
-            "5.7.1 Message rejected: Sending for another account's identity is not supported: '{}'",
-            echo(arn)
-        ),
-    )
-}
-pub fn misaligned(address: &str, arn: &str) -> Reply {
-    Reply::new(
-        554,
-        format!(
-            "5.7.1 Message rejected: The address '{}' does not align with the given ARN '{}'",
-            echo(address),
-            echo(arn)
-        ),
-    )
-}
-pub fn unverified(region: &str, addresses: &str) -> Reply {
-    Reply::new(
-        554,
-        format!(
-            "5.7.1 Message rejected: Email address is not verified. The following identities failed the check in region {region}: {}",
-            // Strictly read addresses, each at most 320 bytes; the list is never cut.
-            printable(addresses, usize::MAX)
-        ),
-    )
-}
-pub fn temporary_failure() -> Reply {
-    Reply::new(451, "4.3.0 Temporary service failure")
 }
 
 #[cfg(test)]

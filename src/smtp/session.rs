@@ -3,18 +3,19 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use smtp_proto::{
     AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MailFrom,
     RcptTo, Request,
 };
 
+use super::Limits;
 use super::data::DataError;
 use super::reply::{self, Reply};
 
 /// How a listener offers TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
     /// No TLS at all.
     None,
@@ -24,17 +25,14 @@ pub enum TlsMode {
     Implicit,
 }
 
-/// Protocol settings of one listener.
+/// What one session runs under: its listener's protocol settings and the server's limits
+/// (shared, not copied).
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub hostname: String,
     pub tls_mode: TlsMode,
     pub allow_plaintext_auth: bool,
-    pub max_message_bytes: usize,
-    pub max_recipients: usize,
-    pub max_line_length: usize,
-    pub max_errors: u32,
-    pub max_auth_failures: u32,
+    pub limits: Arc<Limits>,
 }
 
 /// The envelope of the transaction in progress.
@@ -151,7 +149,7 @@ impl Session {
     /// Counts a protocol error; past the limit the connection is closed.
     fn error(&mut self, reply: Reply) -> Step {
         self.errors += 1;
-        if self.errors >= self.config.max_errors {
+        if self.errors >= self.config.limits.max_errors {
             Step::Close(reply::too_many_errors())
         } else {
             Step::Reply(reply)
@@ -210,7 +208,7 @@ impl Session {
                 Step::Reply(reply::ehlo(
                     &self.config.hostname,
                     self.ehlo.as_deref().unwrap_or_default(),
-                    self.config.max_message_bytes,
+                    self.config.limits.max_message_bytes,
                     self.config.tls_mode == TlsMode::Starttls && !self.tls,
                     self.auth_allowed_here() && self.user.is_none(),
                 ))
@@ -305,7 +303,7 @@ impl Session {
             }
             Err(AuthFailure::Invalid) => {
                 self.auth_failures += 1;
-                if self.auth_failures >= self.config.max_auth_failures {
+                if self.auth_failures >= self.config.limits.max_auth_failures {
                     Step::Close(reply::too_many_auth_failures())
                 } else {
                     Step::Reply(reply::auth_invalid())
@@ -336,7 +334,7 @@ impl Session {
         if !address.is_empty() && !is_mailbox(address) {
             return self.error(reply::invalid_sender(address));
         }
-        if declared_size > self.config.max_message_bytes {
+        if declared_size > self.config.limits.max_message_bytes {
             return Step::Reply(reply::message_too_long());
         }
         self.envelope = Some(Envelope {
@@ -350,7 +348,7 @@ impl Session {
         let Some(envelope) = &self.envelope else {
             return self.error(reply::bad_sequence("send MAIL first"));
         };
-        if envelope.recipients.len() >= self.config.max_recipients {
+        if envelope.recipients.len() >= self.config.limits.max_recipients {
             return Step::Reply(reply::too_many_recipients());
         }
         if !address.is_ascii() {
@@ -379,9 +377,9 @@ impl Session {
             Ok(message) => Ok((envelope, message)),
             Err(DataError::TooLarge) => Err(reply::message_too_long()),
             Err(DataError::BareCr) => Err(reply::bare_cr()),
-            Err(DataError::LineTooLong) => {
-                Err(reply::data_line_too_long(self.config.max_line_length))
-            }
+            Err(DataError::LineTooLong) => Err(reply::data_line_too_long(
+                self.config.limits.max_line_length,
+            )),
         }
     }
 
@@ -468,11 +466,14 @@ mod tests {
             hostname: "gw.test".into(),
             tls_mode,
             allow_plaintext_auth: false,
-            max_message_bytes: 1000,
-            max_recipients: 2,
-            max_line_length: 1000,
-            max_errors: 5,
-            max_auth_failures: 3,
+            limits: Arc::new(Limits {
+                max_message_bytes: 1000,
+                max_recipients: 2,
+                max_line_length: 1000,
+                max_errors: 5,
+                max_auth_failures: 3,
+                ..Limits::default()
+            }),
         }
     }
 

@@ -1,13 +1,11 @@
 //! `sesgate simulate`: the gateway's own decision for one hypothetical transaction, through the
-//! same `Policies::decide` that `serve` calls, so the two cannot disagree.
+//! same `Authorizer::decide` that `serve` calls, so the two cannot disagree.
 
 use serde_json::{Value as Json, json};
 
-use super::decide::Ruling;
+use crate::gateway::Ruling;
+use crate::gateway::replies::SIMULATED_ALLOWED;
 use crate::iam::{Context, Decision, Outcome};
-
-/// The reply an allowed transaction gets once the upstream has accepted it.
-pub const ALLOWED_REPLY: &str = "250 2.0.0 Ok <id> (once the upstream accepts the message)";
 
 fn outcome_name(decision: &Decision) -> &'static str {
     match decision.outcome {
@@ -61,7 +59,7 @@ pub fn to_json(ruling: &Ruling) -> Json {
             "resources": request.resources,
             "statements": decision.statements.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "context": context_json(&request.context),
-            "reply": ALLOWED_REPLY,
+            "reply": SIMULATED_ALLOWED,
         }),
     }
 }

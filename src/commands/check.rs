@@ -21,7 +21,7 @@ pub struct Report {
 /// Checks the configuration `config` (read from `file`, or the embedded default).
 pub fn check(config: &Config) -> Report {
     let mut report = Report::default();
-    let (_, iam, iam_file) = match gateway::load_policies(config) {
+    let (_, iam, iam_file) = match gateway::load_authorizer(config) {
         Ok(loaded) => loaded,
         Err(error) => {
             report.errors.push(error.to_string());

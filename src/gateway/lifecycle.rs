@@ -1,0 +1,172 @@
+//! Lifecycle: start (load, bind, serve), reload (swap the snapshot) and drain (stop accepting,
+//! let transactions in flight finish).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use super::handler::{Gateway, SnapshotCredentials};
+use super::load::{Snapshot, load_relay, load_snapshot};
+use super::{Clock, StartError};
+use crate::config::Config;
+use crate::credentials::VerificationGate;
+use crate::metrics::Metrics;
+use crate::relay::MessageIds;
+use crate::smtp::{Server, TlsSource};
+
+/// A started gateway.
+pub struct Running {
+    /// The bound address of each listener, in configuration order.
+    pub addresses: Vec<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    /// The accept loops (SMTP and metrics).
+    listeners: JoinSet<()>,
+    server: Server<Gateway, SnapshotCredentials>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    metrics: Arc<Metrics>,
+    /// Where `/metrics` is served, when `[metrics] listen` is set.
+    pub metrics_address: Option<SocketAddr>,
+}
+
+impl Running {
+    /// The metrics, as the `/metrics` endpoint would show them.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Loads the configuration's users, policies, credentials and certificate again and swaps
+    /// them in with one store. On any error nothing changes and the error is returned.
+    /// Listeners, limits and the upstream are read at start only.
+    pub fn reload(&self, config: &Config) -> Result<(), StartError> {
+        self.snapshot.store(Arc::new(load_snapshot(config)?));
+        Ok(())
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.server.open_connections()
+    }
+
+    /// Stops accepting, lets transactions in flight finish (idle sessions get `421` at once),
+    /// and returns when every connection has closed or `grace` has passed.
+    pub async fn stop_within(mut self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        while self.listeners.join_next().await.is_some() {}
+        if !self.server.drained_within(grace).await {
+            warn!(
+                connections = self.server.open_connections(),
+                "grace period over; closing the remaining connections"
+            );
+        }
+    }
+
+    /// `stop_within` with a short grace, for tests.
+    pub async fn stop(self) {
+        self.stop_within(Duration::from_secs(5)).await;
+    }
+}
+
+/// Loads everything the configuration names and starts listening.
+pub async fn start(config: &Config) -> Result<Running, StartError> {
+    start_with_clock(config, Arc::new(jiff::Timestamp::now)).await
+}
+
+/// `start`, with the clock requests are stamped with.
+pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, StartError> {
+    let snapshot = Arc::new(ArcSwap::from_pointee(load_snapshot(config)?));
+    let relay = load_relay(config)?;
+    let metrics = Arc::new(Metrics::default());
+    let users = snapshot.load().authorizer.directory.len();
+    let tls: TlsSource = {
+        let snapshot = Arc::clone(&snapshot);
+        Arc::new(move || snapshot.load().tls.clone())
+    };
+    let limits = &config.limits;
+    let server = Server::new(
+        config.hostname.clone(),
+        limits.smtp.clone(),
+        tls,
+        Gateway {
+            clock,
+            hostname: config.hostname.clone(),
+            snapshot: Arc::clone(&snapshot),
+            relay,
+            ids: MessageIds::default(),
+            metrics: Arc::clone(&metrics),
+        },
+        SnapshotCredentials {
+            snapshot: Arc::clone(&snapshot),
+            gate: VerificationGate::new(
+                limits.max_auth_verifications,
+                limits.max_auth_queue,
+                limits.auth_queue_timeout,
+            ),
+            metrics: Arc::clone(&metrics),
+        },
+    );
+    let mut bound = Vec::new();
+    for listener in &config.listeners {
+        let bind_error = |source| StartError::Bind {
+            address: listener.address,
+            source,
+        };
+        let socket = TcpListener::bind(listener.address)
+            .await
+            .map_err(bind_error)?;
+        let address = socket.local_addr().map_err(bind_error)?;
+        bound.push((socket, address, listener.settings()));
+    }
+    let (shutdown, stop) = watch::channel(false);
+    let mut listeners = JoinSet::new();
+    let mut addresses = Vec::new();
+    for (socket, address, settings) in bound {
+        info!(address = %address, tls = ?settings.tls, plaintext_auth = settings.allow_plaintext_auth, "listening");
+        let server = server.clone();
+        let stop = stop.clone();
+        listeners.spawn(async move { server.serve(socket, settings, stop).await });
+        addresses.push(address);
+    }
+    let metrics_address = if config.metrics.listen.is_empty() {
+        None
+    } else {
+        let address: SocketAddr = config
+            .metrics
+            .listen
+            .parse()
+            .map_err(|e| StartError::Metrics(format!("{:?}: {e}", config.metrics.listen)))?;
+        let socket = TcpListener::bind(address)
+            .await
+            .map_err(|source| StartError::Bind { address, source })?;
+        let bound = socket
+            .local_addr()
+            .map_err(|source| StartError::Bind { address, source })?;
+        let connections = server.clone();
+        let refresh: Arc<dyn Fn(&Metrics) + Send + Sync> = Arc::new(move |m: &Metrics| {
+            m.open_connections
+                .set(connections.open_connections() as i64);
+        });
+        listeners.spawn(crate::metrics::serve(
+            socket,
+            Arc::clone(&metrics),
+            refresh,
+            stop.clone(),
+        ));
+        Some(bound)
+    };
+    info!(upstream = %config.upstream.url, users, "sesgate ready");
+    Ok(Running {
+        addresses,
+        shutdown,
+        listeners,
+        server,
+        snapshot,
+        metrics,
+        metrics_address,
+    })
+}

@@ -1,0 +1,186 @@
+//! Every SES reply text the gateway writes, in one place: the refusals before any policy, the
+//! access-denied reply of a policy, and the relay's outcomes. SES's wording is kept to the byte
+//! (SPEC §4, §6, §7) because legacy applications match on it. The protocol's own replies (AUTH,
+//! syntax, limits) are `smtp::reply`'s.
+
+use crate::iam::SEND_RAW_EMAIL;
+use crate::smtp::Reply;
+use crate::smtp::reply::{echo, printable};
+
+/// The message cannot be read unambiguously (`why` is sesgate's own text).
+pub fn transaction_failed(why: &str) -> Reply {
+    Reply::new(554, format!("5.6.0 Transaction failed: {}", echo(why)))
+}
+
+/// A malformed `X-SES-*-ARN` header (SPEC §4).
+pub fn invalid_arn(arn: &str) -> Reply {
+    Reply::new(
+        554,
+        format!("5.6.0 Transaction failed: Invalid ARN '{}'", echo(arn)),
+    )
+}
+
+/// An `X-SES-*-ARN` naming another account's identity.
+pub fn other_account_arn(arn: &str) -> Reply {
+    Reply::new(
+        554,
+        format!(
+            "5.7.1 Message rejected: Sending for another account's identity is not supported: '{}'",
+            echo(arn)
+        ),
+    )
+}
+
+/// An address an `X-SES-*-ARN` identity does not cover (SPEC §4).
+pub fn misaligned(address: &str, arn: &str) -> Reply {
+    Reply::new(
+        554,
+        format!(
+            "5.7.1 Message rejected: The address '{}' does not align with the given ARN '{}'",
+            echo(address),
+            echo(arn)
+        ),
+    )
+}
+
+/// Addresses no configured identity covers, in `region` (SPEC §4).
+pub fn unverified(region: &str, addresses: &str) -> Reply {
+    Reply::new(
+        554,
+        format!(
+            "5.7.1 Message rejected: Email address is not verified. The following identities failed the check in region {}: {}",
+            region.to_uppercase(),
+            // Strictly read addresses, each at most 320 bytes; the list is never cut.
+            printable(addresses, usize::MAX)
+        ),
+    )
+}
+
+/// A policy did not allow the request on `resource` (SPEC §6).
+pub fn access_denied(user_arn: &str, resource: &str) -> Reply {
+    Reply::new(
+        554,
+        format!(
+            "5.7.1 Access denied: User `{user_arn}' is not authorized to perform `{SEND_RAW_EMAIL}' on resource `{resource}'"
+        ),
+    )
+}
+
+/// sesgate cannot decide (an authenticated name without an IAM user: a bug). Fails closed.
+pub fn internal_failure() -> Reply {
+    Reply::new(451, "4.3.0 Temporary service failure")
+}
+
+/// The upstream accepted the message under `id` (SPEC §6).
+pub fn relayed(id: &str) -> Reply {
+    Reply::new(250, format!("2.0.0 Ok {id}"))
+}
+
+/// What `simulate` shows for an allowed transaction: the reply it gets once relayed.
+pub const SIMULATED_ALLOWED: &str = "250 2.0.0 Ok <id> (once the upstream accepts the message)";
+
+/// The upstream deferred the message or could not be reached (SPEC §7). Never the cause.
+pub fn relay_deferred() -> Reply {
+    Reply::new(451, "4.4.1 Temporary service failure")
+}
+
+/// The upstream (or sesgate, for a message it cannot hand on) refused for good: `text` is
+/// already one bounded printable line (`relay::reply_text`).
+pub fn relay_refused(code: u16, text: String) -> Reply {
+    Reply::new(code, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(reply: Reply) -> String {
+        String::from_utf8(reply.to_wire()).unwrap()
+    }
+
+    #[test]
+    fn transaction_failed_is_ses_5_6_0() {
+        assert_eq!(
+            wire(transaction_failed("two From fields")),
+            "554 5.6.0 Transaction failed: two From fields\r\n"
+        );
+    }
+
+    #[test]
+    fn invalid_arn_is_spec_4() {
+        assert_eq!(
+            wire(invalid_arn("arn:bad")),
+            "554 5.6.0 Transaction failed: Invalid ARN 'arn:bad'\r\n"
+        );
+    }
+
+    #[test]
+    fn other_account_arn_names_the_arn() {
+        assert_eq!(
+            wire(other_account_arn(
+                "arn:aws:ses:us-east-1:999999999999:identity/x.com"
+            )),
+            "554 5.7.1 Message rejected: Sending for another account's identity is not supported: 'arn:aws:ses:us-east-1:999999999999:identity/x.com'\r\n"
+        );
+    }
+
+    #[test]
+    fn misaligned_is_spec_4() {
+        assert_eq!(
+            wire(misaligned(
+                "a@b.com",
+                "arn:aws:ses:us-east-1:123456789012:identity/c.com"
+            )),
+            "554 5.7.1 Message rejected: The address 'a@b.com' does not align with the given ARN 'arn:aws:ses:us-east-1:123456789012:identity/c.com'\r\n"
+        );
+    }
+
+    #[test]
+    fn unverified_is_spec_4_with_the_region_upper_case() {
+        assert_eq!(
+            wire(unverified("us-east-1", "a@x.com, b@y.com")),
+            "554 5.7.1 Message rejected: Email address is not verified. The following identities failed the check in region US-EAST-1: a@x.com, b@y.com\r\n"
+        );
+    }
+
+    #[test]
+    fn access_denied_is_spec_6() {
+        assert_eq!(
+            wire(access_denied(
+                "arn:aws:iam::123456789012:user/app",
+                "arn:aws:ses:us-east-1:123456789012:identity/example.com"
+            )),
+            "554 5.7.1 Access denied: User `arn:aws:iam::123456789012:user/app' is not authorized to perform `ses:SendRawEmail' on resource `arn:aws:ses:us-east-1:123456789012:identity/example.com'\r\n"
+        );
+    }
+
+    #[test]
+    fn internal_failure_is_temporary() {
+        assert_eq!(
+            wire(internal_failure()),
+            "451 4.3.0 Temporary service failure\r\n"
+        );
+    }
+
+    #[test]
+    fn relayed_carries_the_id_as_spec_6() {
+        assert_eq!(wire(relayed("0107-abc")), "250 2.0.0 Ok 0107-abc\r\n");
+        assert!(SIMULATED_ALLOWED.starts_with("250 2.0.0 Ok "));
+    }
+
+    #[test]
+    fn relay_deferred_is_spec_7_4_4_1() {
+        assert_eq!(
+            wire(relay_deferred()),
+            "451 4.4.1 Temporary service failure\r\n"
+        );
+    }
+
+    #[test]
+    fn relay_refused_passes_the_upstream_code_and_text() {
+        assert_eq!(
+            wire(relay_refused(550, "5.1.1 no such user".into())),
+            "550 5.1.1 no such user\r\n"
+        );
+    }
+}
