@@ -84,12 +84,12 @@ async fn legit_transaction(server: &TestServer, source: &str) {
 
 async fn small_server() -> TestServer {
     TestServer::start_with(|limits| {
-        limits.max_connections = 30;
-        limits.max_connections_per_ip = 2;
-        limits.handshake_timeout_secs = 1;
-        limits.command_timeout_secs = 1;
-        limits.idle_timeout_secs = 1;
-        limits.message_timeout_secs = 2;
+        limits.smtp.max_connections = 30;
+        limits.smtp.max_connections_per_ip = 2;
+        limits.smtp.handshake_timeout = Duration::from_secs(1);
+        limits.smtp.command_timeout = Duration::from_secs(1);
+        limits.smtp.idle_timeout = Duration::from_secs(1);
+        limits.smtp.message_timeout = Duration::from_secs(2);
     })
     .await
 }
@@ -157,8 +157,8 @@ async fn slow_handshakes_and_proxy_headers_are_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dripped_auth_continuations_end_at_the_command_deadline() {
     let server = TestServer::start_with(|limits| {
-        limits.idle_timeout_secs = 30;
-        limits.command_timeout_secs = 1;
+        limits.smtp.idle_timeout = Duration::from_secs(30);
+        limits.smtp.command_timeout = Duration::from_secs(1);
     })
     .await;
     let mut stream = connect_from("127.0.0.2", server.port(PLAINTEXT_AUTH)).await;
@@ -230,7 +230,7 @@ async fn logged_in(server: &TestServer, source: &str) -> Client {
 /// nothing unbounded kept, the session still usable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_lines_floods_and_recipients_are_bounded() {
-    let server = TestServer::start_with(|limits| limits.max_errors = 5).await;
+    let server = TestServer::start_with(|limits| limits.smtp.max_errors = 5).await;
     let mut client = logged_in(&server, "127.0.0.2").await;
     // 1 MB without a line end, then its end: one refusal, the session goes on.
     let mut long = vec![b'A'; 1 << 20];
@@ -387,8 +387,8 @@ async fn auth_tricks_never_authenticate() {
         users: Some(users),
         config: {
             let mut config = sesgate::config::Config::default();
-            config.limits.max_auth_failures = 100;
-            config.limits.max_errors = 100;
+            config.limits.smtp.max_auth_failures = 100;
+            config.limits.smtp.max_errors = 100;
             config
         },
         ..Setup::default()
@@ -549,7 +549,7 @@ async fn smuggled_ends_of_data_never_make_two_messages() {
 /// and non-ASCII bytes or too long: refused, nothing relayed, no client text echoed raw.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_order_and_malformed_commands_are_refused() {
-    let server = TestServer::start_with(|limits| limits.max_errors = 100).await;
+    let server = TestServer::start_with(|limits| limits.smtp.max_errors = 100).await;
     let stream = connect_from("127.0.0.2", server.port(PLAINTEXT_AUTH)).await;
     let mut client = Client::new(Box::new(stream), Vec::new());
     assert!(client.reply().await.starts_with("220 "));
@@ -630,9 +630,9 @@ async fn out_of_order_and_malformed_commands_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn others_failures_never_lock_out_a_valid_login() {
     let server = TestServer::start_with(|limits| {
-        limits.auth_failures_per_user = 3;
-        limits.auth_failures_per_ip = 30;
-        limits.max_auth_failures = 100;
+        limits.smtp.auth_failures_per_user = 3;
+        limits.smtp.auth_failures_per_ip = 30;
+        limits.smtp.max_auth_failures = 100;
     })
     .await;
     // The valid credential is verified (and cached) once.
