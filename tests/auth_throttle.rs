@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sesgate::config::Limits;
 use support::*;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 const OTHER_USER: &str = "AKIAEXAMPLETEST00002";
 const OTHER_PASSWORD: &str = "another right password";
@@ -42,23 +42,6 @@ async fn server(adjust: impl FnOnce(&mut Limits)) -> TestServer {
     TestServer::start_setup(setup).await
 }
 
-/// A client on the plaintext-AUTH listener from `source`, past the greeting and EHLO.
-async fn client_from(server: &TestServer, source: &str) -> Client {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    let stream = socket
-        .connect(
-            format!("127.0.0.1:{}", server.port(PLAINTEXT_AUTH))
-                .parse()
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let mut client = Client::new(Box::new(stream), server.cert_pem());
-    client.hello(false).await;
-    client
-}
-
 fn auth_plain(user: &str, password: &str) -> String {
     format!(
         "AUTH PLAIN {}",
@@ -68,7 +51,8 @@ fn auth_plain(user: &str, password: &str) -> String {
 
 /// One AUTH on a fresh connection from `source`; the reply.
 async fn auth_from(server: &TestServer, source: &str, user: &str, password: &str) -> String {
-    client_from(server, source)
+    server
+        .client_from(source)
         .await
         .command(&auth_plain(user, password))
         .await
@@ -78,7 +62,7 @@ async fn auth_from(server: &TestServer, source: &str, user: &str, password: &str
 async fn parallel_wrong_auths(server: &TestServer, source: &str, n: usize) -> Vec<String> {
     let mut clients = Vec::new();
     for _ in 0..n {
-        clients.push(client_from(server, source).await);
+        clients.push(server.client_from(source).await);
     }
     let command = auth_plain(USER, "wrong");
     let tasks: Vec<_> = clients
@@ -182,7 +166,7 @@ async fn the_per_address_ceiling_stops_a_user_name_rotating_attacker() {
         limits.smtp.max_auth_failures = 100;
     })
     .await;
-    let mut attacker = client_from(&server, "127.0.0.5").await;
+    let mut attacker = server.client_from("127.0.0.5").await;
     let mut replies = Vec::new();
     for n in 0..10 {
         let reply = attacker
@@ -281,7 +265,7 @@ async fn valid_logins_from_another_address_succeed_promptly_during_an_attack() {
     let mut attackers = Vec::new();
     for source in ["127.0.0.21", "127.0.0.22", "127.0.0.23"] {
         for _ in 0..8 {
-            let mut client = client_from(&server, source).await;
+            let mut client = server.client_from(source).await;
             let stop = std::sync::Arc::clone(&stop);
             attackers.push(tokio::spawn(async move {
                 let command = auth_plain(USER, "wrong");

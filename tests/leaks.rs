@@ -404,13 +404,7 @@ async fn outbox_files_are_not_world_readable() {
     let mut client = server.connect(IMPLICIT).await;
     client.hello(false).await;
     client.login().await;
-    let reply = client
-        .transaction(
-            "a@example.com",
-            &["b@example.com"],
-            "From: a@example.com\r\n\r\nx\r\n",
-        )
-        .await;
+    let reply = client.send_plain().await;
     assert!(reply.starts_with("250 "), "{reply}");
     let outbox = server.dir.join("outbox");
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

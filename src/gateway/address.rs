@@ -173,17 +173,7 @@ fn is_dot_atom(text: &[u8]) -> bool {
 /// A domain of letter-digit-hyphen labels, none empty, none starting or ending with a hyphen,
 /// at most 63 bytes each.
 pub fn is_domain(domain: &str) -> bool {
-    !domain.is_empty()
-        && domain.len() <= 255
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    crate::smtp::session::is_domain_name(domain, b"-")
 }
 
 /// Reads one addr-spec at the cursor (no white space or comment inside it).

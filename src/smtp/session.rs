@@ -404,6 +404,13 @@ pub fn is_hello_name(name: &str) -> bool {
             _ => literal.parse::<std::net::Ipv4Addr>().is_ok(),
         };
     }
+    is_domain_name(name, b"-_")
+}
+
+/// A domain name: dot-separated labels of letters, digits and the bytes in `also` (a hyphen at
+/// least), none empty, none starting or ending with a hyphen, at most 63 bytes each and 255 in
+/// all. Shared by the EHLO check (which tolerates `_`) and the gateway's address reader.
+pub fn is_domain_name(name: &str, also: &[u8]) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && name.split('.').all(|label| {
@@ -413,7 +420,7 @@ pub fn is_hello_name(name: &str) -> bool {
                 && !label.ends_with('-')
                 && label
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    .all(|b| b.is_ascii_alphanumeric() || also.contains(&b))
         })
 }
 

@@ -13,6 +13,7 @@ pub use common::GUIDE_POLICIES;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -21,7 +22,7 @@ use sesgate::credentials::hash_password;
 use sesgate::gateway::{self, Running};
 use sesgate::smtp::TlsMode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 pub const USER: &str = "AKIAEXAMPLETEST00001";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -182,6 +183,15 @@ impl TestServer {
         if listener == IMPLICIT {
             client.start_tls().await;
         }
+        client
+    }
+
+    /// A client on the plaintext-AUTH listener from the loopback address `source` (127.0.0.2,
+    /// ...: another client address), past the greeting and EHLO.
+    pub async fn client_from(&self, source: &str) -> Client {
+        let stream = connect_from(source, self.port(PLAINTEXT_AUTH)).await;
+        let mut client = Client::new(Box::new(stream), self.cert_pem());
+        client.hello(false).await;
         client
     }
 
@@ -371,6 +381,16 @@ impl Client {
         );
     }
 
+    /// One plain message from a@example.com to b@example.com; the reply to its end of data.
+    pub async fn send_plain(&mut self) -> String {
+        self.transaction(
+            "a@example.com",
+            &["b@example.com"],
+            "From: a@example.com\r\n\r\nx\r\n",
+        )
+        .await
+    }
+
     /// One transaction; the reply to its end of data (or the first refusal before it). Lines
     /// of `data` are sent with CR LF and dot-stuffed.
     pub async fn transaction(
@@ -405,6 +425,35 @@ impl Client {
         self.send(wire.as_bytes()).await;
         self.reply().await
     }
+}
+
+/// A TCP connection to `port` on 127.0.0.1 from the loopback address `source`.
+pub async fn connect_from(source: &str, port: u16) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(source.parse().unwrap(), 0))
+        .unwrap();
+    socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap()
+}
+
+/// Waits until the server closes `stream` (reading and dropping anything it sends); the time
+/// it took, or `None` when it is still open after `within`.
+pub async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buffer = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return start.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
 }
 
 pub fn base64_encode(bytes: &[u8]) -> String {
