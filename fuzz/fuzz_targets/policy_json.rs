@@ -12,8 +12,8 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
+use sesgate::commands::simulate_custom_policy as simulator;
 use sesgate::iam::{Context, Policy, PolicySet, SEND_RAW_EMAIL, Value, lint};
-use sesgate::simulator;
 
 const RESOURCES: [&str; 3] = [
     "arn:aws:ses:us-east-1:123456789012:identity/example.com",
@@ -52,12 +52,22 @@ fn fixed_context() -> Context {
 fn evaluate(set: &PolicySet, ctx: &Context) {
     for action in [SEND_RAW_EMAIL, "ses:SendEmail", "iam:PassRole"] {
         let authorization = set.authorize(action, &RESOURCES, ctx);
-        let _ = authorization.outcome();
+        let denied = authorization
+            .first_denied()
+            .map(|(resource, _)| resource.to_owned());
+        let mut first_denied = None;
         for resource in RESOURCES {
             let decision = set.evaluate(action, resource, ctx);
+            if !decision.is_allowed() && first_denied.is_none() {
+                first_denied = Some(resource.to_string());
+            }
             let _ = decision.reason();
             let _ = set.missing_context_keys(action, resource, ctx);
         }
+        assert_eq!(
+            denied, first_denied,
+            "authorize and evaluate disagree on the first denied resource"
+        );
     }
 }
 

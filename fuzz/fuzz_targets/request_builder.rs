@@ -12,7 +12,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use sesgate::gateway::headers;
-use sesgate::gateway::request::{Account, Connection, Principal, Refusal, SendRequest, build};
+use sesgate::gateway::request::{
+    Account, Principal, Refusal, SendRequest, TransactionFacts, build,
+};
 
 const REGION_ACCOUNT: &str = "arn:aws:ses:us-east-1:123456789012:";
 
@@ -34,7 +36,7 @@ fn build_request(message: &[u8], identities: bool, sandbox: bool) -> Result<Send
         id: Some("AIDAEXAMPLE".into()),
     };
     let recipients = vec!["rcpt@allowed.com".to_owned()];
-    let connection = Connection {
+    let connection = TransactionFacts {
         tls: true,
         client: "203.0.113.7".parse().unwrap(),
         mail_from: "bounce@allowed.com",

@@ -15,10 +15,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sesgate::smtp::Reply;
 use sesgate::smtp::data::DataReader;
 use sesgate::smtp::sasl;
 use sesgate::smtp::session::{AuthFailure, Mechanism, Session, SessionConfig, Step, TlsMode};
+use sesgate::smtp::{Limits, Reply};
 
 /// As in conn.rs.
 const MAX_COMMAND_LINE: usize = 4096;
@@ -156,6 +156,13 @@ enum Verb {
 }
 
 fn verb(line: &[u8]) -> Verb {
+    // The session refuses a command line with a control character (tab aside) before its end
+    // without parsing it; smtp-proto would drop a CR and parse the rest.
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    if body.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Verb::Other;
+    }
     match smtp_proto::Request::parse(&mut line.iter()) {
         Ok(smtp_proto::Request::Mail { .. }) => Verb::Mail,
         Ok(smtp_proto::Request::Rcpt { .. }) => Verb::Rcpt,
@@ -181,11 +188,14 @@ fuzz_target!(|input: &[u8]| {
         hostname: "gw.fuzz.test".into(),
         tls_mode,
         allow_plaintext_auth,
-        max_message_bytes: 64 + usize::from(limits & 0x0f) * 64,
-        max_recipients: 1 + usize::from((limits >> 4) & 3),
-        max_line_length: 80,
-        max_errors: 3 + u32::from(limits >> 6) * 4,
-        max_auth_failures: 2,
+        limits: std::sync::Arc::new(Limits {
+            max_message_bytes: 64 + usize::from(limits & 0x0f) * 64,
+            max_recipients: 1 + usize::from((limits >> 4) & 3),
+            max_line_length: 80,
+            max_errors: 3 + u32::from(limits >> 6) * 4,
+            max_auth_failures: 2,
+            ..Limits::default()
+        }),
     };
     let mut session = Session::new(config.clone(), tls_mode == TlsMode::Implicit);
     let mut client = Client { bytes, at: 0 };
@@ -212,7 +222,7 @@ fuzz_target!(|input: &[u8]| {
                     Verb::Rcpt if ok => {
                         assert!(acked.mail, "RCPT accepted without MAIL");
                         acked.recipients += 1;
-                        assert!(acked.recipients <= config.max_recipients);
+                        assert!(acked.recipients <= config.limits.max_recipients);
                     }
                     Verb::Reset if ok => acked = Acknowledged::default(),
                     Verb::Ehlo if ok => {
@@ -276,7 +286,10 @@ fuzz_target!(|input: &[u8]| {
             Step::ReadData => {
                 assert!(session.user().is_some(), "DATA without AUTH");
                 assert!(acked.mail && acked.recipients > 0, "DATA without MAIL/RCPT");
-                let mut reader = DataReader::new(config.max_message_bytes, config.max_line_length);
+                let mut reader = DataReader::new(
+                    config.limits.max_message_bytes,
+                    config.limits.max_line_length,
+                );
                 let Some(consumed) = reader.ingest(&client.bytes[client.at..]) else {
                     return; // the client never ended the message
                 };
@@ -285,12 +298,12 @@ fuzz_target!(|input: &[u8]| {
                 match session.on_data_end(reader.finish()) {
                     Ok((envelope, message)) => {
                         assert_eq!(envelope.recipients.len(), sent.recipients);
-                        assert!(message.len() <= config.max_message_bytes);
+                        assert!(message.len() <= config.limits.max_message_bytes);
                         assert!(message.is_empty() || message.ends_with(b"\r\n"));
                     }
                     Err(reply) => {
                         check_reply(&reply);
-                        assert!(reply.is_negative(), "{reply}");
+                        assert!(reply.code >= 400, "{reply}");
                     }
                 }
             }

@@ -16,7 +16,8 @@ mod conn;
 pub mod data;
 mod limits;
 pub mod reply;
-mod sasl;
+// Public for the fuzz targets (fuzz/), which drive AUTH through the pure session.
+pub mod sasl;
 pub mod session;
 pub mod tls;
 
