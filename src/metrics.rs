@@ -40,6 +40,19 @@ pub struct Metrics {
     pub upstream_latency: Histogram,
     pub decision_latency: Histogram,
     pub open_connections: Gauge,
+    /// Reloads by result (success, failure).
+    pub reloads: Family<ResultLabel, Counter>,
+    /// When the last successful reload happened, in Unix seconds (0: none yet).
+    pub last_reload: Gauge,
+    /// Changed sections the last successful reload could not apply (a restart applies them).
+    pub reload_unapplied: Gauge,
+    /// When the serving certificate expires, in Unix seconds.
+    pub certificate_expiry: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabel {
+    version: String,
 }
 
 impl Default for Metrics {
@@ -85,8 +98,39 @@ impl Default for Metrics {
             "SMTP connections open",
             open_connections.clone(),
         );
+        let build_info = Family::<BuildLabel, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabel {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        registry.register("build_info", "sesgate version (value 1)", build_info);
+        let reloads = Family::<ResultLabel, Counter>::default();
+        registry.register("reloads", "Reloads (SIGHUP) by result", reloads.clone());
+        let last_reload = Gauge::default();
+        registry.register(
+            "last_reload_timestamp_seconds",
+            "Unix time of the last successful reload",
+            last_reload.clone(),
+        );
+        let reload_unapplied = Gauge::default();
+        registry.register(
+            "reload_unapplied_sections",
+            "Changed sections (listener, limits, upstream, ...) the last reload could not apply; restart to apply",
+            reload_unapplied.clone(),
+        );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "Unix time at which the TLS certificate expires",
+            certificate_expiry.clone(),
+        );
         Metrics {
             registry,
+            reloads,
+            last_reload,
+            reload_unapplied,
+            certificate_expiry,
             transactions,
             auth,
             auth_verifications,
@@ -142,6 +186,27 @@ impl Metrics {
             })
             .inc();
         self.upstream_latency.observe(seconds);
+    }
+
+    /// One reload: whether it loaded, and how many changed sections it could not apply.
+    pub fn count_reload(&self, ok: bool, unapplied: usize) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
+        if ok {
+            self.last_reload.set(jiff::Timestamp::now().as_second());
+            self.reload_unapplied.set(unapplied as i64);
+        }
+    }
+
+    /// The serving certificate's expiry, from its PEM text.
+    pub fn set_certificate(&self, pem: Option<&str>) {
+        if let Some(expiry) = pem.and_then(crate::certificate::not_after) {
+            self.certificate_expiry.set(expiry.as_second());
+        }
     }
 
     /// The text exposition.

@@ -1,0 +1,298 @@
+//! `check` loads exactly what `serve` loads: the same broken configurations fed to both, and a
+//! reload that cannot apply a change says so (log and metric).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A config directory: `sesgate.toml` listening on `port` plus `extra`, and `policies/`.
+fn config_dir(name: &str, port: u16, extra: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sesgate-load-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    copy_guide_policies(&dir.join("policies"));
+    std::fs::write(
+        dir.join("policies/iam.toml"),
+        user_toml("app", "/", "app", "pw", "policies = [\"AllowSendingOnly\"]"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sesgate.toml"),
+        format!("[account]\nidentities = [\"example.com\"]\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"starttls\"\n{extra}"),
+    )
+    .unwrap();
+    dir
+}
+
+fn sesgate(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sesgate"));
+    command
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("sesgate.toml"))
+        .env_remove("SESGATE_CONFIG")
+        .env_remove("SESGATE_TEST_UNSET_PASSWORD");
+    command
+}
+
+/// `Ok(())` when serve started (then it is stopped), else its stderr.
+fn serve_outcome(dir: &Path, port: u16) -> Result<(), String> {
+    let mut child = sesgate(dir, &["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            let output = child.wait_with_output().unwrap();
+            assert_eq!(status.code(), Some(2));
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    panic!("serve neither started nor failed");
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn check_fails_exactly_when_serve_fails() {
+    let unattached_broken = |dir: &Path| {
+        std::fs::write(
+            dir.join("policies/Broken.json"),
+            r#"{"Statement":{"Effect":"allow"}}"#,
+        )
+        .unwrap()
+    };
+    let half_pair = |dir: &Path| std::fs::write(dir.join("only.crt"), "x").unwrap();
+    let nothing = |_: &Path| {};
+    type Prepare = fn(&Path);
+    let cases: &[(&str, &str, Prepare, Option<&str>)] = &[
+        ("good", "", nothing, None),
+        (
+            "password-file-missing",
+            "[upstream]\nurl = \"smtp://127.0.0.1:1\"\nusername = \"u\"\npassword_file = \"no-such-file\"\n",
+            nothing,
+            Some("password_file"),
+        ),
+        (
+            "password-env-unset",
+            "[upstream]\nurl = \"smtp://127.0.0.1:1\"\nusername = \"u\"\npassword_env = \"SESGATE_TEST_UNSET_PASSWORD\"\n",
+            nothing,
+            Some("SESGATE_TEST_UNSET_PASSWORD is not set"),
+        ),
+        (
+            "unattached-broken-policy",
+            "",
+            unattached_broken,
+            Some("Broken.json"),
+        ),
+        (
+            "plain-smtp-over-the-network",
+            "[upstream]\nurl = \"smtp://mail.example.net:25\"\n",
+            nothing,
+            Some("plain smtp:// to a host that is not this machine"),
+        ),
+        (
+            "half-a-certificate-pair",
+            "[tls]\ncertificate = \"only.crt\"\nprivate_key = \"only.key\"\n",
+            half_pair,
+            Some("only.key: missing"),
+        ),
+    ];
+    for (name, extra, prepare, expected) in cases {
+        let port = free_port();
+        let dir = config_dir(name, port, extra);
+        prepare(&dir);
+        let checked = sesgate(&dir, &["check"]).output().unwrap();
+        let served = serve_outcome(&dir, port);
+        match (expected, served) {
+            (None, Ok(())) => {
+                assert_eq!(checked.status.code(), Some(0), "{name}: {}", text(&checked))
+            }
+            (Some(expected), Err(stderr)) => {
+                assert_eq!(checked.status.code(), Some(2), "{name}: {}", text(&checked));
+                let error = stderr
+                    .lines()
+                    .find_map(|l| l.strip_prefix("sesgate: error: "))
+                    .unwrap_or_else(|| panic!("{name}: no error line in {stderr}"));
+                assert!(error.contains(expected), "{name}: {error}");
+                assert!(
+                    text(&checked).contains(&format!("error: {error}")),
+                    "{name}: check says {} but serve {error}",
+                    text(&checked)
+                );
+            }
+            (expected, served) => panic!("{name}: expected {expected:?}, serve gave {served:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn check_reports_the_new_findings() {
+    let port = free_port();
+    let dir = config_dir(
+        "findings",
+        port,
+        "[[listener]]\naddress = \"0.0.0.0:0\"\ntls = \"none\"\nallow_plaintext_auth = true\n",
+    );
+    // A self-signed certificate for another name, as serve generates it.
+    let names = vec!["other.example.net".to_owned()];
+    let cert = dir.join("certs/sesgate.crt");
+    sesgate::smtp::tls::load_or_generate(&cert, &dir.join("certs/sesgate.key"), &names).unwrap();
+    let toml = std::fs::read_to_string(dir.join("sesgate.toml")).unwrap();
+    let toml = toml.replace("identities = [\"example.com\"]", "identities = []");
+    std::fs::write(
+        dir.join("sesgate.toml"),
+        format!("hostname = \"mail.example.com\"\n{toml}"),
+    )
+    .unwrap();
+    let output = sesgate(&dir, &["check"]).output().unwrap();
+    let text = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    for expected in [
+        "[account] identities is empty, so every From and MAIL FROM domain counts as verified",
+        "[[listener]] 0.0.0.0:0: allow_plaintext_auth on an address that is not loopback",
+        "the certificate is self-signed",
+        "not the hostname \"mail.example.com\"",
+    ] {
+        assert!(text.contains(expected), "{text} lacks {expected:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn certificate_warnings_for_expiry() {
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let dir = std::env::temp_dir().join(format!("sesgate-load-cert-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cert = dir.join("a.crt");
+    sesgate::smtp::tls::load_or_generate(&cert, &dir.join("a.key"), &names).unwrap();
+    let pem = std::fs::read_to_string(&cert).unwrap();
+    let expiry = sesgate::certificate::not_after(&pem).unwrap();
+    let now = jiff::Timestamp::now();
+    let days = (expiry.as_second() - now.as_second()) / 86_400;
+    assert!((360..=366).contains(&days), "valid for {days} days");
+    assert_eq!(pem.matches("-----BEGIN CERTIFICATE").count(), 1);
+    let at = |days: i64| {
+        expiry
+            .checked_sub(jiff::SignedDuration::from_hours(24 * days))
+            .unwrap()
+    };
+    let soon = sesgate::certificate::warnings(&pem, "localhost", at(10));
+    assert!(soon.iter().any(|w| w.contains("expires in")), "{soon:?}");
+    let later = sesgate::certificate::warnings(&pem, "localhost", at(-2));
+    assert!(
+        later.iter().any(|w| w.contains("expired 2 day(s) ago")),
+        "{later:?}"
+    );
+    let fine = sesgate::certificate::warnings(&pem, "localhost", now);
+    assert_eq!(fine.len(), 1, "only self-signed: {fine:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_reload_that_cannot_apply_a_change_says_so() {
+    let (port, metrics_port) = (free_port(), free_port());
+    let metrics = format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
+    let dir = config_dir("reload-unapplied", port, &metrics);
+    let log = dir.join("serve.log");
+    let mut child = sesgate(&dir, &["serve"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("serve", || {
+        std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok()
+    });
+    let hangup = || {
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    // A limit changed: users and policies reload, the limit needs a restart.
+    let toml = std::fs::read_to_string(dir.join("sesgate.toml")).unwrap();
+    std::fs::write(
+        dir.join("sesgate.toml"),
+        format!("{toml}[limits]\nmax_recipients = 3\n"),
+    )
+    .unwrap();
+    hangup();
+    wait_for("the reload line", || log_text().contains("not_applied"));
+    assert!(log_text().contains("not_applied=limits"), "{}", log_text());
+    let scraped = http_get(metrics_port, "/metrics");
+    assert!(
+        scraped.contains("sesgate_reload_unapplied_sections 1"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("sesgate_reloads_total{result=\"success\"} 1"),
+        "{scraped}"
+    );
+    assert!(
+        !scraped.contains("sesgate_last_reload_timestamp_seconds 0\n"),
+        "{scraped}"
+    );
+    // A broken file: the reload fails and is counted.
+    std::fs::write(dir.join("policies/Broken.json"), "{").unwrap();
+    hangup();
+    wait_for("the failed reload", || log_text().contains("reload failed"));
+    let scraped = http_get(metrics_port, "/metrics");
+    assert!(
+        scraped.contains("sesgate_reloads_total{result=\"failure\"} 1"),
+        "{scraped}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
