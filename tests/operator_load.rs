@@ -296,3 +296,70 @@ fn a_reload_that_cannot_apply_a_change_says_so() {
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_default_keeps_its_state_in_the_state_directory() {
+    let state = std::env::temp_dir().join(format!("sesgate-load-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut config = sesgate::config::Config::embedded_default(state.clone());
+    // Port 0 and plaintext, so the test neither collides with a running gateway nor needs TLS.
+    config.listeners.truncate(1);
+    config.listeners[0].address = "127.0.0.1:0".parse().unwrap();
+    config.listeners[0].tls = sesgate::smtp::TlsMode::None;
+    config.listeners[0].allow_plaintext_auth = true;
+    let running = sesgate::gateway::start(&config).await.unwrap();
+    assert!(state.join("certs/sesgate.crt").exists());
+    let stream = tokio::net::TcpStream::connect(running.addresses[0])
+        .await
+        .unwrap();
+    let mut client = Client::new(Box::new(stream), Vec::new());
+    assert!(client.reply().await.starts_with("220"));
+    assert!(client.command("EHLO client.test").await.starts_with("250"));
+    client.login_as("demo", "sesgate-demo").await;
+    assert!(client.send_plain().await.starts_with("250"), "sent");
+    let stored: Vec<_> = std::fs::read_dir(state.join("outbox"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .collect();
+    assert_eq!(stored.len(), 1);
+    running.stop().await;
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn sesgate_config_is_used_and_config_flag_wins() {
+    let port = free_port();
+    let env_dir = config_dir("env-config", port, "");
+    let flag_dir = config_dir("flag-config", port, "");
+    let run = |flag: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sesgate"));
+        command
+            .arg("check")
+            .env("SESGATE_CONFIG", env_dir.join("sesgate.toml"));
+        if let Some(dir) = flag {
+            command.arg("--config").arg(dir.join("sesgate.toml"));
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let from_env = run(None);
+    assert!(
+        from_env.contains(&format!(
+            "{} (SESGATE_CONFIG)",
+            env_dir.join("sesgate.toml").display()
+        )),
+        "{from_env}"
+    );
+    let from_flag = run(Some(&flag_dir));
+    assert!(
+        from_flag.contains(&format!(
+            "{} (--config)",
+            flag_dir.join("sesgate.toml").display()
+        )),
+        "{from_flag}"
+    );
+    let _ = std::fs::remove_dir_all(&env_dir);
+    let _ = std::fs::remove_dir_all(&flag_dir);
+}
