@@ -219,9 +219,13 @@ fn certificate_warnings_for_expiry() {
 }
 
 fn http_get(port: u16, path: &str) -> String {
+    http_get_with(port, path, "")
+}
+
+fn http_get_with(port: u16, path: &str, headers: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
@@ -362,4 +366,57 @@ fn sesgate_config_is_used_and_config_flag_wins() {
     );
     let _ = std::fs::remove_dir_all(&env_dir);
     let _ = std::fs::remove_dir_all(&flag_dir);
+}
+
+/// Every metric name a query of the shipped Grafana dashboard uses is one sesgate exports.
+#[test]
+fn grafana_dashboard_queries_only_exported_metrics() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/grafana/sesgate.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    fn exprs(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("expr", serde_json::Value::String(expr)) => out.push(expr.clone()),
+                        _ => exprs(value, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| exprs(v, out)),
+            _ => {}
+        }
+    }
+    let mut queries = Vec::new();
+    exprs(&dashboard, &mut queries);
+    assert!(queries.len() >= 8, "{queries:?}");
+    // A family with labels is written once it has a child: touch each.
+    let metrics = sesgate::metrics::Metrics::default();
+    metrics.count_transaction("allowed");
+    metrics.count_auth(true);
+    metrics.count_upstream("ok", 0.1);
+    metrics.count_reload(false, 0);
+    let rendered = metrics.render();
+    let families: Vec<&str> = rendered
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let mut checked = 0;
+    for query in &queries {
+        let names = query
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|token| token.starts_with("sesgate_"));
+        for name in names {
+            let exported = families.iter().any(|family| {
+                ["", "_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|suffix| name == format!("{family}{suffix}"))
+            });
+            assert!(exported, "{query}: {name} is not exported ({families:?})");
+            checked += 1;
+        }
+    }
+    assert!(checked >= queries.len());
 }
