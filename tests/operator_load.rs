@@ -420,3 +420,91 @@ fn grafana_dashboard_queries_only_exported_metrics() {
     }
     assert!(checked >= queries.len());
 }
+
+/// Refusals before DATA are logged, with the session id of that session's transaction lines.
+#[test]
+fn refusals_before_data_are_logged_with_the_session_id() {
+    use std::io::{BufRead, BufReader, Write};
+    let (port, tls_port) = (free_port(), free_port());
+    let dir = config_dir(
+        "refusals",
+        port,
+        &format!(
+            "tls = \"none\"\nallow_plaintext_auth = true\n[[listener]]\naddress = \"127.0.0.1:{tls_port}\"\ntls = \"implicit\"\n[limits]\nmax_message_bytes = 1000\n"
+        ),
+    );
+    let toml = std::fs::read_to_string(dir.join("sesgate.toml")).unwrap();
+    std::fs::write(
+        dir.join("sesgate.toml"),
+        toml.replacen("tls = \"starttls\"\n", "", 1),
+    )
+    .unwrap();
+    let log = dir.join("serve.log");
+    let mut child = sesgate(&dir, &["serve"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .env("NO_COLOR", "1")
+        .spawn()
+        .unwrap();
+    wait_for("serve", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut command = |line: &str| {
+        if !line.is_empty() {
+            write!(writer, "{line}\r\n").unwrap();
+        }
+        let mut reply = String::new();
+        loop {
+            let mut l = String::new();
+            reader.read_line(&mut l).unwrap();
+            reply.push_str(&l);
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return reply;
+            }
+        }
+    };
+    assert!(command("").starts_with("220"));
+    assert!(command("EHLO client.test").starts_with("250"));
+    assert!(command("MAIL FROM:<a@example.com>").starts_with("530"));
+    let plain = base64_encode(b"\0app\0pw");
+    assert!(command(&format!("AUTH PLAIN {plain}")).starts_with("235"));
+    assert!(command("MAIL FROM:<a@example.com> SIZE=5000").starts_with("552"));
+    assert!(command("QUIT").starts_with("221"));
+    // A failed implicit-TLS handshake.
+    let mut garbage = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    garbage.write_all(b"EHLO not-tls\r\n\r\n").unwrap();
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("the TLS failure", || {
+        log_text().contains("TLS handshake failed")
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = log_text();
+    let line_of = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {text}"))
+            .to_owned()
+    };
+    let session_of = |line: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix("session="))
+            .unwrap_or_else(|| panic!("no session in {line}"))
+            .to_owned()
+    };
+    let authenticated = session_of(&line_of("authenticated"));
+    for needle in ["code=530", "code=552"] {
+        let line = line_of(needle);
+        assert!(line.contains("refused"), "{line}");
+        assert_eq!(session_of(&line), authenticated, "{line}");
+    }
+    session_of(&line_of("TLS handshake failed"));
+    assert!(
+        !text.contains("\0app\0pw") && !text.contains(&plain),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
