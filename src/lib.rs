@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod accept;
+pub mod certificate;
 pub mod commands;
 pub mod config;
 pub mod credentials;

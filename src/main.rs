@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sesgate::commands::simulate_custom_policy as simulator;
-use sesgate::config::{Config, ConfigError, LogFormat};
+use sesgate::config::locate::Source;
+use sesgate::config::{ConfigError, LogFormat};
 use sesgate::{commands, credentials, gateway};
 
 /// Every way a command fails, and its exit code.
@@ -38,11 +39,10 @@ impl CliError {
     }
 }
 
-fn load_config(file: Option<&PathBuf>) -> Result<Config, ConfigError> {
-    match file {
-        Some(file) => Config::load(file),
-        None => Ok(Config::embedded_default()),
-    }
+/// `--config`, else `SESGATE_CONFIG`, else `/etc/sesgate/sesgate.toml` when it exists, else the
+/// embedded default.
+fn config_source(file: Option<&PathBuf>) -> Source {
+    Source::of_process(file.map(PathBuf::as_path))
 }
 
 #[derive(Parser)]
@@ -134,7 +134,7 @@ enum OutputArg {
 }
 
 fn simulate(args: Simulate) -> Result<String, CliError> {
-    let config = load_config(args.config.as_ref())?;
+    let config = config_source(args.config.as_ref()).load()?;
     let (authorizer, iam, _) = gateway::load_authorizer(&config)?;
     // Accept an SMTP user name too, as the log shows both.
     let user = iam
@@ -240,14 +240,16 @@ fn init_logging(format: LogFormat) {
 }
 
 fn serve(args: Serve) -> Result<(), CliError> {
-    let config = load_config(args.config.as_ref())?;
+    let source = config_source(args.config.as_ref());
+    let config = source.load()?;
     let format = match args.log_format {
         Some(LogFormatArg::Text) => LogFormat::Text,
         Some(LogFormatArg::Json) => LogFormat::Json,
         None => config.log.format,
     };
     init_logging(format);
-    if args.config.is_none() {
+    tracing::info!(configuration = %source.describe(), "configuration");
+    if source.is_embedded() {
         tracing::warn!(
             "running the embedded default configuration: its demo credentials are for local use only"
         );
@@ -277,11 +279,9 @@ fn serve(args: Serve) -> Result<(), CliError> {
                     reloading.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
                     let _ = sd_notify::notify(&reloading);
                     // A broken file keeps the running set: nothing is swapped unless all loads.
-                    let reloaded = load_config(args.config.as_ref())
-                        .map_err(CliError::from)
-                        .and_then(|new| Ok(running.reload(&new)?));
-                    match reloaded {
-                        Ok(()) => tracing::info!("reloaded users, policies, credentials and certificate"),
+                    match running.reload(source.load()) {
+                        Ok(unapplied) if unapplied.is_empty() => tracing::info!("reloaded users, policies, credentials and certificate"),
+                        Ok(unapplied) => tracing::warn!(not_applied = %unapplied.join(","), "reloaded users, policies, credentials and certificate; changes to the sections not_applied need a restart and are NOT in effect"),
                         Err(error) => tracing::error!(%error, "reload failed; keeping the running configuration"),
                     }
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -299,7 +299,9 @@ fn serve(args: Serve) -> Result<(), CliError> {
 }
 
 fn check(config: Option<PathBuf>, strict: bool) -> ExitCode {
-    let config = match load_config(config.as_ref()) {
+    let source = config_source(config.as_ref());
+    eprintln!("configuration: {}", source.describe());
+    let config = match source.load() {
         Ok(config) => config,
         Err(error) => {
             println!("error: {error}");

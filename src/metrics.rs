@@ -40,6 +40,19 @@ pub struct Metrics {
     pub upstream_latency: Histogram,
     pub decision_latency: Histogram,
     pub open_connections: Gauge,
+    /// Reloads by result (success, failure).
+    pub reloads: Family<ResultLabel, Counter>,
+    /// When the last successful reload happened, in Unix seconds (0: none yet).
+    pub last_reload: Gauge,
+    /// Changed sections the last successful reload could not apply (a restart applies them).
+    pub reload_unapplied: Gauge,
+    /// When the serving certificate expires, in Unix seconds.
+    pub certificate_expiry: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabel {
+    version: String,
 }
 
 impl Default for Metrics {
@@ -85,8 +98,39 @@ impl Default for Metrics {
             "SMTP connections open",
             open_connections.clone(),
         );
+        let build_info = Family::<BuildLabel, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabel {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        registry.register("build_info", "sesgate version (value 1)", build_info);
+        let reloads = Family::<ResultLabel, Counter>::default();
+        registry.register("reloads", "Reloads (SIGHUP) by result", reloads.clone());
+        let last_reload = Gauge::default();
+        registry.register(
+            "last_reload_timestamp_seconds",
+            "Unix time of the last successful reload",
+            last_reload.clone(),
+        );
+        let reload_unapplied = Gauge::default();
+        registry.register(
+            "reload_unapplied_sections",
+            "Changed sections (listener, limits, upstream, ...) the last reload could not apply; restart to apply",
+            reload_unapplied.clone(),
+        );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "Unix time at which the TLS certificate expires",
+            certificate_expiry.clone(),
+        );
         Metrics {
             registry,
+            reloads,
+            last_reload,
+            reload_unapplied,
+            certificate_expiry,
             transactions,
             auth,
             auth_verifications,
@@ -144,6 +188,27 @@ impl Metrics {
         self.upstream_latency.observe(seconds);
     }
 
+    /// One reload: whether it loaded, and how many changed sections it could not apply.
+    pub fn count_reload(&self, ok: bool, unapplied: usize) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
+        if ok {
+            self.last_reload.set(jiff::Timestamp::now().as_second());
+            self.reload_unapplied.set(unapplied as i64);
+        }
+    }
+
+    /// The serving certificate's expiry, from its PEM text.
+    pub fn set_certificate(&self, pem: Option<&str>) {
+        if let Some(expiry) = pem.and_then(crate::certificate::not_after) {
+            self.certificate_expiry.set(expiry.as_second());
+        }
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -152,7 +217,8 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` turns true; `before_scrape` refreshes
+/// Serves `GET /metrics` (OpenMetrics when the `Accept` header asks for it, else the classic
+/// text format) and `GET /health` on `listener` until `shutdown` turns true; `before_scrape` refreshes
 /// gauges.
 pub async fn serve(
     listener: TcpListener,
@@ -186,22 +252,149 @@ pub async fn serve(
             if read != Ok(true) {
                 return;
             }
-            let response = if request.starts_with(b"GET /metrics ")
-                || request.starts_with(b"GET /metrics?")
-            {
-                before_scrape(&metrics);
-                let body = metrics.render();
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_owned()
+            let response = match route(&request) {
+                Route::Metrics { openmetrics } => {
+                    before_scrape(&metrics);
+                    let body = metrics.render();
+                    let (content_type, body) = if openmetrics {
+                        (OPENMETRICS, body)
+                    } else {
+                        (CLASSIC, to_classic_text(&body))
+                    };
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                }
+                Route::Health => "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n".to_owned(),
+                Route::NotFound => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
             };
             let _ = stream.write_all(response.as_bytes()).await;
             let _ = stream.shutdown().await;
             debug!(peer = %peer, "metrics scraped");
         });
+    }
+}
+
+/// The OpenMetrics content type, served when the scraper asks for it (Prometheus does).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The classic Prometheus text format, for every other client.
+const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+enum Route {
+    Metrics {
+        openmetrics: bool,
+    },
+    /// Liveness: the process answers.
+    Health,
+    NotFound,
+}
+
+/// The endpoint a request asks for, and for `/metrics` whether its `Accept` names OpenMetrics.
+fn route(request: &[u8]) -> Route {
+    let text = String::from_utf8_lossy(request);
+    let mut lines = text.split("\r\n");
+    let path = lines
+        .next()
+        .and_then(|l| l.strip_prefix("GET "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_default();
+    let path = path.split('?').next().unwrap_or_default();
+    match path {
+        "/metrics" => Route::Metrics {
+            openmetrics: lines.any(|line| {
+                line.split_once(':').is_some_and(|(name, value)| {
+                    name.trim().eq_ignore_ascii_case("accept")
+                        && value.contains("application/openmetrics-text")
+                })
+            }),
+        },
+        "/health" => Route::Health,
+        _ => Route::NotFound,
+    }
+}
+
+/// The classic text format of an OpenMetrics exposition: a counter family is named with its
+/// `_total` suffix (as its samples are), and `# UNIT` and `# EOF` lines go. Histograms and
+/// gauges are written the same in both formats.
+fn to_classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counter_families_as_their_samples() {
+        let metrics = Metrics::default();
+        metrics.count_transaction("allowed");
+        let classic = to_classic_text(&metrics.render());
+        assert!(
+            classic.contains("# TYPE sesgate_transactions_total counter\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# HELP sesgate_transactions_total "),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF"));
+        // Every sample belongs to a family declared by # TYPE (histograms by their suffixes).
+        let families: Vec<&str> = classic
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        for sample in classic.lines().filter(|l| !l.starts_with('#')) {
+            let name = sample.split(['{', ' ']).next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| families.contains(f)))
+                .unwrap_or(name);
+            assert!(
+                families.contains(&family),
+                "{sample} has no # TYPE in\n{classic}"
+            );
+        }
+    }
+
+    #[test]
+    fn routes() {
+        assert!(matches!(
+            route(b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0\r\n\r\n"),
+            Route::Metrics { openmetrics: true }
+        ));
+        assert!(matches!(
+            route(b"GET /metrics?x HTTP/1.1\r\nAccept: text/plain\r\n\r\n"),
+            Route::Metrics { openmetrics: false }
+        ));
+        assert!(matches!(
+            route(b"GET /health HTTP/1.1\r\n\r\n"),
+            Route::Health
+        ));
+        assert!(matches!(
+            route(b"GET /other HTTP/1.1\r\n\r\n"),
+            Route::NotFound
+        ));
     }
 }

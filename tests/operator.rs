@@ -126,13 +126,22 @@ fn check_warns_and_strict_fails() {
 
 #[test]
 fn check_on_the_shipped_policies_prints_the_marketing_warning() {
+    // From a directory that holds no policies: the embedded default's are compiled in.
+    let dir =
+        std::env::temp_dir().join(format!("sesgate-operator-anywhere-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_sesgate"))
         .arg("check")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(&dir)
+        .env_remove("SESGATE_CONFIG")
+        .env("SESGATE_STATE_DIR", dir.join("state"))
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(0));
-    assert!(stdout(&output).contains("policies/AllowDisplayNameMarketing.json: AllowDisplayNameMarketing Statement[0]: StringLike ses:FromDisplayName \"Marketing\" has no wildcard"));
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(stdout(&output).contains("(embedded)/AllowDisplayNameMarketing.json: AllowDisplayNameMarketing Statement[0]: StringLike ses:FromDisplayName \"Marketing\" has no wildcard"));
+    // check writes nothing, not even the state directory.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,10 +2,7 @@
 //! `serve` (or a reload); warnings are policies and settings that load but probably do not do
 //! what their author meant.
 
-use std::path::Path;
-
 use crate::config::Config;
-use crate::credentials::{CredentialError, CredentialStore};
 use crate::gateway;
 use crate::iam::{self, Policy};
 
@@ -18,68 +15,31 @@ pub struct Report {
     pub users: usize,
 }
 
-/// Checks the configuration `config` (read from `file`, or the embedded default).
+/// Checks the configuration `config` (read from `file`, or the embedded default): loads it
+/// through the very path `serve` and SIGHUP use (writing nothing), so an error here is exactly
+/// what would stop them, then lints.
 pub fn check(config: &Config) -> Report {
     let mut report = Report::default();
-    let (_, iam, iam_file) = match gateway::load_authorizer(config) {
+    let loaded = match gateway::load(config, gateway::Effects::ReadOnly) {
         Ok(loaded) => loaded,
         Err(error) => {
             report.errors.push(error.to_string());
             return report;
         }
     };
+    let (iam, iam_file) = (&loaded.iam, &loaded.iam_file);
     report.users = iam.users.len();
-    let logins = iam.logins();
-    if !config.allow_demo_password {
-        for user in crate::credentials::demo_password_users(&logins) {
-            report.errors.push(format!(
-                "{}: {}",
-                iam_file.display(),
-                CredentialError::DemoPassword(user)
-            ));
-        }
-    }
-    if let Err(error) = CredentialStore::new(logins) {
-        report
-            .errors
-            .push(format!("{}: {error}", iam_file.display()));
-    }
-    check_tls(config, &mut report);
+    check_tls(config, &loaded, &mut report);
+    check_exposure(config, &mut report);
     if let Some(dir) = config.upstream.url.strip_prefix("file://") {
         report.warnings.push(format!(
             "[upstream] url: messages go to the file outbox {dir}, not to SES. Fix: set url = \"smtp://email-smtp.REGION.amazonaws.com:587?tls=required\" to relay."
         ));
-    } else if let Err(e) = crate::relay::UpstreamUrl::parse(&config.upstream.url) {
-        report
-            .errors
-            .push(format!("[upstream] url {:?}: {e}", config.upstream.url));
     }
 
     // Every policy file in the directory, attached or not, and every inline policy.
-    let dir = config.path(&config.iam.dir);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    for file in files
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "json"))
-    {
-        let name = file
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default();
-        let text = match std::fs::read_to_string(file) {
-            Ok(text) => text,
-            Err(e) => {
-                report.errors.push(format!("{}: {e}", file.display()));
-                continue;
-            }
-        };
-        match Policy::parse(name, &text) {
-            Ok(policy) => lint_policy(&policy, &file.display().to_string(), config, &mut report),
-            Err(e) => report.errors.push(format!("{}: {e}", file.display())),
-        }
+    for (file, policy) in &loaded.policy_files {
+        lint_policy(policy, &file.display().to_string(), config, &mut report);
     }
     let inline = iam
         .groups
@@ -157,21 +117,36 @@ fn lint_policy(policy: &Policy, file: &str, config: &Config, report: &mut Report
     }
 }
 
-fn check_tls(config: &Config, report: &mut Report) {
-    let (cert, key) = (
-        config.path(&config.tls.certificate),
-        config.path(&config.tls.private_key),
-    );
-    match (Path::new(&cert).exists(), Path::new(&key).exists()) {
-        (false, false) => report.warnings.push(format!(
+fn check_tls(config: &Config, loaded: &gateway::Loaded, report: &mut Report) {
+    let cert = config.path(&config.tls.certificate);
+    match (&loaded.certificate, &loaded.certificate_pem) {
+        (gateway::Certificate::WouldGenerate, _) => report.warnings.push(format!(
             "[tls]: {} and {} do not exist; serve will generate a self-signed pair, which clients will not trust. Fix: install a certificate for the listener's name.",
             cert.display(),
-            key.display()
+            config.path(&config.tls.private_key).display()
         )),
-        _ => {
-            if let Err(e) = crate::smtp::tls::load_or_generate(&cert, &key, &[]) {
-                report.errors.push(e.to_string());
+        (_, Some(pem)) => {
+            for warning in crate::certificate::warnings(pem, &config.hostname, jiff::Timestamp::now()) {
+                report.warnings.push(format!("[tls] {}: {warning}", cert.display()));
             }
+        }
+        (_, None) => {}
+    }
+}
+
+/// Settings that load but expose more than the operator probably meant.
+fn check_exposure(config: &Config, report: &mut Report) {
+    if config.account.identities.is_empty() {
+        report.warnings.push(
+            "[account] identities is empty, so every From and MAIL FROM domain counts as verified. Fix: list the identities verified in SES.".into(),
+        );
+    }
+    for listener in &config.listeners {
+        if listener.allow_plaintext_auth && !listener.address.ip().is_loopback() {
+            report.warnings.push(format!(
+                "[[listener]] {}: allow_plaintext_auth on an address that is not loopback lets passwords cross the network unencrypted. Fix: set allow_plaintext_auth = false, or listen on loopback only.",
+                listener.address
+            ));
         }
     }
 }

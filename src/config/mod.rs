@@ -3,7 +3,9 @@
 //! and the field. Relative paths in a config file are relative to that file's directory; in the
 //! embedded default, to the working directory.
 
+pub mod embedded;
 pub mod iam;
+pub mod locate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -137,12 +139,16 @@ impl Default for Account {
 pub struct Iam {
     /// Holds `iam.toml` and one policy JSON per file.
     pub dir: PathBuf,
+    /// The embedded default's users and policies, compiled in ([`embedded`]); `dir` is unused.
+    #[serde(skip)]
+    pub embedded: bool,
 }
 
 impl Default for Iam {
     fn default() -> Self {
         Iam {
             dir: "policies".into(),
+            embedded: false,
         }
     }
 }
@@ -386,10 +392,17 @@ pub struct Metrics {
 }
 
 impl Config {
-    /// The embedded default configuration, the one place the demo credential serves.
-    pub fn embedded_default() -> Config {
+    /// The embedded default configuration, the one place the demo credential serves. Its users
+    /// and policies are compiled in; what it creates (certificate, outbox) goes under `state_dir`
+    /// ([`locate::state_dir`]), never into the working directory.
+    pub fn embedded_default(state_dir: PathBuf) -> Config {
         Config {
             allow_demo_password: true,
+            iam: Iam {
+                embedded: true,
+                ..Iam::default()
+            },
+            base_dir: state_dir,
             ..Config::default()
         }
     }

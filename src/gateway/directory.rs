@@ -38,35 +38,27 @@ impl Directory {
         self.users.is_empty()
     }
 
-    /// Compiles every user of `iam` (read from `iam_file`), loading managed policies from `dir`.
+    /// Compiles every user of `iam` (read from `iam_file`), resolving managed policy names
+    /// in `managed`, every policy file of `dir` already parsed.
     pub fn load(
         iam: &IamFile,
         iam_file: &Path,
         dir: &Path,
+        managed: &HashMap<String, Arc<Policy>>,
         account_id: &str,
     ) -> Result<Directory, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             file: iam_file.to_owned(),
             message,
         };
-        let mut managed: HashMap<String, Arc<Policy>> = HashMap::new();
-        let mut load_managed = |name: &str, field: &str| -> Result<Arc<Policy>, ConfigError> {
-            if let Some(policy) = managed.get(name) {
-                return Ok(Arc::clone(policy));
-            }
-            let file: PathBuf = dir.join(format!("{name}.json"));
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                invalid(format!("{field}: policy {name:?}: {}: {e}", file.display()))
-            })?;
-            let policy =
-                Arc::new(
-                    Policy::parse(name, &text).map_err(|e| ConfigError::Invalid {
-                        file: file.clone(),
-                        message: e.to_string(),
-                    })?,
-                );
-            managed.insert(name.to_owned(), Arc::clone(&policy));
-            Ok(policy)
+        let load_managed = |name: &str, field: &str| -> Result<Arc<Policy>, ConfigError> {
+            managed.get(name).cloned().ok_or_else(|| {
+                let file: PathBuf = dir.join(format!("{name}.json"));
+                invalid(format!(
+                    "{field}: policy {name:?}: no file {}",
+                    file.display()
+                ))
+            })
         };
         let inline = |owner: &str, name: &str, text: &str| -> Result<Arc<Policy>, ConfigError> {
             Policy::parse(&format!("{owner}/{name}"), text)
@@ -151,7 +143,12 @@ mod tests {
     fn directory(toml: &str) -> Result<Directory, String> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
         let iam = IamFile::parse(Path::new("iam.toml"), toml).map_err(|e| e.to_string())?;
-        Directory::load(&iam, Path::new("iam.toml"), &dir, "123456789012")
+        let managed = crate::gateway::load::read_policy_dir(&dir)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(_, policy)| (policy.name.to_string(), Arc::new(policy)))
+            .collect();
+        Directory::load(&iam, Path::new("iam.toml"), &dir, &managed, "123456789012")
             .map_err(|e| e.to_string())
     }
 

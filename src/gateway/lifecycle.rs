@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::handler::{Gateway, SnapshotCredentials};
-use super::load::{Snapshot, load_relay, load_snapshot};
+use super::load::{Effects, Snapshot, load};
 use super::{Clock, StartError};
 use crate::config::Config;
 use crate::credentials::VerificationGate;
@@ -32,6 +32,33 @@ pub struct Running {
     metrics: Arc<Metrics>,
     /// Where `/metrics` is served, when `[metrics] listen` is set.
     pub metrics_address: Option<SocketAddr>,
+    /// The configuration started with, to tell which changes a reload cannot apply.
+    started: Config,
+}
+
+/// The sections of `new` that differ from `old` and that only a restart applies. Compared by
+/// their `Debug` text: these types hold addresses, durations and CIDRs, all printed in full,
+/// and a spurious "differs" costs only a log line.
+fn unapplied_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let mut changed = Vec::new();
+    if differs(&old.listeners, &new.listeners) {
+        changed.push("listener");
+    }
+    if differs(&old.limits, &new.limits) {
+        changed.push("limits");
+    }
+    if differs(&old.upstream, &new.upstream) {
+        changed.push("upstream");
+    }
+    if old.hostname != new.hostname {
+        changed.push("hostname");
+    }
+    if old.metrics.listen != new.metrics.listen {
+        changed.push("metrics");
+    }
+    changed
 }
 
 impl Running {
@@ -40,12 +67,29 @@ impl Running {
         &self.metrics
     }
 
-    /// Loads the configuration's users, policies, credentials and certificate again and swaps
-    /// them in with one store. On any error nothing changes and the error is returned.
-    /// Listeners, limits and the upstream are read at start only.
-    pub fn reload(&self, config: &Config) -> Result<(), StartError> {
-        self.snapshot.store(Arc::new(load_snapshot(config)?));
-        Ok(())
+    /// Loads `config` (or takes the error reading it) and swaps in its users, policies,
+    /// credentials and certificate with one store. On any error nothing changes and the error
+    /// is returned. Listeners, limits and the upstream are read at start only: the sections
+    /// that changed but were not applied are returned, for the log. Counted in the metrics.
+    pub fn reload(
+        &self,
+        config: Result<Config, crate::config::ConfigError>,
+    ) -> Result<Vec<&'static str>, StartError> {
+        let loaded = config
+            .map_err(StartError::from)
+            .and_then(|config| Ok((load(&config, Effects::Create)?, config)));
+        match loaded {
+            Ok((loaded, config)) => {
+                self.snapshot.store(Arc::new(loaded.snapshot));
+                let unapplied = unapplied_changes(&self.started, &config);
+                self.metrics.count_reload(true, unapplied.len());
+                Ok(unapplied)
+            }
+            Err(error) => {
+                self.metrics.count_reload(false, 0);
+                Err(error)
+            }
+        }
     }
 
     /// Connections open now.
@@ -79,9 +123,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
 /// `start`, with the clock requests are stamped with.
 pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, StartError> {
-    let snapshot = Arc::new(ArcSwap::from_pointee(load_snapshot(config)?));
-    let relay = load_relay(config)?;
+    let loaded = load(config, Effects::Create)?;
+    let relay = loaded
+        .relay
+        .expect("Effects::Create always opens the relay");
+    let snapshot = Arc::new(ArcSwap::from_pointee(loaded.snapshot));
     let metrics = Arc::new(Metrics::default());
+    metrics.set_certificate(loaded.certificate_pem.as_deref());
     let users = snapshot.load().authorizer.directory.len();
     let tls: TlsSource = {
         let snapshot = Arc::clone(&snapshot);
@@ -168,5 +216,6 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         snapshot,
         metrics,
         metrics_address,
+        started: config.clone(),
     })
 }

@@ -1,20 +1,22 @@
 //! Loading: everything `serve` reads from files, checked as one before anything runs. The
 //! reloadable part is one [`Snapshot`]; the relay and listeners are read at start only.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_rustls::TlsAcceptor;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::StartError;
 use super::decide::Authorizer;
 use super::directory::Directory;
 use super::request::{self, Account};
-use crate::config::Config;
 use crate::config::iam::IamFile;
+use crate::config::{Config, ConfigError, embedded};
 use crate::credentials::{CredentialError, CredentialStore};
+use crate::iam::Policy;
 use crate::relay::upstream::UpstreamTls;
 use crate::relay::{Outbox, Relay, SmtpUpstream, UpstreamOptions, UpstreamUrl};
 use crate::smtp::tls::{self, CertificateSource};
@@ -50,27 +52,151 @@ fn account_of(config: &Config) -> Account {
     }
 }
 
-/// Users and policies from `[iam] dir`, with the parsed `iam.toml` and its path (for `check`
-/// and `simulate`, which read logins from it).
-pub fn load_authorizer(config: &Config) -> Result<(Authorizer, IamFile, PathBuf), StartError> {
-    let iam_dir = config.path(&config.iam.dir);
-    let iam_file = iam_dir.join("iam.toml");
-    let iam = IamFile::load(&iam_file)?;
-    let directory = Directory::load(&iam, &iam_file, &iam_dir, &config.account.id)?;
-    Ok((
-        Authorizer {
-            account: account_of(config),
-            directory,
-            header_limits: config.limits.headers,
-        },
-        iam,
-        iam_file,
-    ))
+/// Whether loading may create what is missing. `serve` (and a reload) generates the self-signed
+/// certificate and creates the outbox; `check` runs the same loading but only looks: it builds
+/// the certificate it would generate in memory and writes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effects {
+    Create,
+    ReadOnly,
 }
 
-pub(super) fn load_snapshot(config: &Config) -> Result<Snapshot, StartError> {
-    let (authorizer, iam, iam_file) = load_authorizer(config)?;
-    let logins = iam.logins();
+/// Where the TLS certificate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Certificate {
+    /// The configured files.
+    Files,
+    /// Generated self-signed into the configured paths now (`Effects::Create`).
+    Generated,
+    /// The files are absent, so `serve` would generate a self-signed pair (`Effects::ReadOnly`).
+    WouldGenerate,
+}
+
+/// Everything `serve` loads, loaded by the one path `serve`, SIGHUP and `check` share, so that
+/// `check` passes exactly when `serve` would start.
+pub struct Loaded {
+    pub(super) snapshot: Snapshot,
+    /// `None` only for a file outbox under `Effects::ReadOnly` (checked, not created).
+    pub(super) relay: Option<Relay>,
+    pub iam: IamFile,
+    pub iam_file: PathBuf,
+    /// Every policy file of `[iam] dir` (or embedded), attached or not, parsed.
+    pub policy_files: Vec<(PathBuf, Policy)>,
+    pub certificate: Certificate,
+    /// The certificate's PEM text (for `check`'s expiry and name warnings).
+    pub certificate_pem: Option<String>,
+}
+
+/// `iam.toml` and every policy beside it, read from `[iam] dir` or the embedded default.
+struct IamSource {
+    iam: IamFile,
+    iam_file: PathBuf,
+    dir: PathBuf,
+    policies: Vec<(PathBuf, Policy)>,
+}
+
+fn read_iam(config: &Config) -> Result<IamSource, ConfigError> {
+    if config.iam.embedded {
+        let dir = PathBuf::from("(embedded)");
+        let iam_file = dir.join("iam.toml");
+        let iam = IamFile::parse(&iam_file, embedded::IAM_TOML)?;
+        let mut policies = Vec::new();
+        for (name, text) in embedded::POLICIES {
+            let file = dir.join(format!("{name}.json"));
+            let policy = Policy::parse(name, text).map_err(|e| ConfigError::Invalid {
+                file: file.clone(),
+                message: e.to_string(),
+            })?;
+            policies.push((file, policy));
+        }
+        return Ok(IamSource {
+            iam,
+            iam_file,
+            dir,
+            policies,
+        });
+    }
+    let dir = config.path(&config.iam.dir);
+    let iam_file = dir.join("iam.toml");
+    let iam = IamFile::load(&iam_file)?;
+    let policies = read_policy_dir(&dir)?;
+    Ok(IamSource {
+        iam,
+        iam_file,
+        dir,
+        policies,
+    })
+}
+
+/// Every `*.json` of `dir`, parsed, in name order. A file that does not parse is an error even
+/// when nothing attaches it: it is most likely the policy someone meant to attach.
+pub(crate) fn read_policy_dir(dir: &Path) -> Result<Vec<(PathBuf, Policy)>, ConfigError> {
+    let read_error = |file: &Path| {
+        let file = file.to_owned();
+        move |source| ConfigError::Read { file, source }
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_error(dir))? {
+        let file = entry.map_err(read_error(dir))?.path();
+        if file.extension().is_some_and(|e| e == "json") {
+            files.push(file);
+        }
+    }
+    files.sort();
+    let mut policies = Vec::new();
+    for file in files {
+        let name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| ConfigError::Invalid {
+                file: file.clone(),
+                message: "a policy file name must be UTF-8".into(),
+            })?
+            .to_owned();
+        let text = std::fs::read_to_string(&file).map_err(read_error(&file))?;
+        let policy = Policy::parse(&name, &text).map_err(|e| ConfigError::Invalid {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        policies.push((file, policy));
+    }
+    Ok(policies)
+}
+
+fn authorizer_of(config: &Config, source: &IamSource) -> Result<Authorizer, StartError> {
+    let managed: HashMap<String, Arc<Policy>> = source
+        .policies
+        .iter()
+        .map(|(_, policy)| (policy.name.to_string(), Arc::new(policy.clone())))
+        .collect();
+    let directory = Directory::load(
+        &source.iam,
+        &source.iam_file,
+        &source.dir,
+        &managed,
+        &config.account.id,
+    )?;
+    Ok(Authorizer {
+        account: account_of(config),
+        directory,
+        header_limits: config.limits.headers,
+    })
+}
+
+/// Users and policies, with the parsed `iam.toml` and its path (for `simulate`, which reads
+/// logins from it).
+pub fn load_authorizer(config: &Config) -> Result<(Authorizer, IamFile, PathBuf), StartError> {
+    let source = read_iam(config)?;
+    let authorizer = authorizer_of(config, &source)?;
+    Ok((authorizer, source.iam, source.iam_file))
+}
+
+/// Loads everything `serve` needs: the snapshot, the relay, and what `check` lints.
+pub fn load(config: &Config, effects: Effects) -> Result<Loaded, StartError> {
+    let source = read_iam(config)?;
+    let authorizer = authorizer_of(config, &source)?;
+    let iam_file = source.iam_file.clone();
+    let logins = source.iam.logins();
     if !config.allow_demo_password
         && let Some(user) = crate::credentials::demo_password_users(&logins)
             .into_iter()
@@ -89,28 +215,104 @@ pub(super) fn load_snapshot(config: &Config) -> Result<Snapshot, StartError> {
         config.path(&config.tls.certificate),
         config.path(&config.tls.private_key),
     );
-    let names = vec![config.hostname.clone(), "localhost".to_owned()];
-    let (server_config, source) = tls::load_or_generate(&cert, &key, &names)?;
-    if source == CertificateSource::Generated {
-        info!(certificate = %cert.display(), key = %key.display(), "generated a self-signed TLS certificate");
-    }
-    Ok(Snapshot {
-        authorizer,
-        credentials,
-        tls: TlsAcceptor::from(server_config),
+    let names = certificate_names(config);
+    let (server_config, certificate) = match effects {
+        Effects::Create => {
+            let (server_config, source) = tls::load_or_generate(&cert, &key, &names)?;
+            if source == CertificateSource::Generated {
+                info!(certificate = %cert.display(), key = %key.display(), "generated a self-signed TLS certificate");
+                (server_config, Certificate::Generated)
+            } else {
+                (server_config, Certificate::Files)
+            }
+        }
+        Effects::ReadOnly if !cert.exists() && !key.exists() => (
+            Arc::new(tls::self_signed(&names)?),
+            Certificate::WouldGenerate,
+        ),
+        // The pair exists, or half of it does: load_or_generate only reads (or refuses) then.
+        Effects::ReadOnly => (
+            tls::load_or_generate(&cert, &key, &names)?.0,
+            Certificate::Files,
+        ),
+    };
+    let certificate_pem = match certificate {
+        Certificate::WouldGenerate => None,
+        _ => std::fs::read_to_string(&cert).ok(),
+    };
+    let relay = load_relay(config, effects)?;
+    Ok(Loaded {
+        snapshot: Snapshot {
+            authorizer,
+            credentials,
+            tls: TlsAcceptor::from(server_config),
+        },
+        relay,
+        iam: source.iam,
+        iam_file,
+        policy_files: source.policies,
+        certificate,
+        certificate_pem,
     })
 }
 
+/// The names a generated certificate holds: the hostname, `localhost` and the loopback
+/// addresses, each once.
+fn certificate_names(config: &Config) -> Vec<String> {
+    let mut names = vec![config.hostname.clone()];
+    for name in ["localhost", "127.0.0.1", "::1"] {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
 /// The relay `[upstream] url` names: the file outbox or an SMTP upstream.
-pub(super) fn load_relay(config: &Config) -> Result<Relay, StartError> {
+fn load_relay(config: &Config, effects: Effects) -> Result<Option<Relay>, StartError> {
     Ok(match config.upstream.url.strip_prefix("file://") {
         Some(dir) => {
             let dir = config.path(dir.as_ref());
+            if effects == Effects::ReadOnly {
+                check_outbox_dir(&dir).map_err(|source| StartError::Outbox { dir, source })?;
+                return Ok(None);
+            }
             let outbox = Outbox::open(&dir).map_err(|source| StartError::Outbox { dir, source })?;
-            Relay::Outbox(Arc::new(outbox))
+            Some(Relay::Outbox(Arc::new(outbox)))
         }
-        None => Relay::Smtp(smtp_upstream(config)?),
+        None => Some(Relay::Smtp(smtp_upstream(config)?)),
     })
+}
+
+/// What `Outbox::open` would refuse, without creating anything: the path, or the nearest
+/// existing ancestor it would be created in, must be a directory.
+fn check_outbox_dir(dir: &Path) -> std::io::Result<()> {
+    let mut path = dir;
+    loop {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", path.display()),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => path = parent,
+                _ => return Ok(()),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether an upstream host is this machine, where plaintext SMTP does not cross a network.
+fn is_local_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The SMTP upstream from `[upstream]`, with its password from the environment or a file.
@@ -156,8 +358,11 @@ fn smtp_upstream(config: &Config) -> Result<SmtpUpstream, StartError> {
                 StartError::Upstream(format!("ca_certificate {}: {e}", file.display()))
             })?)
         };
-    if url.tls == UpstreamTls::None {
-        warn!(url = %upstream.url, "the upstream connection is not encrypted; use it only for a relay on this host");
+    if url.tls == UpstreamTls::None && !is_local_host(&url.host) {
+        return Err(StartError::Upstream(format!(
+            "url {:?}: plain smtp:// to a host that is not this machine sends mail (and any password) unencrypted. Fix: add ?tls=required, or use smtps://",
+            upstream.url
+        )));
     }
     SmtpUpstream::new(
         &url,

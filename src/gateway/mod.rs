@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub use decide::{Authorizer, Input, Ruling};
 pub use lifecycle::{Running, start, start_with_clock};
-pub use load::load_authorizer;
+pub use load::{Certificate, Effects, Loaded, load, load_authorizer};
 
 use crate::config::ConfigError;
 use crate::credentials::CredentialError;

@@ -144,8 +144,12 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
                 Line::TooLong => self.session.on_line_too_long(),
             };
             match step {
-                Step::Reply(reply) => self.send(&reply),
+                Step::Reply(reply) => {
+                    self.log_refusal(&reply);
+                    self.send(&reply);
+                }
                 Step::Close(reply) => {
+                    self.log_refusal(&reply);
                     self.send(&reply);
                     return Ok(());
                 }
@@ -182,6 +186,16 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
                     self.send(&reply);
                 }
             }
+        }
+    }
+
+    /// One line for every refusal of a command before DATA (530 without AUTH, 552 SIZE, 5xx
+    /// syntax, 421 closes), with the session id the transaction lines carry. AUTH outcomes are
+    /// logged where they are decided; DATA's reply is the transaction line.
+    fn log_refusal(&self, reply: &Reply) {
+        if reply.code >= 400 {
+            let text = reply.lines.first().map_or("", |l| l.as_ref());
+            info!(session = %self.id, client = %self.client, code = reply.code, reply = %text, "refused");
         }
     }
 
@@ -308,9 +322,17 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
         let plain = self.io.take().ok_or(End::Closed)?;
         let acceptor = self.shared.tls_acceptor();
         let deadline = self.deadline(Instant::now() + self.shared.limits.handshake_timeout);
-        let tls = timeout_at(deadline, acceptor.accept(plain))
-            .await
-            .map_err(|_| self.timed_out())??;
+        let tls = match timeout_at(deadline, acceptor.accept(plain)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                info!(session = %self.id, client = %self.client, error = %e, "TLS handshake failed");
+                return Err(e.into());
+            }
+            Err(_) => {
+                info!(session = %self.id, client = %self.client, "TLS handshake timed out");
+                return Err(self.timed_out());
+            }
+        };
         self.io = Some(Box::new(tls));
         self.session.on_tls_established();
         Ok(())

@@ -312,25 +312,26 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
             refuse(io, settings.tls, reply::too_many_connections()).await;
             return;
         };
+        // The session id exists before the handshake, so a failed one is logged with it.
+        let id = format!(
+            "{:08x}",
+            shared.next_session.fetch_add(1, Ordering::Relaxed)
+        );
         let (io, tls) = if settings.tls == TlsMode::Implicit {
             match timeout_at(handshake_deadline, shared.tls_acceptor().accept(io)).await {
                 Ok(Ok(tls)) => (Box::new(tls) as Box<dyn Io>, true),
                 Ok(Err(e)) => {
-                    debug!(client = %client, error = %e, "TLS handshake failed");
+                    info!(session = %id, client = %client, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
-                    info!(client = %client, "TLS handshake timed out");
+                    info!(session = %id, client = %client, "TLS handshake timed out");
                     return;
                 }
             }
         } else {
             (io, false)
         };
-        let id = format!(
-            "{:08x}",
-            shared.next_session.fetch_add(1, Ordering::Relaxed)
-        );
         let session = Session::new(
             SessionConfig {
                 hostname: shared.hostname.clone(),

@@ -100,9 +100,48 @@ pub fn load(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, TlsError>
         })
 }
 
-fn generate(cert_path: &Path, key_path: &Path, hostnames: &[String]) -> Result<(), TlsError> {
-    let pair = rcgen::generate_simple_self_signed(hostnames.to_vec())
+/// A self-signed certificate for `hostnames` (the first is the subject's common name; IP
+/// addresses become IP SANs), valid from yesterday for a year at most, and its key.
+fn self_signed_pair(hostnames: &[String]) -> Result<rcgen::CertifiedKey<rcgen::KeyPair>, TlsError> {
+    let error = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let mut params = rcgen::CertificateParams::new(hostnames.to_vec()).map_err(error)?;
+    let mut subject = rcgen::DistinguishedName::new();
+    subject.push(
+        rcgen::DnType::CommonName,
+        hostnames.first().map_or("localhost", String::as_str),
+    );
+    subject.push(rcgen::DnType::OrganizationName, "sesgate self-signed");
+    params.distinguished_name = subject;
+    let date = |days: i64| {
+        let day = jiff::tz::Offset::UTC
+            .to_datetime(jiff::Timestamp::now())
+            .date()
+            .checked_add(jiff::Span::new().days(days))
+            .unwrap_or_default();
+        rcgen::date_time_ymd(day.year().into(), day.month() as u8, day.day() as u8)
+    };
+    // Yesterday: a client whose clock is a little behind still accepts it.
+    params.not_before = date(-1);
+    params.not_after = date(364);
+    let signing_key = rcgen::KeyPair::generate().map_err(error)?;
+    let cert = params.self_signed(&signing_key).map_err(error)?;
+    Ok(rcgen::CertifiedKey { cert, signing_key })
+}
+
+/// The server configuration of a fresh self-signed certificate, kept in memory only (`check`
+/// uses it to test what `serve` would generate, without writing).
+pub fn self_signed(hostnames: &[String]) -> Result<ServerConfig, TlsError> {
+    let pair = self_signed_pair(hostnames)?;
+    let key = PrivateKeyDer::try_from(pair.signing_key.serialize_der())
         .map_err(|e| TlsError::Generate(e.to_string()))?;
+    ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![pair.cert.der().clone()], key)
+        .map_err(|e| TlsError::Generate(e.to_string()))
+}
+
+fn generate(cert_path: &Path, key_path: &Path, hostnames: &[String]) -> Result<(), TlsError> {
+    let pair = self_signed_pair(hostnames)?;
     for path in [cert_path, key_path] {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(|source| TlsError::Io {
