@@ -27,6 +27,10 @@ pub(super) struct Snapshot {
     pub authorizer: Authorizer,
     pub credentials: CredentialStore,
     pub tls: TlsAcceptor,
+    /// Acceptors that request client certificates, by listener `client_ca` path.
+    pub client_tls: std::collections::HashMap<PathBuf, TlsAcceptor>,
+    /// `[iam] shadow_dir`'s users and policies, decided beside the live ones; never deciding.
+    pub shadow: Option<Authorizer>,
 }
 
 /// The account as the decision needs it: identities in canonical form.
@@ -62,6 +66,7 @@ pub fn load_authorizer(config: &Config) -> Result<(Authorizer, IamFile, PathBuf)
             account: account_of(config),
             directory,
             header_limits: config.limits.headers,
+            enforce: config.iam.enforce,
         },
         iam,
         iam_file,
@@ -94,10 +99,24 @@ pub(super) fn load_snapshot(config: &Config) -> Result<Snapshot, StartError> {
     if source == CertificateSource::Generated {
         info!(certificate = %cert.display(), key = %key.display(), "generated a self-signed TLS certificate");
     }
+    let mut client_tls = std::collections::HashMap::new();
+    for listener in &config.listeners {
+        if !listener.client_ca.as_os_str().is_empty() {
+            let ca = config.path(&listener.client_ca);
+            let server_config = tls::load_with_client_ca(&cert, &key, &ca)?;
+            client_tls.insert(
+                listener.client_ca.clone(),
+                TlsAcceptor::from(Arc::new(server_config)),
+            );
+        }
+    }
+    let shadow = super::shadow::load_shadow(config)?;
     Ok(Snapshot {
         authorizer,
         credentials,
         tls: TlsAcceptor::from(server_config),
+        client_tls,
+        shadow,
     })
 }
 

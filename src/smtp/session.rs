@@ -25,6 +25,37 @@ pub enum TlsMode {
     Implicit,
 }
 
+/// Whether a listener asks for AUTH (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Every client authenticates (the default).
+    #[default]
+    Required,
+    /// A client that does not authenticate is identified by its TLS client certificate, then
+    /// by its address; AUTH, when given, wins.
+    Optional,
+    /// AUTH is not offered: clients are identified by certificate or address only.
+    None,
+}
+
+/// How the session's user was identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentifiedBy {
+    Auth,
+    Certificate,
+    Network,
+}
+
+impl IdentifiedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentifiedBy::Auth => "auth",
+            IdentifiedBy::Certificate => "certificate",
+            IdentifiedBy::Network => "network",
+        }
+    }
+}
+
 /// What one session runs under: its listener's protocol settings and the server's limits
 /// (shared, not copied).
 #[derive(Debug, Clone)]
@@ -32,6 +63,7 @@ pub struct SessionConfig {
     pub hostname: String,
     pub tls_mode: TlsMode,
     pub allow_plaintext_auth: bool,
+    pub auth: AuthMode,
     pub limits: Arc<Limits>,
 }
 
@@ -48,8 +80,10 @@ pub struct Envelope {
 pub struct Transaction {
     /// Identifies the connection in logs.
     pub session_id: String,
-    /// Who authenticated, as the authenticator named them.
+    /// Who sent it, as the authenticator named them.
     pub user: String,
+    /// How `user` was identified.
+    pub identified_by: IdentifiedBy,
     /// True when the session is under TLS (STARTTLS or implicit).
     pub tls: bool,
     /// The client's address (from the PROXY header when the peer is a trusted proxy).
@@ -107,6 +141,9 @@ pub struct Session {
     tls: bool,
     ehlo: Option<String>,
     user: Option<String>,
+    /// Who the peer is without AUTH (certificate or address), as the authenticator said;
+    /// used only where the listener's `auth` is not `required`, and only when AUTH was not given.
+    peer_identity: Option<(String, IdentifiedBy)>,
     envelope: Option<Envelope>,
     errors: u32,
     auth_failures: u32,
@@ -120,6 +157,7 @@ impl Session {
             tls,
             ehlo: None,
             user: None,
+            peer_identity: None,
             envelope: None,
             errors: 0,
             auth_failures: 0,
@@ -134,8 +172,30 @@ impl Session {
         self.tls
     }
 
+    /// The user AUTH named.
     pub fn user(&self) -> Option<&str> {
         self.user.as_deref()
+    }
+
+    /// Who sends the next transaction: the AUTH user, else (where the listener allows it) the
+    /// identity of the peer.
+    pub fn identity(&self) -> Option<(&str, IdentifiedBy)> {
+        match (&self.user, &self.peer_identity) {
+            (Some(user), _) => Some((user, IdentifiedBy::Auth)),
+            (None, Some((user, how))) if self.config.auth != AuthMode::Required => {
+                Some((user, *how))
+            }
+            _ => None,
+        }
+    }
+
+    /// Sets who the peer is without AUTH (at connect, and again once TLS is up).
+    pub fn set_peer_identity(&mut self, identity: Option<(String, IdentifiedBy)>) {
+        self.peer_identity = identity;
+    }
+
+    fn auth_offered(&self) -> bool {
+        self.config.auth != AuthMode::None && self.auth_allowed_here() && self.user.is_none()
     }
 
     pub fn ehlo_name(&self) -> Option<&str> {
@@ -210,7 +270,7 @@ impl Session {
                     self.ehlo.as_deref().unwrap_or_default(),
                     self.config.limits.max_message_bytes,
                     self.config.tls_mode == TlsMode::Starttls && !self.tls,
-                    self.auth_allowed_here() && self.user.is_none(),
+                    self.auth_offered(),
                 ))
             }
             Request::Helo { host } => {
@@ -268,6 +328,9 @@ impl Session {
         if self.ehlo.is_none() {
             return self.error(reply::bad_sequence("send EHLO first"));
         }
+        if self.config.auth == AuthMode::None {
+            return self.error(reply::not_implemented());
+        }
         if self.user.is_some() {
             return self.error(reply::already_authenticated());
         }
@@ -322,7 +385,7 @@ impl Session {
         if self.ehlo.is_none() {
             return self.error(reply::bad_sequence("send EHLO first"));
         }
-        if self.user.is_none() {
+        if self.identity().is_none() {
             return Step::Reply(reply::auth_required());
         }
         if self.envelope.is_some() {
@@ -388,6 +451,7 @@ impl Session {
         self.tls = true;
         self.ehlo = None;
         self.user = None;
+        self.peer_identity = None;
         self.envelope = None;
     }
 }
@@ -473,6 +537,7 @@ mod tests {
             hostname: "gw.test".into(),
             tls_mode,
             allow_plaintext_auth: false,
+            auth: AuthMode::Required,
             limits: Arc::new(Limits {
                 max_message_bytes: 1000,
                 max_recipients: 2,
@@ -562,6 +627,7 @@ mod tests {
         let mut open = Session::new(
             SessionConfig {
                 allow_plaintext_auth: true,
+                auth: AuthMode::Required,
                 ..config(TlsMode::None)
             },
             false,
