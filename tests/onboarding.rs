@@ -386,3 +386,65 @@ async fn refusals_before_policy_stay_enforced_for_report_only_users() {
     assert!(server.outbox().is_empty());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn shadow_disagreements_are_counted_by_user_and_direction() {
+    let pki = pki();
+    let mut setup = setup(&pki);
+    setup.config.iam.shadow_dir = "policies.next".into();
+    // The shadow set swaps the two: printer tightened, strict loosened.
+    let shadow = users(&pki)
+        .replace(
+            "name = \"printer\"\nnetworks = [\"127.0.0.2/32\"]\npolicies = [\"AllowSendingOnly\"]",
+            "name = \"printer\"\nnetworks = [\"127.0.0.2/32\"]\npolicies = [\"AllowFromMarketingAddress\"]",
+        )
+        .replace(
+            "name = \"strict\"\nnetworks = [\"127.0.0.5/32\"]\npolicies = [\"AllowFromMarketingAddress\"]",
+            "name = \"strict\"\nnetworks = [\"127.0.0.5/32\"]\npolicies = [\"AllowSendingOnly\"]",
+        );
+    assert_ne!(shadow, users(&pki));
+    setup
+        .files
+        .push(("policies.next/iam.toml".into(), shadow.into_bytes()));
+    for entry in
+        std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
+            .unwrap()
+    {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            setup.files.push((
+                format!("policies.next/{name}"),
+                std::fs::read(&path).unwrap(),
+            ));
+        }
+    }
+    let server = TestServer::start_setup(setup).await;
+    for source in ["127.0.0.2", "127.0.0.5"] {
+        let mut client = plain_from(&server, source, OPTIONAL).await;
+        client
+            .transaction("a@example.com", &["b@example.com"], OTHER)
+            .await;
+        client
+            .transaction("marketing@example.com", &["b@example.com"], MARKETING)
+            .await;
+    }
+    // Only the live set decided: printer's mail went, strict's non-marketing mail did not.
+    assert_eq!(server.outbox().len(), 3);
+    let metrics = server.running.as_ref().unwrap().metrics().render();
+    for (user, direction) in [("printer", "newly-refused"), ("strict", "newly-allowed")] {
+        assert!(
+            metrics.contains(&format!(
+                "sesgate_shadow_disagreements_total{{user=\"{user}\",direction=\"{direction}\"}} 1"
+            )),
+            "{metrics}"
+        );
+    }
+    assert_eq!(
+        metrics
+            .matches("sesgate_shadow_disagreements_total{")
+            .count(),
+        2
+    );
+    server.stop().await;
+}
