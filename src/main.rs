@@ -329,6 +329,9 @@ fn check(config: Option<PathBuf>, strict: bool) -> ExitCode {
     for warning in &report.warnings {
         println!("warning: {warning}");
     }
+    for note in &report.notes {
+        println!("note: {note}");
+    }
     println!(
         "{} error(s), {} warning(s); {} user(s), {} policies checked",
         report.errors.len(),

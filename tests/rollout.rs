@@ -251,3 +251,51 @@ async fn report_only_shadow_replay_and_promote() {
     drop(serve);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_reports_principals_without_auth_and_their_listeners() {
+    let dir = std::env::temp_dir().join(format!("sesgate-rollout-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    write_set(&dir.join("policies"), "AllowSendingOnly");
+    let mut iam = iam_toml("AllowSendingOnly");
+    iam.push_str(&format!(
+        "\n[[user]]\nname = \"scanner\"\nclient_certificates = [\"sha256:{}\"]\npolicies = [\"AllowSendingOnly\"]\n",
+        "ab".repeat(32)
+    ));
+    std::fs::write(dir.join("policies/iam.toml"), iam).unwrap();
+    let check = |listeners: &str| {
+        std::fs::write(
+            dir.join("sesgate.toml"),
+            format!("hostname = \"gw.test\"\n[upstream]\nurl = \"file://outbox\"\n{listeners}"),
+        )
+        .unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_sesgate"))
+            .current_dir(&dir)
+            .args(["check", "--config", "sesgate.toml"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let out = check(
+        "[[listener]]\naddress = \"127.0.0.1:2587\"\n[[listener]]\naddress = \"127.0.0.1:2525\"\ntls = \"none\"\nauth = \"none\"\n",
+    );
+    assert!(
+        out.contains("note: user \"device\" sends without AUTH from 127.0.0.7/32 through 127.0.0.1:2525 (auth = \"none\")"),
+        "{out}"
+    );
+    assert!(out.contains("note: report-only (enforce = false"), "{out}");
+    assert!(
+        out.contains("note: report-only") && out.contains(": legacy"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: user \"scanner\" has client_certificates but no listener"),
+        "{out}"
+    );
+    let out = check("[[listener]]\naddress = \"127.0.0.1:2587\"\n");
+    assert!(
+        out.contains("warning: user \"device\" has networks 127.0.0.7/32 but every listener has auth = \"required\""),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

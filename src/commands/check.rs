@@ -16,18 +16,24 @@ pub struct Report {
     pub warnings: Vec<String>,
     pub policies: usize,
     pub users: usize,
+    /// Facts the operator must know (principals without AUTH, report-only users).
+    pub notes: Vec<String>,
 }
 
 /// Checks the configuration `config` (read from `file`, or the embedded default).
 pub fn check(config: &Config) -> Report {
     let mut report = Report::default();
-    let (_, iam, iam_file) = match gateway::load_authorizer(config) {
+    let (authorizer, iam, iam_file) = match gateway::load_authorizer(config) {
         Ok(loaded) => loaded,
         Err(error) => {
             report.errors.push(error.to_string());
             return report;
         }
     };
+    let found = crate::commands::principals::review(config, &authorizer);
+    report.notes.extend(found.notes);
+    report.warnings.extend(found.warnings);
+    report.errors.extend(found.errors);
     report.users = iam.users.len();
     let logins = iam.logins();
     if !config.allow_demo_password {

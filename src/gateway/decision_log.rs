@@ -184,3 +184,75 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(user: &str) -> Record {
+        let mut context = Context::new();
+        context.set("ses:FromAddress", Value::new("a@example.com"));
+        context.set_multi("ses:Recipients", vec![Value::new("b@example.com")]);
+        Record {
+            time: "2026-11-28T00:00:00Z".into(),
+            session: "s".into(),
+            user: user.into(),
+            identified_by: "network".into(),
+            account: "123456789012".into(),
+            principal: String::new(),
+            action: "ses:SendRawEmail".into(),
+            resources: vec!["arn:aws:ses:us-east-1:123456789012:identity/example.com".into()],
+            context: Some(record_context(&context)),
+            decision: "allowed".into(),
+            statements: String::new(),
+            enforced: true,
+        }
+    }
+
+    #[test]
+    fn a_recorded_context_replays_as_the_same_context() {
+        let recorded = record("u").context.unwrap();
+        let replayed = replay_context(&recorded);
+        assert_eq!(record_context(&replayed), recorded);
+        assert!(replayed.get("ses:recipients").unwrap().is_multi());
+        assert!(!replayed.get("ses:FromAddress").unwrap().is_multi());
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let (lines, queue) = sync_channel(1);
+        let metrics = Arc::new(Metrics::default());
+        let log = DecisionLog {
+            lines,
+            metrics: Arc::clone(&metrics),
+        };
+        log.record(&record("first"));
+        log.record(&record("second"));
+        log.record(&record("third"));
+        assert_eq!(metrics.decision_log_dropped.get(), 2);
+        let kept: Record = serde_json::from_str(queue.try_recv().unwrap().trim_end()).unwrap();
+        assert_eq!(kept.user, "first");
+    }
+
+    #[test]
+    fn the_file_rotates_past_its_bound_keeping_one_old_file() {
+        let dir = std::env::temp_dir().join(format!("sesgate-dlog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("decisions.jsonl");
+        let mut writer = Writer {
+            path: path.clone(),
+            file: open_append(&path).unwrap(),
+            written: 0,
+            max_bytes: 100,
+        };
+        for n in 0..3 {
+            writer.write(format!("{n}{}\n", "x".repeat(58)).as_bytes());
+        }
+        let current = std::fs::read_to_string(&path).unwrap();
+        let old = std::fs::read_to_string(dir.join("decisions.jsonl.1")).unwrap();
+        assert!(current.starts_with('2') && current.lines().count() == 1);
+        assert!(old.starts_with('1') && old.lines().count() == 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
