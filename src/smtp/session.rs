@@ -834,4 +834,59 @@ mod tests {
             assert_eq!(s.on_data_end(Err(error)).unwrap_err().code, code);
         }
     }
+
+    fn with_auth(auth: AuthMode, tls_mode: TlsMode) -> Session {
+        let mut s = Session::new(
+            SessionConfig {
+                auth,
+                allow_plaintext_auth: true,
+                ..config(tls_mode)
+            },
+            false,
+        );
+        s.on_line(b"EHLO client.test\r\n");
+        s
+    }
+
+    #[test]
+    fn a_peer_identity_counts_only_where_the_listener_allows_it() {
+        let device = || Some(("printer".to_owned(), IdentifiedBy::Network));
+        let mut required = with_auth(AuthMode::Required, TlsMode::None);
+        required.set_peer_identity(device());
+        assert_eq!(
+            reply_of(required.on_line(b"MAIL FROM:<a@example.com>\r\n")),
+            "530 5.7.0 Authentication required"
+        );
+        let mut optional = with_auth(AuthMode::Optional, TlsMode::None);
+        assert_eq!(
+            reply_of(optional.on_line(b"MAIL FROM:<a@example.com>\r\n")),
+            "530 5.7.0 Authentication required"
+        );
+        optional.set_peer_identity(device());
+        assert_eq!(
+            optional.identity(),
+            Some(("printer", IdentifiedBy::Network))
+        );
+        assert!(reply_of(optional.on_line(b"MAIL FROM:<a@example.com>\r\n")).starts_with("250"));
+    }
+
+    #[test]
+    fn auth_wins_and_none_listeners_neither_offer_nor_accept_it() {
+        let mut optional = with_auth(AuthMode::Optional, TlsMode::None);
+        optional.set_peer_identity(Some(("printer".into(), IdentifiedBy::Network)));
+        optional.on_auth_result(Ok("app".into()));
+        assert_eq!(optional.identity(), Some(("app", IdentifiedBy::Auth)));
+
+        let mut none = with_auth(AuthMode::None, TlsMode::None);
+        assert!(!reply_of(none.on_line(b"EHLO client.test\r\n")).contains("AUTH"));
+        assert!(reply_of(none.on_line(b"AUTH PLAIN AGEAYg==\r\n")).starts_with("502"));
+    }
+
+    #[test]
+    fn tls_forgets_the_plaintext_peer_identity() {
+        let mut s = with_auth(AuthMode::Optional, TlsMode::Starttls);
+        s.set_peer_identity(Some(("printer".into(), IdentifiedBy::Network)));
+        s.on_tls_established();
+        assert_eq!(s.identity(), None);
+    }
 }
