@@ -81,6 +81,22 @@ enum Command {
     },
     /// Print the argon2id PHC hash of the password read on stdin, for policies/iam.toml.
     HashPassword,
+    /// Re-decide the transactions of a decision log against another policy set (exit 0 no
+    /// change, 1 changes, 2 errors).
+    Replay {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The directory holding the other set's iam.toml and policy files.
+        #[arg(long)]
+        policies: PathBuf,
+        /// The decision log ([log] decisions).
+        decisions: PathBuf,
+    },
+    /// Make the shadow set ([iam] shadow_dir) the live one ([iam] dir); then send SIGHUP.
+    Promote {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -315,6 +331,9 @@ fn check(config: Option<PathBuf>, strict: bool) -> ExitCode {
     for warning in &report.warnings {
         println!("warning: {warning}");
     }
+    for note in &report.notes {
+        println!("note: {note}");
+    }
     println!(
         "{} error(s), {} warning(s); {} user(s), {} policies checked",
         report.errors.len(),
@@ -336,6 +355,27 @@ fn main() -> ExitCode {
     if let Command::Check { config, strict } = cli.command {
         return check(config, strict);
     }
+    if let Command::Replay {
+        config,
+        policies,
+        decisions,
+    } = &cli.command
+    {
+        let result = config_source(config.as_ref())
+            .load()
+            .map_err(|e| e.to_string())
+            .and_then(|c| commands::replay::replay(&c, policies, decisions));
+        return match result {
+            Ok(replay) => {
+                print!("{}", replay.report());
+                ExitCode::from(u8::from(!replay.changed.is_empty()))
+            }
+            Err(error) => {
+                eprintln!("sesgate: error: {error}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(args).map(|()| String::new()),
         Command::SimulateCustomPolicy(args) => simulate_custom_policy(args),
@@ -346,7 +386,11 @@ fn main() -> ExitCode {
             read_stdin_secret().map(|password| credentials::hash_password(&password))
         }
         Command::Simulate(args) => simulate(args),
-        Command::Check { .. } => unreachable!("handled above"),
+        Command::Promote { config } => config_source(config.as_ref())
+            .load()
+            .map_err(CliError::from)
+            .and_then(|c| commands::replay::promote(&c).map_err(CliError::Input)),
+        Command::Check { .. } | Command::Replay { .. } => unreachable!("handled above"),
     };
     match result {
         Ok(output) => {

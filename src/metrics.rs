@@ -29,6 +29,18 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UserDecisionLabel {
+    pub user: String,
+    pub decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabel {
+    pub user: String,
+    pub direction: String,
+}
+
 /// Every metric sesgate exports.
 pub struct Metrics {
     registry: Registry,
@@ -40,6 +52,12 @@ pub struct Metrics {
     pub upstream_latency: Histogram,
     pub decision_latency: Histogram,
     pub open_connections: Gauge,
+    /// Policy refusals of report-only principals, relayed anyway.
+    pub would_refuse: Family<UserDecisionLabel, Counter>,
+    /// Transactions the shadow policy set decides otherwise, by user and direction.
+    pub shadow_disagreements: Family<ShadowLabel, Counter>,
+    /// Decision log lines dropped because the writer fell behind.
+    pub decision_log_dropped: Counter,
     /// Reloads by result (success, failure).
     pub reloads: Family<ResultLabel, Counter>,
     /// When the last successful reload happened, in Unix seconds (0: none yet).
@@ -98,6 +116,24 @@ impl Default for Metrics {
             "SMTP connections open",
             open_connections.clone(),
         );
+        let would_refuse = Family::<UserDecisionLabel, Counter>::default();
+        let shadow_disagreements = Family::<ShadowLabel, Counter>::default();
+        let decision_log_dropped = Counter::default();
+        registry.register(
+            "would_refuse",
+            "Policy refusals of report-only principals (relayed anyway), by user and decision",
+            would_refuse.clone(),
+        );
+        registry.register(
+            "shadow_disagreements",
+            "Transactions the shadow policy set decides otherwise, by user and direction",
+            shadow_disagreements.clone(),
+        );
+        registry.register(
+            "decision_log_dropped",
+            "Decision log lines dropped because the writer fell behind",
+            decision_log_dropped.clone(),
+        );
         let build_info = Family::<BuildLabel, Gauge>::default();
         build_info
             .get_or_create(&BuildLabel {
@@ -131,6 +167,9 @@ impl Default for Metrics {
             last_reload,
             reload_unapplied,
             certificate_expiry,
+            would_refuse,
+            shadow_disagreements,
+            decision_log_dropped,
             transactions,
             auth,
             auth_verifications,

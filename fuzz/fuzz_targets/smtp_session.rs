@@ -188,6 +188,7 @@ fuzz_target!(|input: &[u8]| {
         hostname: "gw.fuzz.test".into(),
         tls_mode,
         allow_plaintext_auth,
+        auth: sesgate::smtp::AuthMode::Required,
         limits: std::sync::Arc::new(Limits {
             max_message_bytes: 64 + usize::from(limits & 0x0f) * 64,
             max_recipients: 1 + usize::from((limits >> 4) & 3),

@@ -13,6 +13,8 @@ pub struct Report {
     pub warnings: Vec<String>,
     pub policies: usize,
     pub users: usize,
+    /// Facts the operator must know (principals without AUTH, report-only users).
+    pub notes: Vec<String>,
 }
 
 /// Checks the configuration `config` (read from `file`, or the embedded default): loads it
@@ -28,6 +30,10 @@ pub fn check(config: &Config) -> Report {
         }
     };
     let (iam, iam_file) = (&loaded.iam, &loaded.iam_file);
+    let found = crate::commands::principals::review(config, loaded.authorizer());
+    report.notes.extend(found.notes);
+    report.warnings.extend(found.warnings);
+    report.errors.extend(found.errors);
     report.users = iam.users.len();
     check_tls(config, &loaded, &mut report);
     check_exposure(config, &mut report);

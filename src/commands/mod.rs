@@ -3,5 +3,7 @@
 //! `iam simulate-custom-policy`, on sesgate's engine).
 
 pub mod check;
+pub mod principals;
+pub mod replay;
 pub mod simulate;
 pub mod simulate_custom_policy;

@@ -31,6 +31,9 @@ pub struct Group {
     pub policies: Vec<Spanned<String>>,
     #[serde(default)]
     pub inline_policies: BTreeMap<String, String>,
+    /// false: its members are report-only (unless a user says otherwise).
+    #[serde(default)]
+    pub enforce: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +54,35 @@ pub struct User {
     pub permissions_boundary: Option<Spanned<String>>,
     #[serde(default)]
     pub credentials: Vec<Credential>,
+    /// Clients from these networks are this user without AUTH (where a listener allows it).
+    #[serde(default)]
+    pub networks: Vec<ipnet::IpNet>,
+    /// TLS client certificates that are this user: `sha256:HEX` fingerprints of the DER leaf.
+    #[serde(default)]
+    pub client_certificates: Vec<String>,
+    /// false: decided and logged, relayed anyway (report-only). Absent: its groups', else
+    /// `[iam] enforce`.
+    #[serde(default)]
+    pub enforce: Option<bool>,
+}
+
+/// A `client_certificates` entry in canonical form (lower-case hex, no colons), or why not.
+pub fn certificate_fingerprint(entry: &str) -> Result<String, String> {
+    let hex = entry
+        .strip_prefix("sha256:")
+        .or_else(|| entry.strip_prefix("SHA256:"))
+        .ok_or_else(|| {
+            format!("{entry:?}: expected \"sha256:\" and the certificate's SHA-256 fingerprint")
+        })?;
+    let hex: String = hex
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("{entry:?}: a SHA-256 fingerprint is 64 hex digits"));
+    }
+    Ok(hex)
 }
 
 fn root_path() -> String {
@@ -96,6 +128,38 @@ impl IamFile {
                         credential.username.get_ref()
                     ),
                 });
+            }
+        }
+        let invalid = |message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            message,
+        };
+        // A client address or certificate names one user at most: an overlap would let the
+        // file's order decide who a device is.
+        let mut networks: Vec<(&ipnet::IpNet, &str)> = Vec::new();
+        let mut certificates = std::collections::HashMap::new();
+        for user in &parsed.users {
+            for net in &user.networks {
+                if let Some((other, owner)) = networks.iter().find(|(other, _)| {
+                    other.contains(&net.network()) || net.contains(&other.network())
+                }) {
+                    return Err(invalid(format!(
+                        "user {:?} networks: {net} overlaps {other} of user {owner:?}",
+                        user.name
+                    )));
+                }
+                networks.push((net, &user.name));
+            }
+            for entry in &user.client_certificates {
+                let fingerprint = certificate_fingerprint(entry).map_err(|e| {
+                    invalid(format!("user {:?} client_certificates: {e}", user.name))
+                })?;
+                if let Some(owner) = certificates.insert(fingerprint, user.name.as_str()) {
+                    return Err(invalid(format!(
+                        "user {:?} client_certificates: {entry:?} is also user {owner:?}'s",
+                        user.name
+                    )));
+                }
             }
         }
         let mut seen = std::collections::HashSet::new();

@@ -142,6 +142,10 @@ pub struct Iam {
     /// The embedded default's users and policies, compiled in ([`embedded`]); `dir` is unused.
     #[serde(skip)]
     pub embedded: bool,
+    /// A second users/policies set decided beside the live one (never deciding); empty: none.
+    pub shadow_dir: PathBuf,
+    /// false: every principal without its own `enforce` is report-only.
+    pub enforce: bool,
 }
 
 impl Default for Iam {
@@ -149,6 +153,8 @@ impl Default for Iam {
         Iam {
             dir: "policies".into(),
             embedded: false,
+            shadow_dir: PathBuf::new(),
+            enforce: true,
         }
     }
 }
@@ -161,6 +167,11 @@ pub struct Listener {
     pub tls: TlsMode,
     pub allow_plaintext_auth: bool,
     pub proxy_protocol_from: Vec<IpNet>,
+    /// `required` (default), `optional` or `none`: see [`smtp::AuthMode`].
+    #[serde(with = "auth_mode")]
+    pub auth: smtp::AuthMode,
+    /// CA file (PEM) client certificates are verified against; empty: none are requested.
+    pub client_ca: PathBuf,
 }
 
 impl Default for Listener {
@@ -170,6 +181,8 @@ impl Default for Listener {
             tls: TlsMode::Starttls,
             allow_plaintext_auth: false,
             proxy_protocol_from: Vec::new(),
+            auth: smtp::AuthMode::Required,
+            client_ca: PathBuf::new(),
         }
     }
 }
@@ -180,7 +193,32 @@ impl Listener {
             tls: self.tls,
             allow_plaintext_auth: self.allow_plaintext_auth,
             proxy_protocol_from: self.proxy_protocol_from.clone(),
+            auth: self.auth,
+            tls_source: None,
         }
+    }
+}
+
+/// `auth = "required" | "optional" | "none"`.
+mod auth_mode {
+    use serde::{Deserialize, Deserializer};
+
+    use crate::smtp::AuthMode;
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Name {
+        Required,
+        Optional,
+        None,
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<AuthMode, D::Error> {
+        Ok(match Name::deserialize(deserializer)? {
+            Name::Required => AuthMode::Required,
+            Name::Optional => AuthMode::Optional,
+            Name::None => AuthMode::None,
+        })
     }
 }
 
@@ -379,10 +417,24 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
     pub format: LogFormat,
+    /// JSONL decision log for `sesgate replay`; empty: off.
+    pub decisions: PathBuf,
+    /// The decision log is rotated (one old file kept) past this size.
+    pub decisions_max_bytes: u64,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: LogFormat::default(),
+            decisions: PathBuf::new(),
+            decisions_max_bytes: 64 << 20,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

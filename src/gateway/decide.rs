@@ -19,6 +19,8 @@ pub struct Authorizer {
     pub directory: Directory,
     /// Bounds on the header section (`[limits]`).
     pub header_limits: headers::Limits,
+    /// `[iam] enforce`: whether users without their own (or a group's) `enforce` are enforced.
+    pub enforce: bool,
 }
 
 /// One transaction, as the decision sees it.
@@ -79,6 +81,25 @@ pub(super) fn refused(refusal: Refusal, region: &str) -> Ruling {
 }
 
 impl Authorizer {
+    /// Whether `user`'s policy refusals refuse (false: report-only, relayed anyway). Refusals
+    /// before any policy (ambiguous headers, unverified identities...) always refuse.
+    pub fn enforced(&self, user: &str) -> bool {
+        self.directory
+            .user(user)
+            .and_then(|u| u.enforce)
+            .unwrap_or(self.enforce)
+    }
+
+    /// Every user that is not enforced, by name.
+    pub fn not_enforced(&self) -> Vec<String> {
+        self.directory
+            .users()
+            .into_iter()
+            .filter(|u| !u.enforce.unwrap_or(self.enforce))
+            .map(|u| u.principal.name.clone())
+            .collect()
+    }
+
     pub fn decide(&self, input: Input<'_>, now: Timestamp) -> Ruling {
         let Some(user) = self.directory.user(input.user) else {
             // Credentials and users come from one file; a gap would be a bug. Fail closed.

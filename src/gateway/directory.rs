@@ -6,25 +6,90 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+
 use super::request::Principal;
 use crate::config::ConfigError;
 use crate::config::iam::IamFile;
 use crate::iam::{Policy, PolicySet};
+use crate::smtp::IdentifiedBy;
 
 /// One IAM user as the gateway needs it.
 #[derive(Debug, Clone)]
 pub struct UserEntry {
     pub principal: Principal,
     pub policies: PolicySet,
+    /// The user's own `enforce`, else false when one of its groups says false; `None`: the
+    /// global `[iam] enforce` applies.
+    pub enforce: Option<bool>,
 }
 
-/// Every user by name.
+/// Every user by name, and who clients that do not AUTH are.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     users: HashMap<String, UserEntry>,
+    /// Source networks bound to users (no two overlap: checked when `iam.toml` is parsed).
+    networks: Vec<(IpNet, String)>,
+    /// SHA-256 fingerprints (lower-case hex) of client certificates bound to users.
+    certificates: HashMap<String, String>,
 }
 
 impl Directory {
+    /// Who a client that did not AUTH is: its certificate's user, else its network's.
+    pub fn identify(
+        &self,
+        client: IpAddr,
+        certificate: Option<&[u8]>,
+    ) -> Option<(String, IdentifiedBy)> {
+        if let Some(der) = certificate {
+            let fingerprint: String = Sha256::digest(der)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            if let Some(user) = self.certificates.get(&fingerprint) {
+                return Some((user.clone(), IdentifiedBy::Certificate));
+            }
+        }
+        let client = client.to_canonical();
+        self.networks
+            .iter()
+            .find(|(net, _)| net.contains(&client))
+            .map(|(_, user)| (user.clone(), IdentifiedBy::Network))
+    }
+
+    /// Users reachable without AUTH: (user, networks, number of certificates), sorted by name.
+    pub fn principals_without_auth(&self) -> Vec<(String, Vec<IpNet>, usize)> {
+        let mut out: Vec<(String, Vec<IpNet>, usize)> = Vec::new();
+        for name in self.users.keys() {
+            let networks: Vec<IpNet> = self
+                .networks
+                .iter()
+                .filter(|(_, user)| user == name)
+                .map(|(net, _)| *net)
+                .collect();
+            let certificates = self
+                .certificates
+                .values()
+                .filter(|user| *user == name)
+                .count();
+            if !networks.is_empty() || certificates > 0 {
+                out.push((name.clone(), networks, certificates));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Every user, by name order.
+    pub fn users(&self) -> Vec<&UserEntry> {
+        let mut users: Vec<&UserEntry> = self.users.values().collect();
+        users.sort_by(|a, b| a.principal.name.cmp(&b.principal.name));
+        users
+    }
+
     pub fn user(&self, name: &str) -> Option<&UserEntry> {
         self.users.get(name)
     }
@@ -66,6 +131,11 @@ impl Directory {
                 .map_err(|e| invalid(format!("inline policy {name:?} of {owner:?}: {e}")))
         };
         let mut groups: HashMap<&str, Vec<Arc<Policy>>> = HashMap::new();
+        let group_enforce: HashMap<&str, Option<bool>> = iam
+            .groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.enforce))
+            .collect();
         for group in &iam.groups {
             let mut policies = Vec::new();
             for name in &group.policies {
@@ -84,7 +154,28 @@ impl Directory {
             }
         }
         let mut users = HashMap::new();
+        let mut networks = Vec::new();
+        let mut certificates = HashMap::new();
         for user in &iam.users {
+            networks.extend(
+                user.networks
+                    .iter()
+                    .map(|net| (net.trunc(), user.name.clone())),
+            );
+            for entry in &user.client_certificates {
+                let fingerprint =
+                    crate::config::iam::certificate_fingerprint(entry).map_err(|e| {
+                        invalid(format!("user {:?} client_certificates: {e}", user.name))
+                    })?;
+                certificates.insert(fingerprint, user.name.clone());
+            }
+            // The most specific word wins: the user's own, else any group's "false".
+            let enforce = user.enforce.or_else(|| {
+                user.groups
+                    .iter()
+                    .any(|g| group_enforce.get(g.get_ref().as_str()) == Some(&Some(false)))
+                    .then_some(false)
+            });
             let mut policies = Vec::new();
             for name in &user.policies {
                 let field = format!(
@@ -129,10 +220,15 @@ impl Directory {
                 UserEntry {
                     principal,
                     policies: PolicySet::new(policies, boundary),
+                    enforce,
                 },
             );
         }
-        Ok(Directory { users })
+        Ok(Directory {
+            users,
+            networks,
+            certificates,
+        })
     }
 }
 

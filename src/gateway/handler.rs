@@ -11,14 +11,17 @@ use tracing::info;
 
 use super::Clock;
 use super::decide::{Input, Ruling};
+use super::decision_log::{DecisionLog, Record, record_context};
 use super::load::Snapshot;
 use super::replies;
 use super::request::TransactionFacts;
+use super::shadow;
 use crate::credentials::{Verification, VerificationGate};
-use crate::iam::Outcome;
 use crate::metrics::Metrics;
 use crate::relay::{Delivery, MessageIds, Relay, RelayError};
-use crate::smtp::{AuthOutcome, Authenticator, Credentials, Handler, Reply, Transaction};
+use crate::smtp::{
+    AuthOutcome, Authenticator, Credentials, Handler, IdentifiedBy, Peer, Reply, Transaction,
+};
 
 /// Checks SMTP credentials against the current snapshot.
 #[derive(Clone)]
@@ -43,6 +46,14 @@ impl Authenticator for SnapshotCredentials {
             Verification::Busy => AuthOutcome::Unavailable,
         }
     }
+
+    fn identify(&self, peer: &Peer<'_>) -> Option<(String, IdentifiedBy)> {
+        self.snapshot
+            .load()
+            .authorizer
+            .directory
+            .identify(peer.client, peer.certificate)
+    }
 }
 
 /// Decides and relays each transaction.
@@ -53,6 +64,8 @@ pub(super) struct Gateway {
     pub relay: Relay,
     pub ids: MessageIds,
     pub metrics: Arc<Metrics>,
+    /// `[log] decisions`, when set.
+    pub decisions: Option<DecisionLog>,
 }
 
 /// How one transaction ended: its reply and what its log line and metrics say.
@@ -70,7 +83,13 @@ struct Settled {
 impl Gateway {
     /// The `Received:` trace header this hop adds (RFC 5321 §4.4).
     fn received_header(&self, transaction: &Transaction) -> String {
-        let protocol = if transaction.tls { "ESMTPSA" } else { "ESMTPA" };
+        // RFC 3848: the A is for an authenticated (AUTH) client only.
+        let protocol = match (transaction.tls, transaction.identified_by) {
+            (true, IdentifiedBy::Auth) => "ESMTPSA",
+            (false, IdentifiedBy::Auth) => "ESMTPA",
+            (true, _) => "ESMTPS",
+            (false, _) => "ESMTP",
+        };
         let date = jiff::Timestamp::now().strftime("%a, %d %b %Y %H:%M:%S +0000");
         let mut header = format!(
             "Received: from {} ([{}])\r\n\tby {} (sesgate) with {protocol} id {}",
@@ -130,6 +149,70 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Logs and counts where the shadow set decides otherwise than the live one.
+    fn compare_shadow(&self, transaction: &Transaction, live: &Ruling, shadow_ruling: &Ruling) {
+        let Some(direction) = shadow::disagreement(live, shadow_ruling) else {
+            return;
+        };
+        let (live_decision, live_reason) = shadow::verdict(live);
+        let (shadow_decision, shadow_reason) = shadow::verdict(shadow_ruling);
+        self.metrics
+            .shadow_disagreements
+            .get_or_create(&crate::metrics::ShadowLabel {
+                user: transaction.user.clone(),
+                direction: direction.as_str().to_owned(),
+            })
+            .inc();
+        info!(
+            session = %transaction.session_id,
+            user = %transaction.user,
+            direction = direction.as_str(),
+            live_decision,
+            live_reason = %live_reason,
+            shadow_decision,
+            shadow_reason = %shadow_reason,
+            "shadow disagreement"
+        );
+    }
+
+    /// The decision log's line for one transaction (never the body).
+    fn record(
+        &self,
+        transaction: &Transaction,
+        snapshot: &Snapshot,
+        ruling: &Ruling,
+        now: jiff::Timestamp,
+        enforced: bool,
+    ) -> Record {
+        let (decision, statements) = shadow::verdict(ruling);
+        let request = match ruling {
+            Ruling::Denied { request, .. } | Ruling::Allowed { request, .. } => Some(request),
+            Ruling::Refused { .. } => None,
+        };
+        let principal = snapshot
+            .authorizer
+            .directory
+            .user(&transaction.user)
+            .map(|u| u.principal.arn.clone())
+            .unwrap_or_default();
+        Record {
+            time: now.to_string(),
+            session: transaction.session_id.clone(),
+            user: transaction.user.clone(),
+            identified_by: transaction.identified_by.as_str().to_owned(),
+            account: snapshot.authorizer.account.id.clone(),
+            principal,
+            action: crate::iam::SEND_RAW_EMAIL.to_owned(),
+            resources: request.map(|r| r.resources.clone()).unwrap_or_default(),
+            context: request.map(|r| record_context(&r.context)),
+            decision: decision.to_owned(),
+            statements,
+            enforced,
+        }
+    }
+}
+
 impl Handler for Gateway {
     async fn deliver(&self, transaction: Transaction) -> Reply {
         let started = Instant::now();
@@ -147,40 +230,59 @@ impl Handler for Gateway {
             message: &transaction.message,
         };
         let deciding = Instant::now();
-        let ruling = snapshot.authorizer.decide(input, (self.clock)());
+        let now = (self.clock)();
+        let ruling = snapshot.authorizer.decide(input, now);
         self.metrics
             .decision_latency
             .observe(deciding.elapsed().as_secs_f64());
+        let enforced = snapshot.authorizer.enforced(&transaction.user);
+        let (verdict, reason) = shadow::verdict(&ruling);
+        if let Some(shadow_set) = &snapshot.shadow {
+            self.compare_shadow(&transaction, &ruling, &shadow_set.decide(input, now));
+        }
+        if let Some(log) = &self.decisions {
+            log.record(&self.record(&transaction, &snapshot, &ruling, now, enforced));
+        }
         let outcome = match ruling {
-            Ruling::Refused { kind, why, reply } => Settled {
+            Ruling::Refused { reply, .. } => Settled {
                 reply,
-                decision: kind,
-                reason: why,
+                decision: verdict,
+                reason,
                 from: String::new(),
                 upstream: String::new(),
             },
-            Ruling::Denied {
-                request,
-                decision,
-                reply,
-                ..
-            } => Settled {
-                reply,
-                decision: if decision.outcome == Outcome::ExplicitDeny {
-                    "explicit-deny"
-                } else {
-                    "implicit-deny"
-                },
-                reason: decision.reason(),
-                from: request.from,
-                upstream: String::new(),
-            },
-            Ruling::Allowed { request, decision } => {
+            // Report-only: a policy refusal is decided, logged and counted, and relayed anyway.
+            // Refusals before policy (above) are safety, not policy: always enforced.
+            Ruling::Denied { request, .. } if !enforced => {
+                self.metrics
+                    .would_refuse
+                    .get_or_create(&crate::metrics::UserDecisionLabel {
+                        user: transaction.user.clone(),
+                        decision: verdict.to_owned(),
+                    })
+                    .inc();
                 let (reply, upstream) = self.relay(&transaction).await;
                 Settled {
                     reply,
-                    decision: "allowed",
-                    reason: decision.reason(),
+                    decision: verdict,
+                    reason,
+                    from: request.from,
+                    upstream,
+                }
+            }
+            Ruling::Denied { request, reply, .. } => Settled {
+                reply,
+                decision: verdict,
+                reason,
+                from: request.from,
+                upstream: String::new(),
+            },
+            Ruling::Allowed { request, .. } => {
+                let (reply, upstream) = self.relay(&transaction).await;
+                Settled {
+                    reply,
+                    decision: verdict,
+                    reason,
                     from: request.from,
                     upstream,
                 }
@@ -192,11 +294,13 @@ impl Handler for Gateway {
             client = %transaction.client,
             tls = transaction.tls,
             user = %transaction.user,
+            identified_by = transaction.identified_by.as_str(),
             mail_from = %transaction.envelope.mail_from,
             from = %outcome.from,
             recipients = transaction.envelope.recipients.len(),
             size = transaction.message.len(),
             decision = outcome.decision,
+            enforced,
             reason = %outcome.reason,
             upstream = %outcome.upstream,
             reply = %outcome.reply,

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use super::decision_log::DecisionLog;
 use super::handler::{Gateway, SnapshotCredentials};
 use super::load::{Effects, Snapshot, load};
 use super::{Clock, StartError};
@@ -80,6 +81,7 @@ impl Running {
             .and_then(|config| Ok((load(&config, Effects::Create)?, config)));
         match loaded {
             Ok((loaded, config)) => {
+                log_principals(&loaded.snapshot);
                 self.snapshot.store(Arc::new(loaded.snapshot));
                 let unapplied = unapplied_changes(&self.started, &config);
                 self.metrics.count_reload(true, unapplied.len());
@@ -116,6 +118,22 @@ impl Running {
     }
 }
 
+/// Never silent: every report-only principal and every principal identified without AUTH is
+/// named at start and on each reload.
+fn log_principals(snapshot: &Snapshot) {
+    let report_only = snapshot.authorizer.not_enforced();
+    if !report_only.is_empty() {
+        warn!(users = %report_only.join(","), "report-only (enforce = false): policy refusals of these users are logged and relayed anyway");
+    }
+    for (user, networks, certificates) in snapshot.authorizer.directory.principals_without_auth() {
+        let networks: Vec<String> = networks.iter().map(ToString::to_string).collect();
+        info!(user = %user, networks = %networks.join(","), certificates, "principal identified without AUTH");
+    }
+    if let Some(shadow) = &snapshot.shadow {
+        info!(users = shadow.directory.len(), "shadow policy set loaded");
+    }
+}
+
 /// Loads everything the configuration names and starts listening.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     start_with_clock(config, Arc::new(jiff::Timestamp::now)).await
@@ -127,9 +145,19 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     let relay = loaded
         .relay
         .expect("Effects::Create always opens the relay");
+    log_principals(&loaded.snapshot);
     let snapshot = Arc::new(ArcSwap::from_pointee(loaded.snapshot));
     let metrics = Arc::new(Metrics::default());
     metrics.set_certificate(loaded.certificate_pem.as_deref());
+    let decisions = if config.log.decisions.as_os_str().is_empty() {
+        None
+    } else {
+        let path = config.path(&config.log.decisions);
+        Some(
+            DecisionLog::open(&path, config.log.decisions_max_bytes, Arc::clone(&metrics))
+                .map_err(|e| StartError::DecisionLog(format!("{}: {e}", path.display())))?,
+        )
+    };
     let users = snapshot.load().authorizer.directory.len();
     let tls: TlsSource = {
         let snapshot = Arc::clone(&snapshot);
@@ -147,6 +175,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             relay,
             ids: MessageIds::default(),
             metrics: Arc::clone(&metrics),
+            decisions,
         },
         SnapshotCredentials {
             snapshot: Arc::clone(&snapshot),
@@ -168,13 +197,28 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             .await
             .map_err(bind_error)?;
         let address = socket.local_addr().map_err(bind_error)?;
-        bound.push((socket, address, listener.settings()));
+        let mut settings = listener.settings();
+        if !listener.client_ca.as_os_str().is_empty() {
+            let (snapshot, ca) = (Arc::clone(&snapshot), listener.client_ca.clone());
+            // Read from the current snapshot, so a reload reaches the CA and the certificate;
+            // it always holds this CA (both come from one configuration).
+            let source: TlsSource = Arc::new(move || {
+                let current = snapshot.load();
+                current
+                    .client_tls
+                    .get(&ca)
+                    .cloned()
+                    .unwrap_or_else(|| current.tls.clone())
+            });
+            settings.tls_source = Some(source);
+        }
+        bound.push((socket, address, settings));
     }
     let (shutdown, stop) = watch::channel(false);
     let mut listeners = JoinSet::new();
     let mut addresses = Vec::new();
     for (socket, address, settings) in bound {
-        info!(address = %address, tls = ?settings.tls, plaintext_auth = settings.allow_plaintext_auth, "listening");
+        info!(address = %address, tls = ?settings.tls, plaintext_auth = settings.allow_plaintext_auth, auth = ?settings.auth, client_certificates = settings.tls_source.is_some(), "listening");
         let server = server.clone();
         let stop = stop.clone();
         listeners.spawn(async move { server.serve(socket, settings, stop).await });

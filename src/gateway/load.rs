@@ -29,6 +29,10 @@ pub(super) struct Snapshot {
     pub authorizer: Authorizer,
     pub credentials: CredentialStore,
     pub tls: TlsAcceptor,
+    /// Acceptors that request client certificates, by listener `client_ca` path.
+    pub client_tls: std::collections::HashMap<PathBuf, TlsAcceptor>,
+    /// `[iam] shadow_dir`'s users and policies, decided beside the live ones; never deciding.
+    pub shadow: Option<Authorizer>,
 }
 
 /// The account as the decision needs it: identities in canonical form.
@@ -85,6 +89,13 @@ pub struct Loaded {
     pub certificate: Certificate,
     /// The certificate's PEM text (for `check`'s expiry and name warnings).
     pub certificate_pem: Option<String>,
+}
+
+impl Loaded {
+    /// The users and policies that would decide.
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.snapshot.authorizer
+    }
 }
 
 /// `iam.toml` and every policy beside it, read from `[iam] dir` or the embedded default.
@@ -180,6 +191,7 @@ fn authorizer_of(config: &Config, source: &IamSource) -> Result<Authorizer, Star
         account: account_of(config),
         directory,
         header_limits: config.limits.headers,
+        enforce: config.iam.enforce,
     })
 }
 
@@ -240,12 +252,26 @@ pub fn load(config: &Config, effects: Effects) -> Result<Loaded, StartError> {
         Certificate::WouldGenerate => None,
         _ => std::fs::read_to_string(&cert).ok(),
     };
+    let mut client_tls = std::collections::HashMap::new();
+    for listener in &config.listeners {
+        if !listener.client_ca.as_os_str().is_empty() {
+            let ca = config.path(&listener.client_ca);
+            let server_config = tls::load_with_client_ca(&cert, &key, &ca)?;
+            client_tls.insert(
+                listener.client_ca.clone(),
+                TlsAcceptor::from(Arc::new(server_config)),
+            );
+        }
+    }
+    let shadow = super::shadow::load_shadow(config)?;
     let relay = load_relay(config, effects)?;
     Ok(Loaded {
         snapshot: Snapshot {
             authorizer,
             credentials,
             tls: TlsAcceptor::from(server_config),
+            client_tls,
+            shadow,
         },
         relay,
         iam: source.iam,

@@ -7,6 +7,7 @@
 
 mod address;
 mod decide;
+pub mod decision_log;
 mod directory;
 mod handler;
 pub mod headers;
@@ -14,6 +15,7 @@ mod lifecycle;
 mod load;
 pub mod replies;
 pub mod request;
+pub mod shadow;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +55,8 @@ pub enum StartError {
     },
     #[error("[metrics] listen {0}")]
     Metrics(String),
+    #[error("[log] decisions {0}")]
+    DecisionLog(String),
 }
 
 /// Where the gateway reads the time of a request (`aws:CurrentTime`); tests set it.

@@ -66,6 +66,8 @@ pub(super) struct Connection<H, A> {
     shutdown: watch::Receiver<bool>,
     /// When the connection is closed whatever it is doing (`session_timeout`).
     session_deadline: Instant,
+    /// The listener's own TLS acceptor (one that asks for client certificates), if any.
+    tls: Option<super::TlsSource>,
 }
 
 impl<H: Handler, A: Authenticator> Connection<H, A> {
@@ -88,7 +90,13 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
             id,
             shutdown,
             session_deadline,
+            tls: None,
         }
+    }
+
+    pub(super) fn with_tls_source(mut self, tls: Option<super::TlsSource>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Counts the session's lifetime from `deadline` (set from the accept, so that the
@@ -171,9 +179,14 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
                     let reply = match self.session.on_data_end(data) {
                         Err(reply) => reply,
                         Ok((envelope, message)) => {
+                            let (user, identified_by) = self
+                                .session
+                                .identity()
+                                .expect("MAIL is only accepted from an identified client");
                             let transaction = Transaction {
                                 session_id: self.id.clone(),
-                                user: self.session.user().unwrap_or_default().to_owned(),
+                                user: user.to_owned(),
+                                identified_by,
                                 tls: self.session.is_tls(),
                                 client: self.client,
                                 ehlo: self.session.ehlo_name().unwrap_or_default().to_owned(),
@@ -320,7 +333,10 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
             self.input.clear();
         }
         let plain = self.io.take().ok_or(End::Closed)?;
-        let acceptor = self.shared.tls_acceptor();
+        let acceptor = self
+            .tls
+            .as_ref()
+            .map_or_else(|| self.shared.tls_acceptor(), |tls| tls());
         let deadline = self.deadline(Instant::now() + self.shared.limits.handshake_timeout);
         let tls = match timeout_at(deadline, acceptor.accept(plain)).await {
             Ok(Ok(tls)) => tls,
@@ -333,9 +349,26 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
                 return Err(self.timed_out());
             }
         };
+        let certificate = super::peer_certificate(&tls);
         self.io = Some(Box::new(tls));
         self.session.on_tls_established();
+        self.identify_peer(certificate.as_deref());
         Ok(())
+    }
+
+    /// Asks the authenticator who the peer is without AUTH, where the listener allows it.
+    pub(super) fn identify_peer(&mut self, certificate: Option<&[u8]>) {
+        if self.session.config().auth == super::AuthMode::Required {
+            return;
+        }
+        let identity = self.shared.authenticator.identify(&super::Peer {
+            client: self.client,
+            certificate,
+        });
+        if let Some((user, how)) = &identity {
+            info!(session = %self.id, client = %self.client, user = %user, identified_by = how.as_str(), "identified without AUTH");
+        }
+        self.session.set_peer_identity(identity);
     }
 
     /// Runs the SASL exchange and checks the credentials.

@@ -42,7 +42,7 @@ use crate::accept::{AcceptBackoff, accept_with_backoff};
 
 pub use reply::Reply;
 pub use sasl::Credentials;
-pub use session::{Envelope, SessionConfig, TlsMode, Transaction};
+pub use session::{AuthMode, Envelope, IdentifiedBy, SessionConfig, TlsMode, Transaction};
 
 use conn::{Connection, Io};
 use limits::{AuthThrottle, AuthThrottleSettings, PerIpConnections};
@@ -59,9 +59,35 @@ pub trait Handler: Send + Sync + 'static {
 /// this module knowing where certificates come from.
 pub type TlsSource = Arc<dyn Fn() -> TlsAcceptor + Send + Sync>;
 
-/// Checks SMTP credentials.
+/// Checks SMTP credentials, and names clients that do not authenticate.
 pub trait Authenticator: Send + Sync + 'static {
     fn authenticate(&self, credentials: Credentials) -> impl Future<Output = AuthOutcome> + Send;
+
+    /// Who a client is without AUTH, from what the connection proves: its address and, under
+    /// TLS on a listener that asks for one, its verified client certificate. Asked only on
+    /// listeners whose `auth` is not `required`. `None` (the default): nobody, and MAIL gets
+    /// `530 5.7.0 Authentication required`.
+    fn identify(&self, _peer: &Peer<'_>) -> Option<(String, IdentifiedBy)> {
+        None
+    }
+}
+
+/// What a connection proves about its client without AUTH.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer<'a> {
+    /// The client's address (from the PROXY header when the peer is a trusted proxy).
+    pub client: IpAddr,
+    /// The DER leaf certificate the client presented, verified against the listener's CA.
+    pub certificate: Option<&'a [u8]>,
+}
+
+/// The leaf certificate a TLS client presented (rustls has verified it when it asked for one).
+fn peer_certificate<S>(tls: &tokio_rustls::server::TlsStream<S>) -> Option<Vec<u8>> {
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| leaf.as_ref().to_vec())
 }
 
 /// What an [`Authenticator`] found.
@@ -76,12 +102,28 @@ pub enum AuthOutcome {
 }
 
 /// One listening socket's protocol settings (`[[listener]]`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ListenerSettings {
     pub tls: TlsMode,
     pub allow_plaintext_auth: bool,
     /// Peers whose PROXY v1/v2 header is trusted; from them a header is required.
     pub proxy_protocol_from: Vec<IpNet>,
+    pub auth: AuthMode,
+    /// This listener's own TLS acceptor (e.g. one that requests client certificates); `None`:
+    /// the server's.
+    pub tls_source: Option<TlsSource>,
+}
+
+impl std::fmt::Debug for ListenerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerSettings")
+            .field("tls", &self.tls)
+            .field("allow_plaintext_auth", &self.allow_plaintext_auth)
+            .field("proxy_protocol_from", &self.proxy_protocol_from)
+            .field("auth", &self.auth)
+            .field("client_certificates", &self.tls_source.is_some())
+            .finish()
+    }
 }
 
 /// Limits shared by all listeners (`[limits]`).
@@ -317,9 +359,17 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
             "{:08x}",
             shared.next_session.fetch_add(1, Ordering::Relaxed)
         );
+        let acceptor = settings
+            .tls_source
+            .as_ref()
+            .map_or_else(|| shared.tls_acceptor(), |tls| tls());
+        let mut certificate = None;
         let (io, tls) = if settings.tls == TlsMode::Implicit {
-            match timeout_at(handshake_deadline, shared.tls_acceptor().accept(io)).await {
-                Ok(Ok(tls)) => (Box::new(tls) as Box<dyn Io>, true),
+            match timeout_at(handshake_deadline, acceptor.accept(io)).await {
+                Ok(Ok(tls)) => {
+                    certificate = peer_certificate(&tls);
+                    (Box::new(tls) as Box<dyn Io>, true)
+                }
                 Ok(Err(e)) => {
                     info!(session = %id, client = %client, error = %e, "TLS handshake failed");
                     return;
@@ -337,16 +387,18 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
                 hostname: shared.hostname.clone(),
                 tls_mode: settings.tls,
                 allow_plaintext_auth: settings.allow_plaintext_auth,
+                auth: settings.auth,
                 limits: Arc::clone(&shared.limits),
             },
             tls,
         );
         debug!(session = %id, client = %client, tls, "connection");
         let session_deadline = started + shared.limits.session_timeout;
-        Connection::new(io, session, Arc::clone(shared), client, id, shutdown)
+        let mut connection = Connection::new(io, session, Arc::clone(shared), client, id, shutdown)
             .with_session_deadline(session_deadline)
-            .run()
-            .await;
+            .with_tls_source(settings.tls_source.clone());
+        connection.identify_peer(certificate.as_deref());
+        connection.run().await;
     }
 }
 

@@ -25,6 +25,37 @@ pub enum TlsMode {
     Implicit,
 }
 
+/// Whether a listener asks for AUTH (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Every client authenticates (the default).
+    #[default]
+    Required,
+    /// A client that does not authenticate is identified by its TLS client certificate, then
+    /// by its address; AUTH, when given, wins.
+    Optional,
+    /// AUTH is not offered: clients are identified by certificate or address only.
+    None,
+}
+
+/// How the session's user was identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentifiedBy {
+    Auth,
+    Certificate,
+    Network,
+}
+
+impl IdentifiedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentifiedBy::Auth => "auth",
+            IdentifiedBy::Certificate => "certificate",
+            IdentifiedBy::Network => "network",
+        }
+    }
+}
+
 /// What one session runs under: its listener's protocol settings and the server's limits
 /// (shared, not copied).
 #[derive(Debug, Clone)]
@@ -32,6 +63,7 @@ pub struct SessionConfig {
     pub hostname: String,
     pub tls_mode: TlsMode,
     pub allow_plaintext_auth: bool,
+    pub auth: AuthMode,
     pub limits: Arc<Limits>,
 }
 
@@ -48,8 +80,10 @@ pub struct Envelope {
 pub struct Transaction {
     /// Identifies the connection in logs.
     pub session_id: String,
-    /// Who authenticated, as the authenticator named them.
+    /// Who sent it, as the authenticator named them.
     pub user: String,
+    /// How `user` was identified.
+    pub identified_by: IdentifiedBy,
     /// True when the session is under TLS (STARTTLS or implicit).
     pub tls: bool,
     /// The client's address (from the PROXY header when the peer is a trusted proxy).
@@ -107,6 +141,9 @@ pub struct Session {
     tls: bool,
     ehlo: Option<String>,
     user: Option<String>,
+    /// Who the peer is without AUTH (certificate or address), as the authenticator said;
+    /// used only where the listener's `auth` is not `required`, and only when AUTH was not given.
+    peer_identity: Option<(String, IdentifiedBy)>,
     envelope: Option<Envelope>,
     errors: u32,
     auth_failures: u32,
@@ -120,6 +157,7 @@ impl Session {
             tls,
             ehlo: None,
             user: None,
+            peer_identity: None,
             envelope: None,
             errors: 0,
             auth_failures: 0,
@@ -134,8 +172,30 @@ impl Session {
         self.tls
     }
 
+    /// The user AUTH named.
     pub fn user(&self) -> Option<&str> {
         self.user.as_deref()
+    }
+
+    /// Who sends the next transaction: the AUTH user, else (where the listener allows it) the
+    /// identity of the peer.
+    pub fn identity(&self) -> Option<(&str, IdentifiedBy)> {
+        match (&self.user, &self.peer_identity) {
+            (Some(user), _) => Some((user, IdentifiedBy::Auth)),
+            (None, Some((user, how))) if self.config.auth != AuthMode::Required => {
+                Some((user, *how))
+            }
+            _ => None,
+        }
+    }
+
+    /// Sets who the peer is without AUTH (at connect, and again once TLS is up).
+    pub fn set_peer_identity(&mut self, identity: Option<(String, IdentifiedBy)>) {
+        self.peer_identity = identity;
+    }
+
+    fn auth_offered(&self) -> bool {
+        self.config.auth != AuthMode::None && self.auth_allowed_here() && self.user.is_none()
     }
 
     pub fn ehlo_name(&self) -> Option<&str> {
@@ -210,7 +270,7 @@ impl Session {
                     self.ehlo.as_deref().unwrap_or_default(),
                     self.config.limits.max_message_bytes,
                     self.config.tls_mode == TlsMode::Starttls && !self.tls,
-                    self.auth_allowed_here() && self.user.is_none(),
+                    self.auth_offered(),
                 ))
             }
             Request::Helo { host } => {
@@ -268,6 +328,9 @@ impl Session {
         if self.ehlo.is_none() {
             return self.error(reply::bad_sequence("send EHLO first"));
         }
+        if self.config.auth == AuthMode::None {
+            return self.error(reply::not_implemented());
+        }
         if self.user.is_some() {
             return self.error(reply::already_authenticated());
         }
@@ -322,7 +385,7 @@ impl Session {
         if self.ehlo.is_none() {
             return self.error(reply::bad_sequence("send EHLO first"));
         }
-        if self.user.is_none() {
+        if self.identity().is_none() {
             return Step::Reply(reply::auth_required());
         }
         if self.envelope.is_some() {
@@ -388,6 +451,7 @@ impl Session {
         self.tls = true;
         self.ehlo = None;
         self.user = None;
+        self.peer_identity = None;
         self.envelope = None;
     }
 }
@@ -473,6 +537,7 @@ mod tests {
             hostname: "gw.test".into(),
             tls_mode,
             allow_plaintext_auth: false,
+            auth: AuthMode::Required,
             limits: Arc::new(Limits {
                 max_message_bytes: 1000,
                 max_recipients: 2,
@@ -562,6 +627,7 @@ mod tests {
         let mut open = Session::new(
             SessionConfig {
                 allow_plaintext_auth: true,
+                auth: AuthMode::Required,
                 ..config(TlsMode::None)
             },
             false,
@@ -767,5 +833,60 @@ mod tests {
             s.on_line(b"RCPT TO:<x@y.z>\r\n");
             assert_eq!(s.on_data_end(Err(error)).unwrap_err().code, code);
         }
+    }
+
+    fn with_auth(auth: AuthMode, tls_mode: TlsMode) -> Session {
+        let mut s = Session::new(
+            SessionConfig {
+                auth,
+                allow_plaintext_auth: true,
+                ..config(tls_mode)
+            },
+            false,
+        );
+        s.on_line(b"EHLO client.test\r\n");
+        s
+    }
+
+    #[test]
+    fn a_peer_identity_counts_only_where_the_listener_allows_it() {
+        let device = || Some(("printer".to_owned(), IdentifiedBy::Network));
+        let mut required = with_auth(AuthMode::Required, TlsMode::None);
+        required.set_peer_identity(device());
+        assert_eq!(
+            reply_of(required.on_line(b"MAIL FROM:<a@example.com>\r\n")),
+            "530 5.7.0 Authentication required"
+        );
+        let mut optional = with_auth(AuthMode::Optional, TlsMode::None);
+        assert_eq!(
+            reply_of(optional.on_line(b"MAIL FROM:<a@example.com>\r\n")),
+            "530 5.7.0 Authentication required"
+        );
+        optional.set_peer_identity(device());
+        assert_eq!(
+            optional.identity(),
+            Some(("printer", IdentifiedBy::Network))
+        );
+        assert!(reply_of(optional.on_line(b"MAIL FROM:<a@example.com>\r\n")).starts_with("250"));
+    }
+
+    #[test]
+    fn auth_wins_and_none_listeners_neither_offer_nor_accept_it() {
+        let mut optional = with_auth(AuthMode::Optional, TlsMode::None);
+        optional.set_peer_identity(Some(("printer".into(), IdentifiedBy::Network)));
+        optional.on_auth_result(Ok("app".into()));
+        assert_eq!(optional.identity(), Some(("app", IdentifiedBy::Auth)));
+
+        let mut none = with_auth(AuthMode::None, TlsMode::None);
+        assert!(!reply_of(none.on_line(b"EHLO client.test\r\n")).contains("AUTH"));
+        assert!(reply_of(none.on_line(b"AUTH PLAIN AGEAYg==\r\n")).starts_with("502"));
+    }
+
+    #[test]
+    fn tls_forgets_the_plaintext_peer_identity() {
+        let mut s = with_auth(AuthMode::Optional, TlsMode::Starttls);
+        s.set_peer_identity(Some(("printer".into(), IdentifiedBy::Network)));
+        s.on_tls_established();
+        assert_eq!(s.identity(), None);
     }
 }

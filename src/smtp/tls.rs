@@ -72,8 +72,57 @@ pub fn load_or_generate(
     Ok((Arc::new(load(cert_path, key_path)?), source))
 }
 
+/// `load`, asking clients for a certificate verified against the CA certificates in `ca_path`
+/// (PEM). A client without one is still served: it is then identified some other way or not.
+pub fn load_with_client_ca(
+    cert_path: &Path,
+    key_path: &Path,
+    ca_path: &Path,
+) -> Result<ServerConfig, TlsError> {
+    let bad_ca = |reason: String| TlsError::Certificate {
+        path: ca_path.into(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_path).map_err(|e| bad_ca(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| bad_ca(e.to_string()))?)
+            .map_err(|e| bad_ca(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad_ca("the file holds no CERTIFICATE block".into()));
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| bad_ca(e.to_string()))?;
+    let (chain, key) = read_pair(cert_path, key_path)?;
+    ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Pair {
+            cert: cert_path.into(),
+            key: key_path.into(),
+            reason: e.to_string(),
+        })
+}
+
 /// Builds the rustls configuration from PEM files.
 pub fn load(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, TlsError> {
+    let (chain, key) = read_pair(cert_path, key_path)?;
+    ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Pair {
+            cert: cert_path.into(),
+            key: key_path.into(),
+            reason: e.to_string(),
+        })
+}
+
+type Pair = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn read_pair(cert_path: &Path, key_path: &Path) -> Result<Pair, TlsError> {
     let chain = CertificateDer::pem_file_iter(cert_path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| TlsError::Certificate {
@@ -90,14 +139,7 @@ pub fn load(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, TlsError>
         path: key_path.into(),
         reason: e.to_string(),
     })?;
-    ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Pair {
-            cert: cert_path.into(),
-            key: key_path.into(),
-            reason: e.to_string(),
-        })
+    Ok((chain, key))
 }
 
 /// A self-signed certificate for `hostnames` (the first is the subject's common name; IP

@@ -66,6 +66,11 @@ impl TestServer {
         for (name, json) in &setup.policies {
             std::fs::write(dir.join(format!("policies/{name}.json")), json).unwrap();
         }
+        for (path, contents) in &setup.files {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
+        }
         let users = setup.users.unwrap_or_else(|| {
             user_toml(
                 "test-app",
@@ -85,6 +90,7 @@ impl TestServer {
             tls,
             allow_plaintext_auth,
             proxy_protocol_from: proxy.iter().map(|p| p.parse().unwrap()).collect(),
+            ..Listener::default()
         };
         let mut config = setup.config;
         config.hostname = "gw.test".into();
@@ -94,6 +100,7 @@ impl TestServer {
             listener(TlsMode::None, true, &[]),
             listener(TlsMode::Starttls, false, &["127.0.0.0/8"]),
         ];
+        config.listeners.extend(setup.extra_listeners);
         config.base_dir = dir.clone();
         if config.upstream.url == "file://./outbox" {
             config.upstream.url = "file://outbox".into();
@@ -195,6 +202,17 @@ impl TestServer {
         client
     }
 
+    /// Connections the server still counts as open once it has had up to `within` to notice
+    /// that the clients are gone (a closed socket frees its slot when its task ends).
+    pub async fn open_connections_after(&self, within: Duration) -> usize {
+        let running = self.running.as_ref().expect("server running");
+        let deadline = Instant::now() + within;
+        while running.open_connections() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        running.open_connections()
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await;
@@ -218,6 +236,10 @@ pub struct Setup {
     pub upstream: Option<sink::Sink>,
     /// The clock requests are stamped with.
     pub clock: Option<gateway::Clock>,
+    /// Listeners after the four standard ones (index 4 on).
+    pub extra_listeners: Vec<Listener>,
+    /// Files written into the test directory before start: (relative path, contents).
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 /// Copies the guide's policies (`policies/*.json`) into `dir`.
