@@ -20,10 +20,13 @@ const NO_AUTH: usize = 6;
 const MARKETING: &str = "From: marketing@example.com\r\n\r\nx\r\n";
 const OTHER: &str = "From: a@example.com\r\n\r\nx\r\n";
 
-/// A CA, a client certificate it signed (DER and key), and a certificate from another CA.
+/// A CA, client certificates it signed (DER and key: one bound by fingerprint, one by subject,
+/// one whose subject only looks like it), and a certificate from another CA.
 struct Pki {
     ca_pem: String,
     client: (Vec<u8>, Vec<u8>),
+    badge: (Vec<u8>, Vec<u8>),
+    lookalike: (Vec<u8>, Vec<u8>),
     stranger: (Vec<u8>, Vec<u8>),
 }
 
@@ -38,20 +41,35 @@ fn pki() -> Pki {
         params.distinguished_name.push(DnType::CommonName, name);
         CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
     };
-    let leaf = |issuer: &CertifiedIssuer<'_, KeyPair>| {
+    let leaf_named = |issuer: &CertifiedIssuer<'_, KeyPair>, dn: &[(DnType, &str)]| {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec!["scanner.test".to_owned()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "scanner");
+        for (kind, value) in dn {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let cert = params.signed_by(&key, issuer).unwrap();
         (cert.der().to_vec(), key.serialize_der())
+    };
+    let leaf = |issuer: &CertifiedIssuer<'_, KeyPair>| {
+        leaf_named(issuer, &[(DnType::CommonName, "scanner")])
     };
     let (trusted, other) = (ca("test CA"), ca("other CA"));
     Pki {
         ca_pem: trusted.pem(),
         client: leaf(&trusted),
+        badge: leaf_named(
+            &trusted,
+            &[
+                (DnType::CommonName, "badge-reader"),
+                (DnType::OrganizationName, "Example Devices"),
+            ],
+        ),
+        // One common name that prints like the bound two-part subject: never matched.
+        lookalike: leaf_named(
+            &trusted,
+            &[(DnType::CommonName, "badge-reader, O=Example Devices")],
+        ),
         stranger: leaf(&other),
     }
 }
@@ -80,6 +98,11 @@ policies = ["AllowSendingOnly"]
 [[user]]
 name = "scanner"
 client_certificates = ["sha256:{}"]
+policies = ["AllowSendingOnly"]
+
+[[user]]
+name = "badge"
+client_certificates = ["subject:CN=badge-reader,O=Example Devices"]
 policies = ["AllowSendingOnly"]
 
 [[user]]
@@ -297,6 +320,36 @@ async fn a_client_certificate_is_its_user() {
                 .await
                 .starts_with("250")
         ),
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_certificate_subject_is_its_user() {
+    let pki = pki();
+    let server = TestServer::start_setup(setup(&pki)).await;
+    let mut badge = tls_client(&server, Some(&pki.badge)).await.unwrap();
+    assert_eq!(badge.send_plain().await.get(..3), Some("250"));
+    assert!(last_user(&server).starts_with("badge "));
+    let lines = decision_lines(&server, 1).await;
+    assert_eq!(lines[0]["identified_by"], "certificate");
+    // A common name holding the separator is not the two-part subject.
+    let mut lookalike = tls_client(&server, Some(&pki.lookalike)).await.unwrap();
+    assert_eq!(
+        lookalike.command("MAIL FROM:<a@example.com>").await,
+        "530 5.7.0 Authentication required"
+    );
+    // A subject entry with a separator inside a value is a config error.
+    for bad in [
+        "subject:CN=a\\, O=b",
+        "subject:CN=",
+        "subject:CN=a+O=b",
+        "subject:",
+    ] {
+        assert!(
+            sesgate::config::iam::client_certificate_key(bad).is_err(),
+            "{bad}"
+        );
     }
     server.stop().await;
 }

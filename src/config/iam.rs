@@ -57,7 +57,8 @@ pub struct User {
     /// Clients from these networks are this user without AUTH (where a listener allows it).
     #[serde(default)]
     pub networks: Vec<ipnet::IpNet>,
-    /// TLS client certificates that are this user: `sha256:HEX` fingerprints of the DER leaf.
+    /// TLS client certificates that are this user: `sha256:HEX` fingerprints of the DER leaf, or
+    /// `subject:CN=..., O=...` subjects (see [`client_certificate_key`]).
     #[serde(default)]
     pub client_certificates: Vec<String>,
     /// false: decided and logged, relayed anyway (report-only). Absent: its groups', else
@@ -66,13 +67,28 @@ pub struct User {
     pub enforce: Option<bool>,
 }
 
-/// A `client_certificates` entry in canonical form (lower-case hex, no colons), or why not.
-pub fn certificate_fingerprint(entry: &str) -> Result<String, String> {
+/// A `client_certificates` entry in canonical form, the key the directory matches a client's
+/// certificate by: `sha256:HEX` (lower-case, no colons) for a fingerprint of the DER leaf, or
+/// `subject:TYPE=value, TYPE=value` for a subject distinguished name as written (RFC 4514
+/// order, one attribute per RDN). A subject is matched only in a certificate its listener's
+/// `client_ca` signed.
+pub fn client_certificate_key(entry: &str) -> Result<String, String> {
+    if let Some(subject) = entry.strip_prefix("subject:") {
+        return canonical_subject(subject)
+            .map(|subject| format!("subject:{subject}"))
+            .ok_or_else(|| {
+                format!(
+                    "{entry:?}: a subject is TYPE=value pairs separated by commas (e.g. \"subject:CN=scanner, O=Example\"); values may not hold ',', '+', '=', '\\', '\"' or control characters"
+                )
+            });
+    }
     let hex = entry
         .strip_prefix("sha256:")
         .or_else(|| entry.strip_prefix("SHA256:"))
         .ok_or_else(|| {
-            format!("{entry:?}: expected \"sha256:\" and the certificate's SHA-256 fingerprint")
+            format!(
+                "{entry:?}: expected \"sha256:\" and the certificate's SHA-256 fingerprint, or \"subject:\" and its subject"
+            )
         })?;
     let hex: String = hex
         .chars()
@@ -82,7 +98,34 @@ pub fn certificate_fingerprint(entry: &str) -> Result<String, String> {
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!("{entry:?}: a SHA-256 fingerprint is 64 hex digits"));
     }
-    Ok(hex)
+    Ok(format!("sha256:{hex}"))
+}
+
+/// `TYPE=value, TYPE=value` with each type upper-cased and the spaces around separators
+/// dropped; `None` when it is not that shape or a value holds a character that could make two
+/// different distinguished names print alike (so nothing ambiguous is ever matched).
+pub fn canonical_subject(subject: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for rdn in subject.split(',') {
+        let (kind, value) = rdn.split_once('=')?;
+        let (kind, value) = (kind.trim(), value.trim());
+        if kind.is_empty()
+            || !kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+            || !is_plain_subject_value(value)
+        {
+            return None;
+        }
+        parts.push(format!("{}={value}", kind.to_ascii_uppercase()));
+    }
+    Some(parts.join(", "))
+}
+
+/// A distinguished-name value sesgate compares: non-empty, no separator, escape or control.
+pub fn is_plain_subject_value(value: &str) -> bool {
+    !value.is_empty()
+        && !value
+            .chars()
+            .any(|c| c.is_control() || matches!(c, ',' | '+' | '=' | '\\' | '"'))
 }
 
 fn root_path() -> String {
@@ -151,10 +194,10 @@ impl IamFile {
                 networks.push((net, &user.name));
             }
             for entry in &user.client_certificates {
-                let fingerprint = certificate_fingerprint(entry).map_err(|e| {
+                let key = client_certificate_key(entry).map_err(|e| {
                     invalid(format!("user {:?} client_certificates: {e}", user.name))
                 })?;
-                if let Some(owner) = certificates.insert(fingerprint, user.name.as_str()) {
+                if let Some(owner) = certificates.insert(key, user.name.as_str()) {
                     return Err(invalid(format!(
                         "user {:?} client_certificates: {entry:?} is also user {owner:?}'s",
                         user.name

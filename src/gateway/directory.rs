@@ -27,13 +27,37 @@ pub struct UserEntry {
     pub enforce: Option<bool>,
 }
 
+/// The subject of a DER certificate as `TYPE=value, ...` in the form
+/// `config::iam::canonical_subject` gives; `None` when the certificate does not parse or its
+/// subject holds anything that could print ambiguously (a multi-valued RDN, an unknown
+/// attribute type, a non-string value, a separator or escape inside a value).
+fn certificate_subject(der: &[u8]) -> Option<String> {
+    use x509_parser::objects::{oid_registry, oid2abbrev};
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let mut parts = Vec::new();
+    for rdn in cert.subject().iter_rdn() {
+        let mut attributes = rdn.iter();
+        let (Some(attribute), None) = (attributes.next(), attributes.next()) else {
+            return None;
+        };
+        let kind = oid2abbrev(attribute.attr_type(), oid_registry()).ok()?;
+        let value = attribute.as_str().ok()?;
+        if !crate::config::iam::is_plain_subject_value(value) {
+            return None;
+        }
+        parts.push(format!("{kind}={value}"));
+    }
+    crate::config::iam::canonical_subject(&parts.join(", "))
+}
+
 /// Every user by name, and who clients that do not AUTH are.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     users: HashMap<String, UserEntry>,
     /// Source networks bound to users (no two overlap: checked when `iam.toml` is parsed).
     networks: Vec<(IpNet, String)>,
-    /// SHA-256 fingerprints (lower-case hex) of client certificates bound to users.
+    /// Client certificates bound to users, by `sha256:HEX` fingerprint or `subject:DN` key
+    /// (`config::iam::client_certificate_key`).
     certificates: HashMap<String, String>,
 }
 
@@ -49,7 +73,15 @@ impl Directory {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            if let Some(user) = self.certificates.get(&fingerprint) {
+            let by_subject = || {
+                certificate_subject(der)
+                    .and_then(|s| self.certificates.get(&format!("subject:{s}")))
+            };
+            if let Some(user) = self
+                .certificates
+                .get(&format!("sha256:{fingerprint}"))
+                .or_else(by_subject)
+            {
                 return Some((user.clone(), IdentifiedBy::Certificate));
             }
         }
@@ -163,11 +195,10 @@ impl Directory {
                     .map(|net| (net.trunc(), user.name.clone())),
             );
             for entry in &user.client_certificates {
-                let fingerprint =
-                    crate::config::iam::certificate_fingerprint(entry).map_err(|e| {
-                        invalid(format!("user {:?} client_certificates: {e}", user.name))
-                    })?;
-                certificates.insert(fingerprint, user.name.clone());
+                let key = crate::config::iam::client_certificate_key(entry).map_err(|e| {
+                    invalid(format!("user {:?} client_certificates: {e}", user.name))
+                })?;
+                certificates.insert(key, user.name.clone());
             }
             // The most specific word wins: the user's own, else any group's "false".
             let enforce = user.enforce.or_else(|| {
