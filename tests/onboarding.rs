@@ -10,7 +10,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sesgate::config::Listener;
 use sesgate::smtp::{AuthMode, TlsMode};
-use support::{Client, PASSWORD, Setup, TestServer, USER, connect_from, user_toml};
+use support::{Client, PASSWORD, Setup, TestServer, USER, connect_from, tool_available, user_toml};
 
 /// Listener indexes past the four standard ones.
 const OPTIONAL: usize = 4;
@@ -321,6 +321,65 @@ async fn a_client_certificate_is_its_user() {
                 .starts_with("250")
         ),
     }
+    server.stop().await;
+}
+
+/// swaks without AUTH from `source`: its exit status and transcript.
+async fn swaks_from(server: &TestServer, source: &str) -> (bool, String) {
+    let args: Vec<String> = [
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &server.port(OPTIONAL).to_string(),
+        "--local-interface",
+        source,
+        "--from",
+        "marketing@example.com",
+        "--to",
+        "rcpt@example.com",
+        "--header",
+        "Subject: printer job",
+        "--body",
+        "scanned page",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("swaks")
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaks_without_auth_from_a_bound_and_an_unbound_network() {
+    if !tool_available("swaks", &["--version"]) {
+        return;
+    }
+    let pki = pki();
+    let server = TestServer::start_setup(setup(&pki)).await;
+    let (ok, transcript) = swaks_from(&server, "127.0.0.2").await;
+    assert!(ok, "{transcript}");
+    assert!(transcript.contains("<-  250 2.0.0 Ok"), "{transcript}");
+    assert!(last_user(&server).starts_with("printer "));
+    let (ok, transcript) = swaks_from(&server, "127.0.0.3").await;
+    assert!(!ok, "{transcript}");
+    assert!(
+        transcript.contains("<** 530 5.7.0 Authentication required"),
+        "{transcript}"
+    );
+    assert_eq!(
+        server.outbox_raw().len(),
+        1,
+        "nothing relayed for 127.0.0.3"
+    );
     server.stop().await;
 }
 
