@@ -243,6 +243,7 @@ impl Handler for Gateway {
         if let Some(log) = &self.decisions {
             log.record(&self.record(&transaction, &snapshot, &ruling, now, enforced));
         }
+        let policy_refused = matches!(ruling, Ruling::Denied { .. });
         let outcome = match ruling {
             Ruling::Refused { reply, .. } => Settled {
                 reply,
@@ -251,33 +252,26 @@ impl Handler for Gateway {
                 from: String::new(),
                 upstream: String::new(),
             },
-            // Report-only: a policy refusal is decided, logged and counted, and relayed anyway.
-            // Refusals before policy (above) are safety, not policy: always enforced.
-            Ruling::Denied { request, .. } if !enforced => {
-                self.metrics
-                    .would_refuse
-                    .get_or_create(&crate::metrics::UserDecisionLabel {
-                        user: transaction.user.clone(),
-                        decision: verdict.to_owned(),
-                    })
-                    .inc();
-                let (reply, upstream) = self.relay(&transaction).await;
-                Settled {
-                    reply,
-                    decision: verdict,
-                    reason,
-                    from: request.from,
-                    upstream,
-                }
-            }
-            Ruling::Denied { request, reply, .. } => Settled {
+            Ruling::Denied { request, reply, .. } if enforced => Settled {
                 reply,
                 decision: verdict,
                 reason,
                 from: request.from,
                 upstream: String::new(),
             },
-            Ruling::Allowed { request, .. } => {
+            // Allowed, or report-only: a policy refusal is decided, logged and counted, and
+            // relayed anyway. Refusals before policy (above) are safety, not policy: always
+            // enforced.
+            Ruling::Denied { request, .. } | Ruling::Allowed { request, .. } => {
+                if policy_refused {
+                    self.metrics
+                        .would_refuse
+                        .get_or_create(&crate::metrics::UserDecisionLabel {
+                            user: transaction.user.clone(),
+                            decision: verdict.to_owned(),
+                        })
+                        .inc();
+                }
                 let (reply, upstream) = self.relay(&transaction).await;
                 Settled {
                     reply,
