@@ -432,7 +432,7 @@ pub fn build(
     // configured, only the address's own domain (or the address) counts as its verified
     // identity: a parent such as `identity/com` would otherwise stand for every `.com` sender
     // and dodge a Deny written on `identity/example.com`.
-    let covers = |identity: &str, address: &str| {
+    let stands_for = |identity: &str, address: &str| {
         if account.identities.is_empty() {
             identity == address || address.rsplit_once('@').is_some_and(|(_, d)| d == identity)
         } else {
@@ -444,23 +444,23 @@ pub fn build(
         arn: named.given.clone(),
     };
     if let Some(named) = &from_arn
-        && !covers(&named.identity, &from)
+        && !stands_for(&named.identity, &from)
     {
         return Err(misaligned(&from, named));
     }
     if let Some(named) = &source_arn {
-        if from_arn.is_none() && !covers(&named.identity, &from) {
+        if from_arn.is_none() && !stands_for(&named.identity, &from) {
             return Err(misaligned(&from, named));
         }
         if let Some(mail_from) = &mail_from
-            && !covers(&named.identity, mail_from)
+            && !stands_for(&named.identity, mail_from)
         {
             return Err(misaligned(mail_from, named));
         }
     }
     if let Some(named) = &return_path_arn {
         match &mail_from {
-            Some(mail_from) if covers(&named.identity, mail_from) => {}
+            Some(mail_from) if stands_for(&named.identity, mail_from) => {}
             // A null reverse-path has no address for the ARN to stand for.
             Some(mail_from) => return Err(misaligned(mail_from, named)),
             None => return Err(misaligned("<>", named)),
