@@ -54,6 +54,9 @@ pub struct Metrics {
     pub open_connections: Gauge,
     /// Policy refusals of report-only principals, relayed anyway.
     pub would_refuse: Family<UserDecisionLabel, Counter>,
+    /// Transactions by IAM user and decision (`[metrics] per_user`): only configured user names
+    /// are labels, never client text, so its cardinality is that of `iam.toml`.
+    pub user_transactions: Family<UserDecisionLabel, Counter>,
     /// Transactions the shadow policy set decides otherwise, by user and direction.
     pub shadow_disagreements: Family<ShadowLabel, Counter>,
     /// Decision log lines dropped because the writer fell behind.
@@ -119,6 +122,12 @@ impl Default for Metrics {
         let would_refuse = Family::<UserDecisionLabel, Counter>::default();
         let shadow_disagreements = Family::<ShadowLabel, Counter>::default();
         let decision_log_dropped = Counter::default();
+        let user_transactions = Family::<UserDecisionLabel, Counter>::default();
+        registry.register(
+            "user_transactions",
+            "SMTP transactions by IAM user and decision (only with [metrics] per_user = true)",
+            user_transactions.clone(),
+        );
         registry.register(
             "would_refuse",
             "Policy refusals of report-only principals (relayed anyway), by user and decision",
@@ -168,6 +177,7 @@ impl Default for Metrics {
             reload_unapplied,
             certificate_expiry,
             would_refuse,
+            user_transactions,
             shadow_disagreements,
             decision_log_dropped,
             transactions,

@@ -425,6 +425,8 @@ pub struct Log {
     pub decisions: PathBuf,
     /// The decision log is rotated (one old file kept) past this size.
     pub decisions_max_bytes: u64,
+    /// The transaction log line lists the envelope recipients (escaped); off: only their count.
+    pub recipients: bool,
 }
 
 impl Default for Log {
@@ -433,6 +435,7 @@ impl Default for Log {
             format: LogFormat::default(),
             decisions: PathBuf::new(),
             decisions_max_bytes: 64 << 20,
+            recipients: false,
         }
     }
 }
@@ -441,6 +444,9 @@ impl Default for Log {
 #[serde(deny_unknown_fields, default)]
 pub struct Metrics {
     pub listen: String,
+    /// Transactions counted per IAM user too (`sesgate_user_transactions_total`): opt-in, as
+    /// each configured user adds series.
+    pub per_user: bool,
 }
 
 impl Config {

@@ -66,6 +66,10 @@ pub(super) struct Gateway {
     pub metrics: Arc<Metrics>,
     /// `[log] decisions`, when set.
     pub decisions: Option<DecisionLog>,
+    /// `[log] recipients`: the transaction line lists the recipients.
+    pub log_recipients: bool,
+    /// `[metrics] per_user`: transactions are counted per IAM user too.
+    pub per_user_metrics: bool,
 }
 
 /// How one transaction ended: its reply and what its log line and metrics say.
@@ -283,6 +287,28 @@ impl Handler for Gateway {
             }
         };
         self.metrics.count_transaction(outcome.decision);
+        // Only a user of the snapshot's directory becomes a label: the series stay bounded by
+        // the configuration whatever a client sends.
+        if self.per_user_metrics
+            && snapshot
+                .authorizer
+                .directory
+                .user(&transaction.user)
+                .is_some()
+        {
+            self.metrics
+                .user_transactions
+                .get_or_create(&crate::metrics::UserDecisionLabel {
+                    user: transaction.user.clone(),
+                    decision: outcome.decision.to_owned(),
+                })
+                .inc();
+        }
+        // Client text, so a list whose items are quoted (a quoted local part may hold a comma);
+        // the log layer then escapes it like every other field.
+        let rcpt_to = self
+            .log_recipients
+            .then(|| format!("{:?}", transaction.envelope.recipients));
         info!(
             session = %transaction.session_id,
             client = %transaction.client,
@@ -292,6 +318,7 @@ impl Handler for Gateway {
             mail_from = %transaction.envelope.mail_from,
             from = %outcome.from,
             recipients = transaction.envelope.recipients.len(),
+            rcpt_to = rcpt_to.as_deref(),
             size = transaction.message.len(),
             decision = outcome.decision,
             enforced,

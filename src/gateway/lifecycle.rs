@@ -176,6 +176,8 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             ids: MessageIds::default(),
             metrics: Arc::clone(&metrics),
             decisions,
+            log_recipients: config.log.recipients,
+            per_user_metrics: config.metrics.per_user,
         },
         SnapshotCredentials {
             snapshot: Arc::clone(&snapshot),
