@@ -158,6 +158,13 @@ fn simulate(args: Simulate) -> Result<String, CliError> {
         .into_iter()
         .find(|login| login.smtp_username == args.user)
         .map_or(args.user.clone(), |login| login.iam_user);
+    // An unknown user is a mistake in the command, not a transaction to refuse with a 451.
+    if authorizer.directory.user(&user).is_none() {
+        return Err(CliError::Input(format!(
+            "--user {:?}: no such IAM user or SMTP user name in the configuration",
+            args.user
+        )));
+    }
     let now = match &args.time {
         Some(text) => sesgate::iam::parse_date(text)
             .ok_or_else(|| CliError::Input(format!("--time {text:?} is not a date")))?,
@@ -379,6 +386,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args).map(|()| String::new()),
         Command::SimulateCustomPolicy(args) => simulate_custom_policy(args),
+        Command::SmtpPassword { region } if !credentials::is_aws_region(&region) => {
+            Err(CliError::Input(format!(
+                "--region {region:?} is not an AWS region name (e.g. us-east-1, eu-west-1)"
+            )))
+        }
         Command::SmtpPassword { region } => {
             read_stdin_secret().map(|secret| credentials::ses_smtp_password(&secret, &region))
         }

@@ -577,3 +577,89 @@ async fn metrics_are_scraped() {
     }
     server.stop().await;
 }
+
+/// Issue 14 §11: `simulate` on an unknown user is an error (exit 2), not a 451 transaction;
+/// its decisions are spelled as the transaction log spells them.
+#[test]
+fn simulate_unknown_user_is_an_error_and_decisions_are_spelled_as_in_the_log() {
+    let dir = config_dir(
+        "simulate-spelling",
+        "",
+        &user_toml(
+            "marketing",
+            "/",
+            "AKIASIMULATESPELL001",
+            "pw",
+            "policies = [\"AllowFromMarketingAddress\"]",
+        ),
+    );
+    let config = dir.join("sesgate.toml");
+    let run = |user: &str, from: &str| {
+        sesgate(&[
+            "simulate",
+            "--config",
+            config.to_str().unwrap(),
+            "--user",
+            user,
+            "--from",
+            from,
+            "--rcpt",
+            "x@example.com",
+            "--output",
+            "json",
+        ])
+    };
+    let unknown = run("nosuch", "marketing@example.com");
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    assert!(unknown.stdout.is_empty(), "{}", stdout(&unknown));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("\"nosuch\"") && stderr.contains("no such"),
+        "{stderr}"
+    );
+
+    let denied = run("marketing", "sales@example.com");
+    assert!(denied.status.success(), "{denied:?}");
+    let json: serde_json::Value = serde_json::from_slice(&denied.stdout).unwrap();
+    assert_eq!(json["decision"], "implicit-deny", "{json}");
+    // The SMTP user name resolves to the same IAM user.
+    let allowed = run("AKIASIMULATESPELL001", "marketing@example.com");
+    let json: serde_json::Value = serde_json::from_slice(&allowed.stdout).unwrap();
+    assert_eq!(json["decision"], "allowed", "{json}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 14 §11: `smtp-password` refuses a region that is not an AWS region name, on stderr,
+/// before reading the secret.
+#[test]
+fn smtp_password_refuses_a_region_that_is_not_a_region_name() {
+    use std::io::Write;
+    for (region, ok) in [
+        ("us-east1", false),
+        ("eu-west-1a", false),
+        ("eu-west-1", true),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sesgate"))
+            .args(["smtp-password", "--region", region])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n");
+        let output = child.wait_with_output().unwrap();
+        if ok {
+            assert!(output.status.success(), "{output:?}");
+            assert!(!output.stdout.is_empty());
+        } else {
+            assert_eq!(output.status.code(), Some(2), "{region}: {output:?}");
+            assert!(output.stdout.is_empty(), "{output:?}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains("not an AWS region name"), "{stderr}");
+        }
+    }
+}
