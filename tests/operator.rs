@@ -79,6 +79,18 @@ fn check_reports_config_errors_with_file_line_and_field() {
             "[[user]]\nname = \"a\"\npasword = \"x\"\n".into(),
             "iam.toml: line 3, column 1: unknown field `pasword`",
         ),
+        (
+            "listener-host-name",
+            "[[listener]]\naddress = \"localhost:4465\"\ntls = \"none\"\n",
+            user.clone(),
+            "sesgate.toml: line 2, column 11: \"localhost:4465\" is not an IP:port address",
+        ),
+        (
+            "bad-password-hash",
+            "",
+            "[[user]]\nname = \"app\"\n[[user.credentials]]\nusername = \"app\"\npassword_hash = \"not-a-hash\"\n".into(),
+            "iam.toml: line 5, column 17: credentials.password_hash of SMTP user \"app\" is not an argon2 PHC string",
+        ),
     ];
     for (name, toml, iam, expected) in cases {
         let dir = config_dir(name, toml, iam);
