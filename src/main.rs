@@ -79,7 +79,8 @@ enum Command {
         #[arg(long)]
         region: String,
     },
-    /// Print the argon2id PHC hash of the password read on stdin, for policies/iam.toml.
+    /// Print the argon2id PHC hash of a password for policies/iam.toml: prompted without echo at
+    /// a terminal, else read from stdin.
     HashPassword,
     /// Re-decide the transactions of a decision log against another policy set (exit 0 no
     /// change, 1 changes, 2 errors).
@@ -253,6 +254,35 @@ fn read_stdin_secret() -> Result<String, CliError> {
     Ok(secret.to_owned())
 }
 
+/// The password for `hash-password`: typed at a terminal without echo, else stdin to the end
+/// (a file or a pipe, as `read_stdin_secret`).
+fn read_password() -> Result<String, CliError> {
+    let stdin = std::io::stdin();
+    if !std::io::IsTerminal::is_terminal(&stdin) {
+        return read_stdin_secret();
+    }
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let saved = tcgetattr(&stdin).map_err(|e| CliError::Input(format!("terminal: {e}")))?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    // Echo off first, then the prompt: nothing typed after the prompt is ever echoed.
+    tcsetattr(&stdin, OptionalActions::Now, &quiet)
+        .map_err(|e| CliError::Input(format!("terminal: {e}")))?;
+    eprint!("Password (not echoed): ");
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    // Echo comes back whatever the read did.
+    let restored = tcsetattr(&stdin, OptionalActions::Now, &saved);
+    read.map_err(|e| CliError::Input(format!("reading the password: {e}")))?;
+    restored.map_err(|e| CliError::Input(format!("terminal: {e}")))?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(CliError::Input("no password given".into()));
+    }
+    Ok(password.to_owned())
+}
+
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -395,7 +425,7 @@ fn main() -> ExitCode {
             read_stdin_secret().map(|secret| credentials::ses_smtp_password(&secret, &region))
         }
         Command::HashPassword => {
-            read_stdin_secret().map(|password| credentials::hash_password(&password))
+            read_password().map(|password| credentials::hash_password(&password))
         }
         Command::Simulate(args) => simulate(args),
         Command::Promote { config } => config_source(config.as_ref())

@@ -675,3 +675,86 @@ fn smtp_password_refuses_a_region_that_is_not_a_region_name() {
         }
     }
 }
+
+/// Issue 14 §11: `hash-password` at a terminal prompts on stderr and does not echo what is
+/// typed (a pseudo-terminal via Python's `pty`); the hash it prints verifies that password.
+#[test]
+fn hash_password_at_a_terminal_prompts_without_echo() {
+    const TYPED: &str = "Typed-Secret-4711";
+    let script = r#"
+import os, pty, sys, select, signal
+signal.alarm(20)  # fail, never hang, if the prompt or the hash does not come
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "hash-password"])
+out = b""
+while b"not echoed" not in out:
+    out += os.read(fd, 1024)
+os.write(fd, sys.argv[2].encode() + b"\n")
+while True:
+    r, _, _ = select.select([fd], [], [], 10)
+    if not r:
+        break
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, env!("CARGO_BIN_EXE_sesgate"), TYPED])
+        .output()
+        .expect("python3 runs");
+    let terminal = stdout(&output);
+    assert!(output.status.success(), "{terminal} {output:?}");
+    assert!(terminal.contains("Password (not echoed):"), "{terminal}");
+    assert!(
+        !terminal.contains(TYPED),
+        "the password was echoed: {terminal}"
+    );
+    let hash = terminal
+        .split_whitespace()
+        .find(|w| w.starts_with("$argon2id$"))
+        .unwrap_or_else(|| panic!("no hash in {terminal}"));
+    use argon2::password_hash::PasswordVerifier;
+    let parsed = argon2::password_hash::phc::PasswordHash::new(hash).unwrap();
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(TYPED.as_bytes(), &parsed)
+            .is_ok()
+    );
+}
+
+/// Issue 14 §11: the README's examples never put a secret on a command line (where shell
+/// history and process lists keep it), and its Postfix snippet verifies the gateway's
+/// certificate before sending the SASL password.
+#[test]
+fn readme_keeps_secrets_off_command_lines_and_postfix_verifies_the_gateway() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for line in readme.lines() {
+        let command = line.trim_start().trim_start_matches("$ ");
+        assert!(
+            !(command.starts_with("echo ") && command.contains('|')),
+            "a secret echoed into a pipe: {line}"
+        );
+        assert!(
+            !command.contains("<<<"),
+            "a secret in a here-string: {line}"
+        );
+        if let Some(at) = command.find("--auth-password ") {
+            // Only the published demo password may appear (it is no secret).
+            assert!(
+                command[at..].starts_with("--auth-password sesgate-demo"),
+                "{line}"
+            );
+        }
+    }
+    assert!(readme.contains("smtp_tls_security_level = secure"));
+    assert!(!readme.contains("smtp_tls_security_level = encrypt"));
+}
