@@ -477,3 +477,49 @@ async fn upstream_queue_id_is_logged_on_the_transaction_line() {
     serve.wait_for_log(&format!("upstream_id={ses_id}")).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 14 §8: a connection refused for the per-address cap is logged with a session id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_refusal_is_logged_with_a_session_id() {
+    let dir = temp_dir("connection-limit");
+    users(&dir);
+    let serve = Serve::start(&dir, "[limits]\nmax_connections_per_ip = 1\n", &[], None);
+    // Hold the address's one slot (the start-up probe's connection may still hold it briefly).
+    let mut held = None;
+    for _ in 0..100 {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", serve.port))
+            .await
+            .unwrap();
+        let mut greeting = [0u8; 3];
+        let _ = tokio::io::AsyncReadExt::read_exact(&mut stream, &mut greeting).await;
+        if &greeting == b"220" {
+            held = Some(stream);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _held = held.expect("a first connection is served");
+    let mut refused = tokio::net::TcpStream::connect(("127.0.0.1", serve.port))
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    let _ = tokio::io::AsyncReadExt::read_to_string(&mut refused, &mut reply).await;
+    assert!(
+        reply.starts_with("421 4.7.0 Too many concurrent SMTP connections"),
+        "{reply}"
+    );
+    serve
+        .wait_for_log("refused: too many connections from this address")
+        .await;
+    let log = serve.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("refused: too many connections from this address"))
+        .unwrap();
+    assert!(
+        line.split_whitespace()
+            .any(|w| w.strip_prefix("session=").is_some_and(|id| id.len() == 8)),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
