@@ -79,7 +79,8 @@ enum Command {
         #[arg(long)]
         region: String,
     },
-    /// Print the argon2id PHC hash of the password read on stdin, for policies/iam.toml.
+    /// Print the argon2id PHC hash of a password for policies/iam.toml: prompted without echo at
+    /// a terminal, else read from stdin.
     HashPassword,
     /// Re-decide the transactions of a decision log against another policy set (exit 0 no
     /// change, 1 changes, 2 errors).
@@ -158,6 +159,13 @@ fn simulate(args: Simulate) -> Result<String, CliError> {
         .into_iter()
         .find(|login| login.smtp_username == args.user)
         .map_or(args.user.clone(), |login| login.iam_user);
+    // An unknown user is a mistake in the command, not a transaction to refuse with a 451.
+    if authorizer.directory.user(&user).is_none() {
+        return Err(CliError::Input(format!(
+            "--user {:?}: no such IAM user or SMTP user name in the configuration",
+            args.user
+        )));
+    }
     let now = match &args.time {
         Some(text) => sesgate::iam::parse_date(text)
             .ok_or_else(|| CliError::Input(format!("--time {text:?} is not a date")))?,
@@ -244,6 +252,35 @@ fn read_stdin_secret() -> Result<String, CliError> {
         return Err(CliError::Input("nothing on stdin".into()));
     }
     Ok(secret.to_owned())
+}
+
+/// The password for `hash-password`: typed at a terminal without echo, else stdin to the end
+/// (a file or a pipe, as `read_stdin_secret`).
+fn read_password() -> Result<String, CliError> {
+    let stdin = std::io::stdin();
+    if !std::io::IsTerminal::is_terminal(&stdin) {
+        return read_stdin_secret();
+    }
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let saved = tcgetattr(&stdin).map_err(|e| CliError::Input(format!("terminal: {e}")))?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    // Echo off first, then the prompt: nothing typed after the prompt is ever echoed.
+    tcsetattr(&stdin, OptionalActions::Now, &quiet)
+        .map_err(|e| CliError::Input(format!("terminal: {e}")))?;
+    eprint!("Password (not echoed): ");
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    // Echo comes back whatever the read did.
+    let restored = tcsetattr(&stdin, OptionalActions::Now, &saved);
+    read.map_err(|e| CliError::Input(format!("reading the password: {e}")))?;
+    restored.map_err(|e| CliError::Input(format!("terminal: {e}")))?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(CliError::Input("no password given".into()));
+    }
+    Ok(password.to_owned())
 }
 
 fn init_logging(format: LogFormat) {
@@ -379,11 +416,16 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args).map(|()| String::new()),
         Command::SimulateCustomPolicy(args) => simulate_custom_policy(args),
+        Command::SmtpPassword { region } if !credentials::is_aws_region(&region) => {
+            Err(CliError::Input(format!(
+                "--region {region:?} is not an AWS region name (e.g. us-east-1, eu-west-1)"
+            )))
+        }
         Command::SmtpPassword { region } => {
             read_stdin_secret().map(|secret| credentials::ses_smtp_password(&secret, &region))
         }
         Command::HashPassword => {
-            read_stdin_secret().map(|password| credentials::hash_password(&password))
+            read_password().map(|password| credentials::hash_password(&password))
         }
         Command::Simulate(args) => simulate(args),
         Command::Promote { config } => config_source(config.as_ref())

@@ -426,3 +426,100 @@ async fn outbox_files_are_not_world_readable() {
     assert_eq!(files, 2, "the message and its envelope");
     server.stop().await;
 }
+
+/// Issue 14 §9: the upstream's own id (Postfix's queue id, SES's message id) is logged as
+/// `upstream_id` on the transaction line, so the logs of both sides can be joined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_queue_id_is_logged_on_the_transaction_line() {
+    let sink = Sink::start().await;
+    let dir = temp_dir("upstream-id");
+    users(&dir);
+    std::fs::write(dir.join("sink-ca.pem"), &sink.cert_pem).unwrap();
+    std::fs::write(dir.join("upstream.secret"), format!("{SINK_PASSWORD}\n")).unwrap();
+    let upstream = format!(
+        "[upstream]\nurl = \"smtp://localhost:{}?tls=required\"\nusername = \"{SINK_USER}\"\npassword_file = \"upstream.secret\"\nca_certificate = \"sink-ca.pem\"\n",
+        sink.port
+    );
+    let serve = Serve::start(&dir, &upstream, &[], None);
+
+    // Postfix: `250 2.0.0 Ok: queued as <id>`; the client hears sesgate's own id.
+    sink.set_reply(DataReply::Reply("250 2.0.0 Ok: queued as 4XyzQ1abc".into()));
+    let mut client = serve.client().await;
+    client.login_as(CLIENT_USER, CLIENT_PASSWORD).await;
+    let reply = client
+        .transaction(
+            "a@example.com",
+            &["b@example.com"],
+            "From: a@example.com\r\n\r\nx\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250 "), "{reply}");
+    assert!(!reply.contains("4XyzQ1abc"), "{reply}");
+    serve.wait_for_log("upstream_id=4XyzQ1abc").await;
+    let log = serve.log();
+    let line = log.lines().find(|l| l.contains("transaction")).unwrap();
+    assert!(line.contains("upstream_id=4XyzQ1abc"), "{line}");
+
+    // SES: `250 Ok <message id>`, which the client hears too.
+    sink.set_reply(DataReply::Accept);
+    let reply = client
+        .transaction(
+            "a@example.com",
+            &["b@example.com"],
+            "From: a@example.com\r\n\r\nx\r\n",
+        )
+        .await;
+    let ses_id = reply
+        .strip_prefix("250 2.0.0 Ok ")
+        .expect(&reply)
+        .to_owned();
+    assert!(ses_id.starts_with("0100018c-sink-"), "{reply}");
+    serve.wait_for_log(&format!("upstream_id={ses_id}")).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 14 §8: a connection refused for the per-address cap is logged with a session id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_refusal_is_logged_with_a_session_id() {
+    let dir = temp_dir("connection-limit");
+    users(&dir);
+    let serve = Serve::start(&dir, "[limits]\nmax_connections_per_ip = 1\n", &[], None);
+    // Hold the address's one slot (the start-up probe's connection may still hold it briefly).
+    let mut held = None;
+    for _ in 0..100 {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", serve.port))
+            .await
+            .unwrap();
+        let mut greeting = [0u8; 3];
+        let _ = tokio::io::AsyncReadExt::read_exact(&mut stream, &mut greeting).await;
+        if &greeting == b"220" {
+            held = Some(stream);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _held = held.expect("a first connection is served");
+    let mut refused = tokio::net::TcpStream::connect(("127.0.0.1", serve.port))
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    let _ = tokio::io::AsyncReadExt::read_to_string(&mut refused, &mut reply).await;
+    assert!(
+        reply.starts_with("421 4.7.0 Too many concurrent SMTP connections"),
+        "{reply}"
+    );
+    serve
+        .wait_for_log("refused: too many connections from this address")
+        .await;
+    let log = serve.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("refused: too many connections from this address"))
+        .unwrap();
+    assert!(
+        line.split_whitespace()
+            .any(|w| w.strip_prefix("session=").is_some_and(|id| id.len() == 8)),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

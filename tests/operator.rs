@@ -79,6 +79,18 @@ fn check_reports_config_errors_with_file_line_and_field() {
             "[[user]]\nname = \"a\"\npasword = \"x\"\n".into(),
             "iam.toml: line 3, column 1: unknown field `pasword`",
         ),
+        (
+            "listener-host-name",
+            "[[listener]]\naddress = \"localhost:4465\"\ntls = \"none\"\n",
+            user.clone(),
+            "sesgate.toml: line 2, column 11: \"localhost:4465\" is not an IP:port address",
+        ),
+        (
+            "bad-password-hash",
+            "",
+            "[[user]]\nname = \"app\"\n[[user.credentials]]\nusername = \"app\"\npassword_hash = \"not-a-hash\"\n".into(),
+            "iam.toml: line 5, column 17: credentials.password_hash of SMTP user \"app\" is not an argon2 PHC string",
+        ),
     ];
     for (name, toml, iam, expected) in cases {
         let dir = config_dir(name, toml, iam);
@@ -576,4 +588,173 @@ async fn metrics_are_scraped() {
         );
     }
     server.stop().await;
+}
+
+/// Issue 14 §11: `simulate` on an unknown user is an error (exit 2), not a 451 transaction;
+/// its decisions are spelled as the transaction log spells them.
+#[test]
+fn simulate_unknown_user_is_an_error_and_decisions_are_spelled_as_in_the_log() {
+    let dir = config_dir(
+        "simulate-spelling",
+        "",
+        &user_toml(
+            "marketing",
+            "/",
+            "AKIASIMULATESPELL001",
+            "pw",
+            "policies = [\"AllowFromMarketingAddress\"]",
+        ),
+    );
+    let config = dir.join("sesgate.toml");
+    let run = |user: &str, from: &str| {
+        sesgate(&[
+            "simulate",
+            "--config",
+            config.to_str().unwrap(),
+            "--user",
+            user,
+            "--from",
+            from,
+            "--rcpt",
+            "x@example.com",
+            "--output",
+            "json",
+        ])
+    };
+    let unknown = run("nosuch", "marketing@example.com");
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    assert!(unknown.stdout.is_empty(), "{}", stdout(&unknown));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("\"nosuch\"") && stderr.contains("no such"),
+        "{stderr}"
+    );
+
+    let denied = run("marketing", "sales@example.com");
+    assert!(denied.status.success(), "{denied:?}");
+    let json: serde_json::Value = serde_json::from_slice(&denied.stdout).unwrap();
+    assert_eq!(json["decision"], "implicit-deny", "{json}");
+    // The SMTP user name resolves to the same IAM user.
+    let allowed = run("AKIASIMULATESPELL001", "marketing@example.com");
+    let json: serde_json::Value = serde_json::from_slice(&allowed.stdout).unwrap();
+    assert_eq!(json["decision"], "allowed", "{json}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 14 §11: `smtp-password` refuses a region that is not an AWS region name, on stderr,
+/// before reading the secret.
+#[test]
+fn smtp_password_refuses_a_region_that_is_not_a_region_name() {
+    use std::io::Write;
+    for (region, ok) in [
+        ("us-east1", false),
+        ("eu-west-1a", false),
+        ("eu-west-1", true),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sesgate"))
+            .args(["smtp-password", "--region", region])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n");
+        let output = child.wait_with_output().unwrap();
+        if ok {
+            assert!(output.status.success(), "{output:?}");
+            assert!(!output.stdout.is_empty());
+        } else {
+            assert_eq!(output.status.code(), Some(2), "{region}: {output:?}");
+            assert!(output.stdout.is_empty(), "{output:?}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains("not an AWS region name"), "{stderr}");
+        }
+    }
+}
+
+/// Issue 14 §11: `hash-password` at a terminal prompts on stderr and does not echo what is
+/// typed (a pseudo-terminal via Python's `pty`); the hash it prints verifies that password.
+#[test]
+fn hash_password_at_a_terminal_prompts_without_echo() {
+    const TYPED: &str = "Typed-Secret-4711";
+    let script = r#"
+import os, pty, sys, select, signal
+signal.alarm(20)  # fail, never hang, if the prompt or the hash does not come
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "hash-password"])
+out = b""
+while b"not echoed" not in out:
+    out += os.read(fd, 1024)
+os.write(fd, sys.argv[2].encode() + b"\n")
+while True:
+    r, _, _ = select.select([fd], [], [], 10)
+    if not r:
+        break
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, env!("CARGO_BIN_EXE_sesgate"), TYPED])
+        .output()
+        .expect("python3 runs");
+    let terminal = stdout(&output);
+    assert!(output.status.success(), "{terminal} {output:?}");
+    assert!(terminal.contains("Password (not echoed):"), "{terminal}");
+    assert!(
+        !terminal.contains(TYPED),
+        "the password was echoed: {terminal}"
+    );
+    let hash = terminal
+        .split_whitespace()
+        .find(|w| w.starts_with("$argon2id$"))
+        .unwrap_or_else(|| panic!("no hash in {terminal}"));
+    use argon2::password_hash::PasswordVerifier;
+    let parsed = argon2::password_hash::phc::PasswordHash::new(hash).unwrap();
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(TYPED.as_bytes(), &parsed)
+            .is_ok()
+    );
+}
+
+/// Issue 14 §11: the README's examples never put a secret on a command line (where shell
+/// history and process lists keep it), and its Postfix snippet verifies the gateway's
+/// certificate before sending the SASL password.
+#[test]
+fn readme_keeps_secrets_off_command_lines_and_postfix_verifies_the_gateway() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for line in readme.lines() {
+        let command = line.trim_start().trim_start_matches("$ ");
+        assert!(
+            !(command.starts_with("echo ") && command.contains('|')),
+            "a secret echoed into a pipe: {line}"
+        );
+        assert!(
+            !command.contains("<<<"),
+            "a secret in a here-string: {line}"
+        );
+        if let Some(at) = command.find("--auth-password ") {
+            // Only the published demo password may appear (it is no secret).
+            assert!(
+                command[at..].starts_with("--auth-password sesgate-demo"),
+                "{line}"
+            );
+        }
+    }
+    assert!(readme.contains("smtp_tls_security_level = secure"));
+    assert!(!readme.contains("smtp_tls_security_level = encrypt"));
 }

@@ -7,11 +7,13 @@ use crate::gateway::Ruling;
 use crate::gateway::replies::SIMULATED_ALLOWED;
 use crate::iam::{Context, Decision, Outcome};
 
+/// The decision as the transaction log spells it (`simulate-custom-policy` keeps AWS's
+/// `explicitDeny`, as it mirrors `aws iam simulate-custom-policy`).
 fn outcome_name(decision: &Decision) -> &'static str {
     match decision.outcome {
         Outcome::Allowed => "allowed",
-        Outcome::ExplicitDeny => "explicitDeny",
-        Outcome::ImplicitDeny => "implicitDeny",
+        Outcome::ExplicitDeny => "explicit-deny",
+        Outcome::ImplicitDeny => "implicit-deny",
     }
 }
 

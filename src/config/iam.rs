@@ -137,8 +137,8 @@ fn root_path() -> String {
 pub struct Credential {
     /// The SMTP user name.
     pub username: Spanned<String>,
-    /// argon2id PHC string of the SMTP password.
-    pub password_hash: String,
+    /// argon2id PHC string of the SMTP password (spanned: a bad one is reported at its line).
+    pub password_hash: Spanned<String>,
 }
 
 impl IamFile {
@@ -168,6 +168,21 @@ impl IamFile {
                     message: format!(
                         "{}: credentials.username: SMTP user name {:?} is given twice",
                         parsed.position(credential.username.span()),
+                        credential.username.get_ref()
+                    ),
+                });
+            }
+            // Checked here, where the file's positions are known; the credential store checks
+            // again when it loads (it is also built from other sources).
+            if let Err(e) =
+                argon2::password_hash::phc::PasswordHash::new(credential.password_hash.get_ref())
+            {
+                return Err(ConfigError::Invalid {
+                    file: file.to_owned(),
+                    message: format!(
+                        "{}: credentials.password_hash of SMTP user {:?} is not an argon2 PHC \
+                         string ({e}); make one with `sesgate hash-password`",
+                        parsed.position(credential.password_hash.span()),
                         credential.username.get_ref()
                     ),
                 });
@@ -234,7 +249,7 @@ impl IamFile {
                 user.credentials.iter().map(|c| Login {
                     smtp_username: c.username.get_ref().clone(),
                     iam_user: user.name.clone(),
-                    password_hash: c.password_hash.clone(),
+                    password_hash: c.password_hash.get_ref().clone(),
                 })
             })
             .collect()
@@ -262,7 +277,7 @@ policies = ["RestrictFromAddress"]
 permissions_boundary = "SendOnlyBoundary"
 [[user.credentials]]
 username = "AKIAEXAMPLEBILLING01"
-password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 "#;
         let file = IamFile::parse(Path::new("iam.toml"), text).unwrap();
         assert_eq!(file.groups[0].inline_policies.len(), 1);

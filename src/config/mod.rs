@@ -162,6 +162,7 @@ impl Default for Iam {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listener {
+    #[serde(with = "listener_address")]
     pub address: SocketAddr,
     #[serde(with = "tls_mode")]
     pub tls: TlsMode,
@@ -218,6 +219,25 @@ mod auth_mode {
             Name::Required => AuthMode::Required,
             Name::Optional => AuthMode::Optional,
             Name::None => AuthMode::None,
+        })
+    }
+}
+
+/// `address = "IP:port"`: a listener binds an address, so a host name (`localhost:4465`) is
+/// refused with a message that says so, rather than serde's bare "invalid socket address".
+mod listener_address {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(|_| {
+            D::Error::custom(format!(
+                "{text:?} is not an IP:port address: a listener binds an IP address and a port, \
+                 e.g. \"127.0.0.1:4465\", \"[::1]:4465\" or \"0.0.0.0:4465\" (host names are not \
+                 resolved)"
+            ))
         })
     }
 }

@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-pub use ses_password::ses_smtp_password;
+pub use ses_password::{is_aws_region, ses_smtp_password};
 
 /// A credential that cannot be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -52,3 +52,66 @@ mod tests {
         );
     }
 }
+
+/// Whether `region` is spelled as an AWS region name (`us-east-1`, `us-gov-west-1`,
+/// `us-isob-east-1`): `^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$`. The SMTP password is
+/// derived from the region, so a typo (`us-east1`, `eu-west-1a`) would print a password that
+/// SES refuses without saying why.
+pub fn is_aws_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    let lower = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let partition = |s: &str| {
+        s == "gov"
+            || s.strip_prefix("iso")
+                .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_lowercase()))
+    };
+    match parts.as_slice() {
+        [country, area, number] => {
+            country.len() == 2 && lower(country) && lower(area) && digits(number)
+        }
+        [country, special, area, number] => {
+            country.len() == 2
+                && lower(country)
+                && partition(special)
+                && lower(area)
+                && digits(number)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod region_tests {
+    use super::is_aws_region;
+
+    #[test]
+    fn region_names() {
+        for good in [
+            "us-east-1",
+            "eu-west-3",
+            "ap-southeast-2",
+            "us-gov-west-1",
+            "us-iso-east-1",
+            "us-isob-east-1",
+            "eu-central-12",
+        ] {
+            assert!(is_aws_region(good), "{good}");
+        }
+        for bad in [
+            "",
+            "us-east1",
+            "us-east-1a",
+            "US-EAST-1",
+            "useast-1",
+            "usa-east-1",
+            "us-east-",
+            "us--1",
+            "us-foo-east-1",
+            "us-east-1\n",
+            "email-smtp.us-east-1.amazonaws.com",
+        ] {
+            assert!(!is_aws_region(bad), "{bad:?}");
+        }
+    }
+}

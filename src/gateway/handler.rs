@@ -82,6 +82,8 @@ struct Settled {
     from: String,
     /// What the relay said (empty when not relayed).
     upstream: String,
+    /// The upstream's own queue or message id (empty when it gave none).
+    upstream_id: String,
 }
 
 impl Gateway {
@@ -107,7 +109,7 @@ impl Gateway {
     }
 
     /// Relays an allowed transaction: the client's reply and what the log says of it.
-    async fn relay(&self, transaction: &Transaction) -> (Reply, String) {
+    async fn relay(&self, transaction: &Transaction) -> (Reply, String, String) {
         let id = self.ids.next_id();
         let mut message = self.received_header(transaction).into_bytes();
         message.extend_from_slice(&transaction.message);
@@ -131,15 +133,24 @@ impl Gateway {
         self.metrics
             .count_upstream(result, started.elapsed().as_secs_f64());
         match sent {
-            Ok(id) => (replies::relayed(&id), format!("250 {id}")),
+            Ok(relayed) => (
+                replies::relayed(&relayed.id),
+                format!("250 {}", relayed.id),
+                relayed.upstream_id.unwrap_or_default(),
+            ),
             // The cause (e.g. `Connection refused (os error 111)`) is for the log only.
-            Err(RelayError::Deferred(why)) => (replies::relay_deferred(), format!("451 {why}")),
+            Err(RelayError::Deferred(why)) => (
+                replies::relay_deferred(),
+                format!("451 {why}"),
+                String::new(),
+            ),
             // The upstream's own refusal passes on, as one bounded printable line.
             Err(RelayError::Rejected { code, text }) => {
                 let text = crate::relay::reply_text(&text);
                 (
                     replies::relay_refused(code, text.clone()),
                     format!("{code} {text}"),
+                    String::new(),
                 )
             }
             Err(RelayError::Refused(text)) => {
@@ -147,6 +158,7 @@ impl Gateway {
                 (
                     replies::relay_refused(554, text.clone()),
                     format!("554 {text}"),
+                    String::new(),
                 )
             }
         }
@@ -255,6 +267,7 @@ impl Handler for Gateway {
                 reason,
                 from: String::new(),
                 upstream: String::new(),
+                upstream_id: String::new(),
             },
             Ruling::Denied { request, reply, .. } if enforced => Settled {
                 reply,
@@ -262,6 +275,7 @@ impl Handler for Gateway {
                 reason,
                 from: request.from,
                 upstream: String::new(),
+                upstream_id: String::new(),
             },
             // Allowed, or report-only: a policy refusal is decided, logged and counted, and
             // relayed anyway. Refusals before policy (above) are safety, not policy: always
@@ -276,13 +290,14 @@ impl Handler for Gateway {
                         })
                         .inc();
                 }
-                let (reply, upstream) = self.relay(&transaction).await;
+                let (reply, upstream, upstream_id) = self.relay(&transaction).await;
                 Settled {
                     reply,
                     decision: verdict,
                     reason,
                     from: request.from,
                     upstream,
+                    upstream_id,
                 }
             }
         };
@@ -324,6 +339,7 @@ impl Handler for Gateway {
             enforced,
             reason = %outcome.reason,
             upstream = %outcome.upstream,
+            upstream_id = %outcome.upstream_id,
             reply = %outcome.reply,
             duration_ms = started.elapsed().as_millis() as u64,
             "transaction"

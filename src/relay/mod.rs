@@ -69,6 +69,16 @@ pub struct Delivery {
     pub message: Vec<u8>,
 }
 
+/// A relayed message: the id the client hears, and the upstream's own queue or message id
+/// (logged as `upstream_id` so the logs of both sides can be joined).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    /// SES's message id when the upstream answers as SES does, else sesgate's own id.
+    pub id: String,
+    /// The upstream's id from its 250 reply, when it gave one.
+    pub upstream_id: Option<String>,
+}
+
 /// The configured destination.
 #[derive(Clone)]
 pub enum Relay {
@@ -77,8 +87,8 @@ pub enum Relay {
 }
 
 impl Relay {
-    /// Relays one message; on success, the id to report (the upstream's when it gave one).
-    pub async fn send(&self, delivery: Delivery) -> Result<String, RelayError> {
+    /// Relays one message; on success, the ids to report and log.
+    pub async fn send(&self, delivery: Delivery) -> Result<Relayed, RelayError> {
         match self {
             Relay::Outbox(outbox) => {
                 let outbox = Arc::clone(outbox);
@@ -87,7 +97,10 @@ impl Relay {
                 })
                 .await;
                 match stored {
-                    Ok(Ok(id)) => Ok(id),
+                    Ok(Ok(id)) => Ok(Relayed {
+                        id,
+                        upstream_id: None,
+                    }),
                     Ok(Err(e)) => Err(RelayError::Deferred(format!("outbox write failed: {e}"))),
                     Err(e) => Err(RelayError::Deferred(format!("outbox task failed: {e}"))),
                 }
@@ -96,15 +109,44 @@ impl Relay {
                 let text = upstream
                     .send(&delivery.mail_from, &delivery.recipients, &delivery.message)
                     .await?;
-                Ok(upstream_id(&text).map_or(delivery.id, str::to_owned))
+                // The id goes to the log as a field and, SES's, to the client: only a
+                // bounded token of printable ASCII, never anything that could fake a field.
+                let ses = ses_message_id(&text).filter(|id| is_id_token(id));
+                let queued = postfix_queue_id(&text).filter(|id| is_id_token(id));
+                Ok(Relayed {
+                    id: ses.map_or(delivery.id, str::to_owned),
+                    upstream_id: ses.or(queued).map(str::to_owned),
+                })
             }
         }
     }
 }
 
+/// Whether an upstream's id is safe to log and repeat: 1 to 128 characters of letters,
+/// digits and `-._@<>`.
+fn is_id_token(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._@<>".contains(c))
+}
+
+/// The queue id in a Postfix-style `250` text (`2.0.0 Ok: queued as 4Xyz`, also Exim's
+/// `OK id=1abc-0002` and others that end in `queued as <id>`).
+fn postfix_queue_id(text: &str) -> Option<&str> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if let Some(at) = words
+        .windows(2)
+        .position(|w| w[0].eq_ignore_ascii_case("queued") && w[1].eq_ignore_ascii_case("as"))
+    {
+        return words.get(at + 2).copied();
+    }
+    words.iter().find_map(|w| w.strip_prefix("id="))
+}
+
 /// The message id in an upstream's `250` text (`Ok <id>` as SES sends it, with or without an
 /// enhanced code).
-fn upstream_id(text: &str) -> Option<&str> {
+fn ses_message_id(text: &str) -> Option<&str> {
     let mut words = text.split_whitespace();
     let mut word = words.next()?;
     if word.starts_with("2.") {
@@ -133,11 +175,21 @@ mod tests {
     #[test]
     fn upstream_ids() {
         assert_eq!(
-            upstream_id("Ok 0107017033dbb64d-be13a01e-000000"),
+            ses_message_id("Ok 0107017033dbb64d-be13a01e-000000"),
             Some("0107017033dbb64d-be13a01e-000000")
         );
-        assert_eq!(upstream_id("2.0.0 Ok abc"), Some("abc"));
-        assert_eq!(upstream_id("2.0.0 Ok"), None);
-        assert_eq!(upstream_id("queued as 123"), None);
+        assert_eq!(ses_message_id("2.0.0 Ok abc"), Some("abc"));
+        assert_eq!(ses_message_id("2.0.0 Ok"), None);
+        assert_eq!(ses_message_id("queued as 123"), None);
+        assert_eq!(ses_message_id("2.0.0 Ok: queued as 4Xyz"), None);
+        assert_eq!(postfix_queue_id("2.0.0 Ok: queued as 4Xyz"), Some("4Xyz"));
+        assert_eq!(postfix_queue_id("Ok: Queued As 4Xyz"), Some("4Xyz"));
+        assert_eq!(postfix_queue_id("OK id=1abc-0002"), Some("1abc-0002"));
+        assert_eq!(postfix_queue_id("2.0.0 Ok: queued as"), None);
+        assert_eq!(postfix_queue_id("2.0.0 Ok"), None);
+        assert!(is_id_token("4Xyz"));
+        assert!(!is_id_token("a\"b"));
+        assert!(!is_id_token(""));
+        assert!(!is_id_token(&"x".repeat(129)));
     }
 }

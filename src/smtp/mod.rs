@@ -303,8 +303,14 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
         shutdown: watch::Receiver<bool>,
     ) {
         let shared = &self.shared;
+        // The session id exists before any check or handshake, so every refusal and failure
+        // of this connection is logged with the id its transaction lines would carry.
+        let id = format!(
+            "{:08x}",
+            shared.next_session.fetch_add(1, Ordering::Relaxed)
+        );
         let Ok(_permit) = Arc::clone(&shared.connections).try_acquire_owned() else {
-            info!(peer = %peer.ip(), "refused: too many connections");
+            info!(session = %id, peer = %peer.ip(), reply = "421 4.7.0", "refused: too many connections");
             refuse(stream, settings.tls, reply::too_many_connections()).await;
             return;
         };
@@ -336,11 +342,11 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
                     (Box::new(proxied), client, slot)
                 }
                 Ok(Err(e)) => {
-                    info!(peer = %peer_ip, error = %e, "invalid or missing PROXY header from a trusted proxy");
+                    info!(session = %id, peer = %peer_ip, error = %e, "invalid or missing PROXY header from a trusted proxy");
                     return;
                 }
                 Err(_) => {
-                    info!(peer = %peer_ip, "no PROXY header from a trusted proxy in time");
+                    info!(session = %id, peer = %peer_ip, "no PROXY header from a trusted proxy in time");
                     return;
                 }
             }
@@ -349,16 +355,11 @@ impl<H: Handler, A: Authenticator> Server<H, A> {
             (Box::new(stream), peer_ip, slot)
         };
         let Some(_slot) = slot else {
-            info!(client = %client, "refused: too many connections from this address");
+            info!(session = %id, client = %client, reply = "421 4.7.0", "refused: too many connections from this address");
             // On an implicit-TLS port the client cannot read a plaintext reply: only close.
             refuse(io, settings.tls, reply::too_many_connections()).await;
             return;
         };
-        // The session id exists before the handshake, so a failed one is logged with it.
-        let id = format!(
-            "{:08x}",
-            shared.next_session.fetch_add(1, Ordering::Relaxed)
-        );
         let acceptor = settings
             .tls_source
             .as_ref()
