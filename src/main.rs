@@ -100,6 +100,16 @@ enum Command {
     },
 }
 
+/// `sesgate generate-assets --out DIR`: writes the Debian package's man pages and shell
+/// completions (dist/build-deb.sh). Parsed apart from `Cli`, so that neither the man pages nor
+/// the completions it writes mention it (clap_complete lists hidden subcommands too).
+#[derive(Parser)]
+#[command(name = "generate-assets", bin_name = "sesgate generate-assets")]
+struct GenerateAssets {
+    #[arg(long)]
+    out: PathBuf,
+}
+
 #[derive(Args)]
 struct Serve {
     /// sesgate.toml; without it the embedded default configuration is used.
@@ -357,13 +367,15 @@ fn check(config: Option<PathBuf>, strict: bool) -> ExitCode {
     let config = match source.load() {
         Ok(config) => config,
         Err(error) => {
-            println!("error: {error}");
+            eprintln!("error: {error}");
             return ExitCode::from(2);
         }
     };
     let report = commands::check::check(&config);
+    // Errors on stderr, as every command's; warnings, notes and the summary are the report, on
+    // stdout, as a linter's.
     for error in &report.errors {
-        println!("error: {error}");
+        eprintln!("error: {error}");
     }
     for warning in &report.warnings {
         println!("warning: {warning}");
@@ -387,7 +399,49 @@ fn check(config: Option<PathBuf>, strict: bool) -> ExitCode {
     }
 }
 
+/// The package's man pages (`man/sesgate.1`, `man/sesgate-serve.1`, ... one per subcommand) and
+/// completions (`completions/sesgate.bash`, `_sesgate`, `sesgate.fish`), generated from the very
+/// `Cli` that parses the arguments, so they cannot drift from it. Run when the package is built,
+/// not by a build script on every build.
+fn generate_assets(out: &std::path::Path) -> Result<String, CliError> {
+    use clap::CommandFactory;
+    let failed = |path: &std::path::Path, e: std::io::Error| {
+        CliError::System(format!("writing {}: {e}", path.display()))
+    };
+    let (man, completions) = (out.join("man"), out.join("completions"));
+    for dir in [&man, &completions] {
+        std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
+    }
+    clap_mangen::generate_to(Cli::command(), &man).map_err(|e| failed(&man, e))?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "sesgate", &completions)
+            .map_err(|e| failed(&completions, e))?;
+    }
+    Ok(format!(
+        "man pages in {}, completions in {}",
+        man.display(),
+        completions.display()
+    ))
+}
+
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "generate-assets") {
+        let args = GenerateAssets::parse_from(std::env::args_os().skip(1));
+        return match generate_assets(&args.out) {
+            Ok(done) => {
+                eprintln!("{done}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("sesgate: error: {error}");
+                error.exit_code()
+            }
+        };
+    }
     let cli = Cli::parse();
     if let Command::Check { config, strict } = cli.command {
         return check(config, strict);

@@ -25,6 +25,9 @@ pub fn check(config: &Config) -> Report {
     let loaded = match gateway::load(config, gateway::Effects::ReadOnly) {
         Ok(loaded) => loaded,
         Err(error) => {
+            if matches!(&error, gateway::StartError::Upstream(m) if m.starts_with("password_file")) {
+                report.notes.extend(credential_note(config));
+            }
             report.errors.push(error.to_string());
             return report;
         }
@@ -155,4 +158,17 @@ fn check_exposure(config: &Config, report: &mut Report) {
             ));
         }
     }
+}
+
+/// A `password_file` under `/run/credentials/` is a systemd credential (`LoadCredential=`, as in
+/// the packaged configuration): it exists only inside the running unit, so `check` run by hand
+/// cannot read it, while the unit's own `ExecStartPre=sesgate check` can.
+fn credential_note(config: &Config) -> Option<String> {
+    let file = config.path(&config.upstream.password_file);
+    (file.starts_with("/run/credentials/") && !file.exists()).then(|| {
+        format!(
+            "{} is a systemd credential (LoadCredential), present only inside the running service: `systemctl start sesgate` runs this check with it as ExecStartPre (output in `journalctl -u sesgate`).",
+            file.display()
+        )
+    })
 }
