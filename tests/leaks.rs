@@ -327,14 +327,14 @@ fn check_with_a_config_errors_on_the_demo_password() {
         .arg(dir.join("sesgate.toml"))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stdout.contains(&format!(
+        stderr.contains(&format!(
             "error: {}: SMTP user \"demo\" has the demo password",
             dir.join("policies/iam.toml").display()
         )),
-        "{stdout}"
+        "{stderr}"
     );
     // The embedded default (no --config, the shipped files) is where the demo user belongs.
     let output = Command::new(env!("CARGO_BIN_EXE_sesgate"))

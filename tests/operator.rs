@@ -20,6 +20,10 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// A directory with `sesgate.toml` (embedded-default listeners replaced by `listeners`) and a
 /// `policies/` of the guide's policies plus `iam_toml`.
 fn config_dir(name: &str, sesgate_toml: &str, iam_toml: &str) -> PathBuf {
@@ -95,10 +99,16 @@ fn check_reports_config_errors_with_file_line_and_field() {
     for (name, toml, iam, expected) in cases {
         let dir = config_dir(name, toml, iam);
         let output = check(&dir, false);
-        assert_eq!(output.status.code(), Some(2), "{name}: {}", stdout(&output));
+        assert_eq!(output.status.code(), Some(2), "{name}: {}", stderr(&output));
+        // Errors go to stderr, as every command's; stdout carries the report only.
         assert!(
-            stdout(&output).contains(expected),
+            stderr(&output).contains("error: ") && stderr(&output).contains(expected),
             "{name}: {} lacks {expected:?}",
+            stderr(&output)
+        );
+        assert!(
+            !stdout(&output).lines().any(|l| l.contains("error:")),
+            "{name}: an error on stdout: {}",
             stdout(&output)
         );
         let _ = std::fs::remove_dir_all(&dir);
@@ -757,4 +767,53 @@ fn readme_keeps_secrets_off_command_lines_and_postfix_verifies_the_gateway() {
     }
     assert!(readme.contains("smtp_tls_security_level = secure"));
     assert!(!readme.contains("smtp_tls_security_level = encrypt"));
+}
+
+#[test]
+fn check_errors_go_to_stderr_and_the_report_to_stdout() {
+    // An error: stderr has it, stdout only the summary.
+    let broken = config_dir(
+        "streams-error",
+        "",
+        &user_toml("app", "/", "app", "pw", "groups = [\"nobody\"]"),
+    );
+    let output = check(&broken, false);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output)
+            .lines()
+            .any(|l| l.starts_with("error: ") && l.contains("no group named \"nobody\"")),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !stdout(&output).lines().any(|l| l.starts_with("error")),
+        "an error line on stdout: {}",
+        stdout(&output)
+    );
+    assert!(stdout(&output).contains("1 error(s), 0 warning(s)"), "{}", stdout(&output));
+    // Warnings are the report, on stdout, as a linter's; stderr names the configuration only.
+    let warned = config_dir(
+        "streams-warning",
+        "",
+        &[
+            user_toml("app", "/", "app", "pw", "policies = [\"AllowSendingOnly\"]"),
+            "[[user]]\nname = \"nologin\"\n".to_owned(),
+        ]
+        .concat(),
+    );
+    let output = check(&warned, false);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("warning: ") && stdout(&output).contains("\"nologin\" has no [[user.credentials]]"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stderr(&output).lines().all(|l| l.starts_with("configuration: ")),
+        "{}",
+        stderr(&output)
+    );
+    let _ = std::fs::remove_dir_all(&broken);
+    let _ = std::fs::remove_dir_all(&warned);
 }

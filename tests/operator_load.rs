@@ -139,10 +139,10 @@ fn check_fails_exactly_when_serve_fails() {
                     .find_map(|l| l.strip_prefix("sesgate: error: "))
                     .unwrap_or_else(|| panic!("{name}: no error line in {stderr}"));
                 assert!(error.contains(expected), "{name}: {error}");
+                let check_errors = String::from_utf8_lossy(&checked.stderr);
                 assert!(
-                    text(&checked).contains(&format!("error: {error}")),
-                    "{name}: check says {} but serve {error}",
-                    text(&checked)
+                    check_errors.contains(&format!("error: {error}")),
+                    "{name}: check says {check_errors} but serve {error}"
                 );
             }
             (expected, served) => panic!("{name}: expected {expected:?}, serve gave {served:?}"),
