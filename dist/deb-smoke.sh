@@ -37,6 +37,52 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Every systemctl or deb-systemd-invoke call in the maintainer scripts is guarded by
+# `[ -d /run/systemd/system ]`: nothing is started or reloaded where systemd is not running.
+dpkg-deb -e "$deb" "$work/control"
+python3 - "$work/control" <<'EOF' || fail "an unguarded systemctl call in the maintainer scripts"
+import pathlib, sys
+for script in ("preinst", "postinst", "prerm", "postrm"):
+    path = pathlib.Path(sys.argv[1], script)
+    if not path.exists():
+        continue
+    guards = []  # one entry per open `if`: whether it tests /run/systemd/system
+    heredoc = None  # the end marker while inside a here-document (text, not commands)
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if heredoc is not None:
+            heredoc = None if line.strip() == heredoc else heredoc
+            continue
+        code = line.split("#", 1)[0].strip()
+        if "<<" in code:
+            heredoc = code.split("<<", 1)[1].strip().strip("'\"-")
+        if code.startswith("if "):
+            guards.append("/run/systemd/system" in code)
+        elif code == "fi":
+            guards.pop()
+        elif ("systemctl" in code or "deb-systemd-invoke" in code) and not any(guards):
+            sys.exit(f"{script}:{number}: {line.strip()}")
+EOF
+ok "every systemctl call is guarded by [ -d /run/systemd/system ]"
+
+# Attack: a `sesgate` account that is not a system user (someone's login) must not be handed the
+# configuration: the install fails. It needs the name free, so it runs where no sesgate user
+# exists, or in CI (CI=true), where a system user left by an earlier run is deleted first.
+if getent passwd sesgate >/dev/null && [ "${CI:-}" != true ]; then
+  echo "deb-smoke: notice: a sesgate user exists; not trying the install over a login user (CI=true does)"
+else
+  if getent passwd sesgate >/dev/null; then userdel sesgate; fi
+  if getent group sesgate >/dev/null; then groupdel sesgate; fi
+  useradd --no-create-home --shell /bin/sh sesgate
+  if dpkg -i "$deb" >"$work/hijack.log" 2>&1; then
+    fail "installed over a login user named sesgate"
+  fi
+  grep -q 'not a system user' "$work/hijack.log" || fail "dpkg -i: $(cat "$work/hijack.log")"
+  dpkg -P sesgate >/dev/null 2>&1 || fail "purging the failed install"
+  userdel sesgate
+  if getent group sesgate >/dev/null; then groupdel sesgate; fi
+  ok "refused: a login user named sesgate"
+fi
+
 dpkg -i "$deb" >"$work/install.log" 2>&1 || { cat "$work/install.log" >&2; fail "dpkg -i $deb"; }
 grep -q 'sesgate is installed but not enabled' "$work/install.log" || fail "postinst printed no next steps"
 ok "dpkg -i $deb"

@@ -429,7 +429,10 @@ fn generate_assets(out: &std::path::Path) -> Result<String, CliError> {
 }
 
 fn main() -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|a| a == "generate-assets") {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "generate-assets")
+    {
         let args = GenerateAssets::parse_from(std::env::args_os().skip(1));
         return match generate_assets(&args.out) {
             Ok(done) => {

@@ -791,7 +791,11 @@ fn check_errors_go_to_stderr_and_the_report_to_stdout() {
         "an error line on stdout: {}",
         stdout(&output)
     );
-    assert!(stdout(&output).contains("1 error(s), 0 warning(s)"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("1 error(s), 0 warning(s)"),
+        "{}",
+        stdout(&output)
+    );
     // Warnings are the report, on stdout, as a linter's; stderr names the configuration only.
     let warned = config_dir(
         "streams-warning",
@@ -805,12 +809,15 @@ fn check_errors_go_to_stderr_and_the_report_to_stdout() {
     let output = check(&warned, false);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(
-        stdout(&output).contains("warning: ") && stdout(&output).contains("\"nologin\" has no [[user.credentials]]"),
+        stdout(&output).contains("warning: ")
+            && stdout(&output).contains("\"nologin\" has no [[user.credentials]]"),
         "{}",
         stdout(&output)
     );
     assert!(
-        stderr(&output).lines().all(|l| l.starts_with("configuration: ")),
+        stderr(&output)
+            .lines()
+            .all(|l| l.starts_with("configuration: ")),
         "{}",
         stderr(&output)
     );

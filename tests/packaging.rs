@@ -56,7 +56,10 @@ fn assets() -> Vec<(String, String, String)> {
 fn matching(source: &Path) -> Vec<PathBuf> {
     let name = source.file_name().unwrap().to_str().unwrap();
     let Some((prefix, suffix)) = name.split_once('*') else {
-        return vec![source.to_owned()].into_iter().filter(|p| p.is_file()).collect();
+        return vec![source.to_owned()]
+            .into_iter()
+            .filter(|p| p.is_file())
+            .collect();
     };
     let Ok(entries) = std::fs::read_dir(source.parent().unwrap()) else {
         return Vec::new();
@@ -108,10 +111,7 @@ fn every_asset_exists_or_is_generated() {
     generate_assets(&generated);
     let mut destinations = Vec::new();
     for (source, destination, mode) in assets() {
-        assert!(
-            mode == "644" || mode == "755",
-            "{source}: mode {mode}"
-        );
+        assert!(mode == "644" || mode == "755", "{source}: mode {mode}");
         let files = if source == "target/release/sesgate" {
             // cargo-deb's placeholder for the binary it builds (or finds, with --no-build).
             assert_eq!(destination, "usr/bin/");
@@ -124,7 +124,10 @@ fn every_asset_exists_or_is_generated() {
             matching(&root().join(&source))
         };
         assert!(!files.is_empty(), "asset {source} matches no file");
-        assert!(!destination.starts_with('/'), "{destination}: cargo-deb wants it relative");
+        assert!(
+            !destination.starts_with('/'),
+            "{destination}: cargo-deb wants it relative"
+        );
         destinations.push(destination);
     }
     for expected in [
@@ -136,7 +139,10 @@ fn every_asset_exists_or_is_generated() {
         "usr/share/fish/vendor_completions.d/sesgate.fish",
         "usr/share/sesgate/grafana/sesgate.json",
     ] {
-        assert!(destinations.iter().any(|d| d == expected), "nothing installs {expected}");
+        assert!(
+            destinations.iter().any(|d| d == expected),
+            "nothing installs {expected}"
+        );
     }
     let deb = deb_metadata();
     let license = deb["license-file"].as_array().unwrap()[0].as_str().unwrap();
@@ -150,7 +156,10 @@ fn every_asset_exists_or_is_generated() {
         assert_eq!(text.matches("#DEBHELPER#").count(), 1, "{script}");
         assert!(text.lines().any(|l| l == "#DEBHELPER#"), "{script}");
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(scripts.join(script)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(scripts.join(script))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o111, 0o111, "{script} is not executable");
     }
     let units = deb["systemd-units"].as_table().unwrap();
@@ -181,7 +190,11 @@ fn man_pages_and_completions_cover_every_subcommand() {
         assert!(main.contains(&listed), "sesgate.1 does not list {listed}");
     }
     let pages = std::fs::read_dir(dir.join("man")).unwrap().count();
-    assert_eq!(pages, commands.len() + 1, "one page per subcommand and sesgate.1");
+    assert_eq!(
+        pages,
+        commands.len() + 1,
+        "one page per subcommand and sesgate.1"
+    );
     for (file, shell) in [
         ("sesgate.bash", "bash"),
         ("_sesgate", "zsh"),
@@ -192,7 +205,10 @@ fn man_pages_and_completions_cover_every_subcommand() {
         for command in &commands {
             assert!(text.contains(command.as_str()), "{file} lacks {command}");
         }
-        assert!(!text.contains("generate-assets"), "{file} offers the build-time command");
+        assert!(
+            !text.contains("generate-assets"),
+            "{file} offers the build-time command"
+        );
         // Syntax-check with the shell itself where it is installed.
         match Command::new(shell).arg("-n").arg(&path).output() {
             Ok(output) => assert!(
@@ -242,10 +258,16 @@ fn the_packaged_unit_is_the_manual_one_with_a_system_user() {
         "Documentation=man:sesgate-serve(1) file:/usr/share/doc/sesgate/README.md",
     ];
     for line in manual_only {
-        assert!(manual.iter().any(|l| l == line), "systemd/sesgate.service lacks {line}");
+        assert!(
+            manual.iter().any(|l| l == line),
+            "systemd/sesgate.service lacks {line}"
+        );
     }
     for line in packaged_only {
-        assert!(packaged.iter().any(|l| l == line), "the packaged unit lacks {line}");
+        assert!(
+            packaged.iter().any(|l| l == line),
+            "the packaged unit lacks {line}"
+        );
     }
     let common = |lines: &[String], drop: &[&str]| -> Vec<String> {
         lines
@@ -268,7 +290,10 @@ fn the_packaged_unit_is_the_manual_one_with_a_system_user() {
         "RestrictSUIDSGID=yes",
         "RemoveIPC=yes",
     ] {
-        assert!(packaged.iter().any(|l| l == implied), "the packaged unit lacks {implied}");
+        assert!(
+            packaged.iter().any(|l| l == implied),
+            "the packaged unit lacks {implied}"
+        );
     }
     // The configuration's paths are the unit's: its credential and its state directory.
     let config = std::fs::read_to_string(root().join("systemd/sesgate.toml")).unwrap();
@@ -276,9 +301,17 @@ fn the_packaged_unit_is_the_manual_one_with_a_system_user() {
     assert!(config.contains("password_file = \"/run/credentials/sesgate.service/upstream\""));
     assert!(packaged.contains(&"StateDirectory=sesgate".into()));
     assert!(config.contains("certificate = \"/var/lib/sesgate/tls/sesgate.crt\""));
-    assert!(packaged.contains(&"ExecStart=/usr/bin/sesgate serve --config /etc/sesgate/sesgate.toml".into()));
+    assert!(
+        packaged.contains(
+            &"ExecStart=/usr/bin/sesgate serve --config /etc/sesgate/sesgate.toml".into()
+        )
+    );
 
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("notice: systemd-analyze is not installed; skipping `systemd-analyze verify`");
         return;
     }
@@ -327,34 +360,55 @@ fn the_shipped_configuration_is_production_without_users() {
     assert!(settings.is_empty(), "iam.toml ships settings: {settings:?}");
     assert!(iam.contains("# [[user]]") && iam.contains("sesgate hash-password"));
     let config = std::fs::read_to_string(root().join("systemd/sesgate.toml")).unwrap();
-    assert!(config.contains("url = \"smtp://email-smtp.us-east-1.amazonaws.com:587?tls=required\""));
+    assert!(
+        config.contains("url = \"smtp://email-smtp.us-east-1.amazonaws.com:587?tls=required\"")
+    );
 
     // Without the credential (outside the service): exit 2, the error on stderr naming it, and
     // a note saying why; nothing is written.
     let dir = temp_dir("shipped");
     let file = shipped_config(&dir, "/run/credentials/sesgate.service/upstream");
-    let output = sesgate().args(["check", "--config"]).arg(&file).output().unwrap();
+    let output = sesgate()
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
     let (out, err) = (
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
     );
     assert_eq!(output.status.code(), Some(2), "{out}{err}");
     assert!(
-        err.contains("error: upstream: password_file /run/credentials/sesgate.service/upstream: No such file"),
+        err.contains(
+            "error: upstream: password_file /run/credentials/sesgate.service/upstream: No such file"
+        ),
         "{err}"
     );
-    assert!(out.contains("is a systemd credential (LoadCredential)"), "{out}");
-    assert!(!dir.join("state").exists(), "check wrote the state directory");
+    assert!(
+        out.contains("is a systemd credential (LoadCredential)"),
+        "{out}"
+    );
+    assert!(
+        !dir.join("state").exists(),
+        "check wrote the state directory"
+    );
 
     // With it: valid, no users, and only the certificate warning (none is installed yet).
     let password = dir.join("upstream-password");
     std::fs::write(&password, "example\n").unwrap();
     let file = shipped_config(&dir, password.to_str().unwrap());
-    let output = sesgate().args(["check", "--config"]).arg(&file).output().unwrap();
+    let output = sesgate()
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{out}");
     assert!(out.contains("0 error(s), 1 warning(s); 0 user(s)"), "{out}");
-    assert!(out.contains("serve will generate a self-signed pair"), "{out}");
+    assert!(
+        out.contains("serve will generate a self-signed pair"),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -363,7 +417,9 @@ fn the_license_is_the_apache_license_cargo_toml_names() {
     let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
     assert!(manifest.contains("license = \"Apache-2.0\""));
     let license = std::fs::read_to_string(root().join("LICENSE")).unwrap();
-    assert!(license.contains("Apache License\n                           Version 2.0, January 2004"));
+    assert!(
+        license.contains("Apache License\n                           Version 2.0, January 2004")
+    );
     assert!(license.contains("END OF TERMS AND CONDITIONS"));
     assert!(license.contains("APPENDIX: How to apply the Apache License to your work."));
     assert_eq!(license.lines().count(), 202, "the full official text");

@@ -25,7 +25,9 @@ pub fn check(config: &Config) -> Report {
     let loaded = match gateway::load(config, gateway::Effects::ReadOnly) {
         Ok(loaded) => loaded,
         Err(error) => {
-            if matches!(&error, gateway::StartError::Upstream(m) if m.starts_with("password_file")) {
+            if let gateway::StartError::Upstream(message) = &error
+                && message.starts_with("password_file")
+            {
                 report.notes.extend(credential_note(config));
             }
             report.errors.push(error.to_string());
