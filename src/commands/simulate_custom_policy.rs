@@ -331,10 +331,7 @@ fn matched_statements(decision: &Decision) -> Vec<MatchedStatement> {
         .iter()
         .map(|s| MatchedStatement {
             source_policy_id: s.policy.to_string(),
-            source_policy_type: match s.role {
-                PolicyRole::Identity => "IAM Policy",
-                PolicyRole::PermissionsBoundary => "IAM Policy (permissions boundary)",
-            },
+            source_policy_type: s.role.source_policy_type(),
             start_position: s.span.map(|span| Position {
                 line: span.start.line,
                 column: span.start.column,
