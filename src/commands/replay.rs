@@ -110,7 +110,11 @@ pub fn replay(config: &Config, policies: &Path, log: &Path) -> Result<Replay, St
                         } else {
                             "implicit-deny"
                         },
-                        format!("{} on {resource}", d.reason()),
+                        format!(
+                            "{} on {resource}; policy types: {}",
+                            d.reason(),
+                            d.policy_types_label()
+                        ),
                     ),
                     None => (
                         true,
@@ -118,7 +122,9 @@ pub fn replay(config: &Config, policies: &Path, log: &Path) -> Result<Replay, St
                         authorization
                             .resources
                             .first()
-                            .map(|(_, d)| d.reason())
+                            .map(|(_, d)| {
+                                format!("{}; policy types: {}", d.reason(), d.policy_types_label())
+                            })
                             .unwrap_or_default(),
                     ),
                 }

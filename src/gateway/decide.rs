@@ -65,6 +65,19 @@ pub enum Ruling {
     },
 }
 
+impl Ruling {
+    /// The policy types that took part in the decision, as logs name them (`IAM policy,
+    /// permissions boundary, resource policy`); empty for a refusal before any policy.
+    pub fn policy_types(&self) -> String {
+        match self {
+            Ruling::Refused { .. } => String::new(),
+            Ruling::Denied { decision, .. } | Ruling::Allowed { decision, .. } => {
+                decision.policy_types_label()
+            }
+        }
+    }
+}
+
 /// The ruling and SES's reply for a refusal before any policy, in `region`.
 pub(super) fn refused(refusal: Refusal, region: &str) -> Ruling {
     let (kind, why, reply) = match refusal {
