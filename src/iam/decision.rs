@@ -310,7 +310,11 @@ impl PolicySet {
             has_boundary: self.boundary.is_some(),
             ..*caller
         };
-        let mut resource_allows = ResourceAllows::default();
+        let mut resource_allows = ResourceAllows {
+            caller,
+            user: Vec::new(),
+            account: Vec::new(),
+        };
         for policy in side.policies {
             for statement in policy.statements.iter().filter(|s| {
                 s.matches_action(action)
@@ -392,7 +396,7 @@ impl PolicySet {
     fn assemble(
         &self,
         parts: Parts,
-        resource_side: Option<(bool, ResourceAllows, ResourceSide<'_>)>,
+        resource_side: Option<(bool, ResourceAllows<'_>, ResourceSide<'_>)>,
         action: &str,
         resource: &str,
         ctx: &Context,
@@ -408,7 +412,9 @@ impl PolicySet {
         if self.boundary.is_some() {
             policy_types.push(PolicyRole::PermissionsBoundary);
         }
-        let side_policies = resource_side.as_ref().map(|(_, _, side)| side.policies);
+        let side_policies = resource_side
+            .as_ref()
+            .map(|(_, grants, side)| (side.policies, grants.caller));
         let (outcome, statements, sides) = match resource_side {
             None => {
                 let (outcome, statements) = if !denies.is_empty() {
@@ -476,12 +482,22 @@ impl PolicySet {
         // Only the deny path pays for the explanation of what was missing.
         let missing_keys = if outcome == Outcome::ImplicitDeny {
             let mut keys = self.missing_context_keys(action, resource, ctx);
-            if let Some(policies) = side_policies {
+            if let Some((policies, caller)) = side_policies {
+                // Only the statements whose principal is the caller could apply.
                 keys.extend(missing_keys_of(
                     policies.iter().map(|p| (PolicyRole::ResourcePolicy, &**p)),
                     action,
                     resource,
                     ctx,
+                    |statement| {
+                        statement
+                            .principal
+                            .as_ref()
+                            .is_some_and(|p| match statement.effect {
+                                Effect::Allow => p.allow_grant(&caller) != Grant::None,
+                                Effect::Deny => p.deny_applies(&caller),
+                            })
+                    },
                 ));
                 keys.sort_by_key(|k| k.to_ascii_lowercase());
                 keys.dedup_by_key(|k| k.to_ascii_lowercase());
@@ -544,7 +560,7 @@ impl PolicySet {
     /// The condition keys (as written in the policies) that statements matching this action and
     /// resource reference but the context lacks: what an implicit deny may be waiting for.
     pub fn missing_context_keys(&self, action: &str, resource: &str, ctx: &Context) -> Vec<String> {
-        missing_keys_of(self.all(), action, resource, ctx)
+        missing_keys_of(self.all(), action, resource, ctx, |_| true)
     }
 }
 
@@ -558,8 +574,9 @@ struct Parts {
 }
 
 /// The resource side's applicable Allow statements, by how they grant the caller.
-#[derive(Default)]
-struct ResourceAllows {
+struct ResourceAllows<'c> {
+    /// Who the statements were matched against.
+    caller: Caller<'c>,
     /// Naming the caller's own ARN.
     user: Vec<StatementRef>,
     /// Through `*`, the caller's account or `NotPrincipal`.
@@ -573,11 +590,12 @@ fn missing_keys_of<'p>(
     action: &str,
     resource: &str,
     ctx: &Context,
+    applies: impl Fn(&Statement) -> bool,
 ) -> Vec<String> {
     let mut missing = BTreeMap::new();
     for (_, policy) in policies {
         for statement in &policy.statements {
-            if !statement.matches_target(action, resource, ctx) {
+            if !statement.matches_target(action, resource, ctx) || !applies(statement) {
                 continue;
             }
             for condition in &statement.conditions {
