@@ -98,6 +98,21 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Import users, groups, policies and boundaries from `aws iam
+    /// get-account-authorization-details`, and identities' sending authorization policies from
+    /// `aws sesv2 get-email-identity-policies`; re-importing keeps [[user.credentials]].
+    Import {
+        /// The JSON printed by `aws iam get-account-authorization-details`.
+        #[arg(long)]
+        authorization_details: PathBuf,
+        /// A directory of `aws sesv2 get-email-identity-policies` outputs, one per identity,
+        /// named after it (example.com.json).
+        #[arg(long)]
+        identity_policies: Option<PathBuf>,
+        /// Where iam.toml and the policy files go.
+        #[arg(long, default_value = "policies")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -449,6 +464,16 @@ fn main() -> ExitCode {
             read_password().map(|password| credentials::hash_password(&password))
         }
         Command::Simulate(args) => simulate(args),
+        Command::Import {
+            authorization_details,
+            identity_policies,
+            out,
+        } => commands::import::import(&commands::import::Options {
+            authorization_details,
+            identity_policies,
+            out,
+        })
+        .map_err(CliError::Input),
         Command::Promote { config } => config_source(config.as_ref())
             .load()
             .map_err(CliError::from)
