@@ -33,7 +33,7 @@ pub struct Options {
 /// The account of an IAM ARN (`arn:aws:iam::ACCOUNT:...`); `None` for AWS managed policies
 /// (`arn:aws:iam::aws:policy/...`).
 fn arn_account(arn: &str) -> Option<&str> {
-    let account = arn.splitn(6, ':').nth(4)?;
+    let account = arn.split(':').nth(4)?;
     (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
 }
 

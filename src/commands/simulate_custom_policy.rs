@@ -322,7 +322,7 @@ fn iam_arn_account(arn: &str, resource_ok: impl Fn(&str) -> bool) -> Option<&str
 
 /// The owner of `resource`: the account in its ARN, else `default`.
 fn owner_of<'a>(resource: &'a str, default: &'a str) -> &'a str {
-    match resource.splitn(6, ':').nth(4) {
+    match resource.split(':').nth(4) {
         Some(account) if !account.is_empty() => account,
         _ => default,
     }
