@@ -1032,6 +1032,122 @@ mod tests {
     }
 
     #[test]
+    fn delegates_of_other_accounts() {
+        // The gateway account 888888888888 owns example.com; 123456789012 has its own identity
+        // partner.example; 555566667777 is unknown.
+        let mut account = account(&["example.com"]);
+        account.id = "888888888888".into();
+        account.default_configuration_sets = [("example.com".into(), "owners".into())].into();
+        account
+            .others
+            .insert("123456789012".into(), vec!["partner.example".into()]);
+        let delegate = Principal {
+            name: "partner".into(),
+            arn: "arn:aws:iam::123456789012:user/partner".into(),
+            id: None,
+            account: "123456789012".into(),
+        };
+        let recipients = vec!["x@example.org".to_owned()];
+        let build_as = |principal: &Principal, mail_from: &str, message: &str| {
+            build(
+                message.as_bytes(),
+                TransactionFacts {
+                    tls: true,
+                    client: "127.0.0.1".parse().unwrap(),
+                    mail_from,
+                    recipients: &recipients,
+                },
+                principal,
+                &account,
+                &headers::Limits::default(),
+                Timestamp::UNIX_EPOCH,
+            )
+        };
+        let owner_arn = "arn:aws:ses:us-east-1:888888888888:identity";
+        let source = format!("X-SES-SOURCE-ARN: {owner_arn}/example.com\r\n");
+        let request = build_as(
+            &delegate,
+            "b@example.com",
+            &format!("From: a@example.com\r\n{source}X-SES-CONFIGURATION-SET: mine\r\n\r\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            request.resources,
+            [
+                format!("{owner_arn}/example.com"),
+                "arn:aws:ses:us-east-1:123456789012:configuration-set/mine".into()
+            ],
+            "the identity is the owner's, the configuration set the delegate's own"
+        );
+        assert_eq!(
+            text(&request.context, "aws:PrincipalAccount").as_deref(),
+            Some("123456789012")
+        );
+        // The owner's default configuration set is not the delegate's.
+        let request = build_as(
+            &delegate,
+            "b@example.com",
+            &format!("From: a@example.com\r\n{source}\r\n"),
+        )
+        .unwrap();
+        assert_eq!(request.resources, [format!("{owner_arn}/example.com")]);
+        // A Sender or Return-Path header the named identity does not cover is the delegate's to
+        // verify, and its account has no identity covering it.
+        for header in ["Sender: s@evil.example", "Return-Path: <r@evil.example>"] {
+            let refused = build_as(
+                &delegate,
+                "b@example.com",
+                &format!("From: a@example.com\r\n{source}{header}\r\n\r\n"),
+            );
+            assert!(
+                matches!(&refused, Err(Refusal::Unverified(list)) if list[0].ends_with("@evil.example")),
+                "{header}: {refused:?}"
+            );
+        }
+        // The delegate's own identity needs no ARN header; an unknown name of the owner account
+        // is not verified; its own account's unknown identity neither.
+        let own = build_as(
+            &delegate,
+            "b@partner.example",
+            "From: a@partner.example\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            own.resources,
+            ["arn:aws:ses:us-east-1:123456789012:identity/partner.example"]
+        );
+        assert_eq!(
+            build_as(
+                &delegate,
+                "b@other.example",
+                &format!(
+                    "From: a@other.example\r\nX-SES-SOURCE-ARN: {owner_arn}/other.example\r\n\r\n"
+                )
+            )
+            .unwrap_err(),
+            Refusal::Unverified(vec!["other.example".into()])
+        );
+        assert_eq!(
+            build_as(
+                &delegate,
+                "b@other.example",
+                "From: a@other.example\r\nX-SES-SOURCE-ARN: arn:aws:ses:us-east-1:123456789012:identity/other.example\r\n\r\n"
+            )
+            .unwrap_err(),
+            Refusal::Unverified(vec!["other.example".into()])
+        );
+        // An account the gateway knows nothing of: no verification here, the policies refuse.
+        let unknown = "arn:aws:ses:us-east-1:555566667777:identity/example.com";
+        let request = build_as(
+            &delegate,
+            "b@example.com",
+            &format!("From: a@example.com\r\nX-SES-SOURCE-ARN: {unknown}\r\n\r\n"),
+        )
+        .unwrap();
+        assert_eq!(request.resources, [unknown]);
+    }
+
+    #[test]
     fn many_distinct_ses_headers_cost_little() {
         let mut message = String::from("From: a@example.com\r\n");
         for i in 0..9_999 {

@@ -139,9 +139,30 @@ pub struct Decision {
     pub missing_keys: Vec<String>,
     /// The two sides' own outcomes, when a resource-based side took part.
     pub sides: Option<SideOutcomes>,
-    /// Every policy type that was evaluated (IAM policies, the boundary when set, the
-    /// resource's policies when it has a resource-based side), in that order.
-    pub policy_types: Vec<PolicyRole>,
+    /// Every policy type that was evaluated.
+    pub policy_types: PolicyTypes,
+}
+
+/// The policy types evaluated for a decision: the IAM policies always, the permissions boundary
+/// when set, the resource's policies when it has a resource-based side. A value, so that the
+/// hot path does not allocate for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PolicyTypes {
+    pub boundary: bool,
+    pub resource: bool,
+}
+
+impl PolicyTypes {
+    /// The types, in the order IAM policy, permissions boundary, resource policy.
+    pub fn roles(self) -> impl Iterator<Item = PolicyRole> {
+        [
+            Some(PolicyRole::Identity),
+            self.boundary.then_some(PolicyRole::PermissionsBoundary),
+            self.resource.then_some(PolicyRole::ResourcePolicy),
+        ]
+        .into_iter()
+        .flatten()
+    }
 }
 
 impl Decision {
@@ -196,7 +217,7 @@ impl Decision {
     /// The policy types that took part, as logs name them (`IAM policy, resource policy`).
     pub fn policy_types_label(&self) -> String {
         self.policy_types
-            .iter()
+            .roles()
             .map(|r| r.label())
             .collect::<Vec<_>>()
             .join(", ")
@@ -408,10 +429,10 @@ impl PolicySet {
         } = parts;
         let allowed_by_boundary = self.boundary.as_ref().map(|_| !boundary_allows.is_empty());
         let identity_ok = !identity_allows.is_empty() && allowed_by_boundary != Some(false);
-        let mut policy_types = vec![PolicyRole::Identity];
-        if self.boundary.is_some() {
-            policy_types.push(PolicyRole::PermissionsBoundary);
-        }
+        let mut policy_types = PolicyTypes {
+            boundary: self.boundary.is_some(),
+            resource: false,
+        };
         let side_policies = resource_side
             .as_ref()
             .map(|(_, grants, side)| (side.policies, grants.caller));
@@ -431,7 +452,7 @@ impl PolicySet {
             }
             Some((same_account, grants, side)) => {
                 if !side.policies.is_empty() || !same_account {
-                    policy_types.push(PolicyRole::ResourcePolicy);
+                    policy_types.resource = true;
                 }
                 let resource_denies = denies.iter().any(|d| d.role == PolicyRole::ResourcePolicy);
                 let identity_denies = denies.iter().any(|d| d.role != PolicyRole::ResourcePolicy);
@@ -860,7 +881,7 @@ mod tests {
             "allowed by Delegate (resource policy) Statement[0] Sid Grant"
         );
         assert_eq!(
-            decision.policy_types,
+            decision.policy_types.roles().collect::<Vec<_>>(),
             [PolicyRole::Identity, PolicyRole::ResourcePolicy]
         );
         // A grant to the account delegates to the identity-based policies.

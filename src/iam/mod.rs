@@ -28,8 +28,8 @@ pub use arn::ArnPattern;
 pub use condition::{CompileError, Condition, SetQualifier, Test};
 pub use context::{Context, Entry, Value};
 pub use decision::{
-    Authorization, Decision, Outcome, PolicyRole, PolicySet, ResourceSide, SideOutcomes,
-    StatementRef,
+    Authorization, Decision, Outcome, PolicyRole, PolicySet, PolicyTypes, ResourceSide,
+    SideOutcomes, StatementRef,
 };
 pub use json::{Json, Position, Span};
 pub use lint::{Warning, lint, lint_identity_policy};
