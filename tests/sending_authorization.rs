@@ -797,6 +797,44 @@ async fn logs_decision_log_and_simulate_name_the_policy_types() {
         text.contains("  [IAM policy] AllowSendingOnly Statement[0]"),
         "{text}"
     );
+
+    // `sesgate replay` re-decides the logged transactions with the identity's policies too: a
+    // set where example.com no longer grants the partner's account refuses its message.
+    let next = server.dir.join("policies.next");
+    std::fs::create_dir_all(next.join("identities")).unwrap();
+    for entry in std::fs::read_dir(server.dir.join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, next.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(
+        next.join("identities/ExampleCom.json"),
+        EXAMPLE_COM.replace("\"123456789012\"", "\"444455556666\""),
+    )
+    .unwrap();
+    std::fs::write(next.join("identities/Wildcard.json"), WILDCARD).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sesgate"))
+        .args([
+            "replay",
+            "--config",
+            config.to_str().unwrap(),
+            "--policies",
+            next.to_str().unwrap(),
+            log.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("user partner newly-refused: allowed -> implicit-deny"),
+        "{out}"
+    );
+    assert!(
+        out.contains("policy types: IAM policy, resource policy"),
+        "{out}"
+    );
     server.stop().await;
 }
 

@@ -139,8 +139,10 @@ impl Identities {
 
     /// The resource-based side of `resource` for a caller of `caller_account`: a configured
     /// identity's policies; nothing to consult for the caller's own account's other resources;
-    /// for another account's resource without configured policies, no policy at all (so nobody
-    /// outside that account is let in).
+    /// for another account's resource without configured policies, no policy at all, so nobody
+    /// outside that account is let in and the client hears SES's access-denied reply ("The IAM
+    /// policy, or the SES sending authorization policy, of the user who owns the SMTP credentials
+    /// doesn't allow the call", ses-iam-facts.md §A5): fail closed.
     pub fn side<'a>(&'a self, resource: &'a str, caller_account: &str) -> Option<ResourceSide<'a>> {
         let owner = resource.split(':').nth(4).unwrap_or_default();
         match self.policies.get(resource) {

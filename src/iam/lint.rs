@@ -168,10 +168,18 @@ fn lint_condition(
     let key = condition.key_id.as_str();
     let known = SMTP_KEYS.iter().find(|(k, _)| *k == key);
     let (operator, shown_key) = (&condition.operator, &condition.key);
+    let why = match key {
+        // SES-DG confused-deputy guidance: set when a service acts for the identity owner.
+        "aws:sourceaccount" | "aws:sourcearn" => {
+            " (SES sets it when an AWS service acts for the identity owner through a Service principal, never for an IAM user's request)"
+        }
+        "aws:principalorgid" => " (sesgate does not model AWS Organizations)",
+        _ => "",
+    };
     match known {
         None if !key.starts_with("aws:principaltag/") => warn(
             format!(
-                "{shown_key} is not a condition key SES sets for SendRawEmail over SMTP; the condition always sees it missing."
+                "{shown_key} is not a condition key SES sets for SendRawEmail over SMTP{why}; the condition always sees it missing."
             ),
             "use one of ses:Recipients, ses:FromAddress, ses:FromDisplayName, ses:FeedbackAddress, ses:ApiVersion, aws:CurrentTime, aws:EpochTime, aws:SecureTransport, aws:SourceIp, aws:UserAgent.",
         ),
@@ -336,6 +344,10 @@ mod tests {
         one(
             r#"{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*","Condition":{"StringEquals":{"ses:FromDomain":"example.com"}}}"#,
             "ses:FromDomain is not a condition key SES sets",
+        );
+        one(
+            r#"{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*","Condition":{"StringEquals":{"aws:SourceAccount":"123456789012"}}}"#,
+            "aws:SourceAccount is not a condition key SES sets for SendRawEmail over SMTP (SES sets it when an AWS service acts",
         );
     }
 
