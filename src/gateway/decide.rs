@@ -66,13 +66,13 @@ pub enum Ruling {
 }
 
 impl Ruling {
-    /// The policy types that took part in the decision, as logs name them (`IAM policy,
-    /// permissions boundary, resource policy`); empty for a refusal before any policy.
-    pub fn policy_types(&self) -> String {
+    /// The policy types that took part in the decision, as logs name them (`IAM policy`,
+    /// `permissions boundary`, `resource policy`); none for a refusal before any policy.
+    pub fn policy_types(&self) -> Vec<&'static str> {
         match self {
-            Ruling::Refused { .. } => String::new(),
+            Ruling::Refused { .. } => Vec::new(),
             Ruling::Denied { decision, .. } | Ruling::Allowed { decision, .. } => {
-                decision.policy_types_label()
+                decision.policy_types.roles().map(|r| r.label()).collect()
             }
         }
     }

@@ -226,8 +226,7 @@ impl Gateway {
             statements,
             policy_types: ruling
                 .policy_types()
-                .split(", ")
-                .filter(|t| !t.is_empty())
+                .into_iter()
                 .map(str::to_owned)
                 .collect(),
             enforced,
@@ -259,7 +258,7 @@ impl Handler for Gateway {
             .observe(deciding.elapsed().as_secs_f64());
         let enforced = snapshot.authorizer.enforced(&transaction.user);
         let (verdict, reason) = shadow::verdict(&ruling);
-        let policy_types = ruling.policy_types();
+        let policy_types = ruling.policy_types().join(", ");
         if let Some(shadow_set) = &snapshot.shadow {
             self.compare_shadow(&transaction, &ruling, &shadow_set.decide(input, now));
         }
