@@ -1,4 +1,5 @@
-//! `policies/iam.toml`: groups, users and their SMTP credentials.
+//! `policies/iam.toml`: groups, users and their SMTP credentials, and the identities with owners
+//! and sending authorization policies (`[[identity]]`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,6 +18,9 @@ pub struct IamFile {
     pub groups: Vec<Group>,
     #[serde(rename = "user")]
     pub users: Vec<User>,
+    /// Verified identities with their owner and sending authorization policies.
+    #[serde(rename = "identity")]
+    pub identities: Vec<Identity>,
     /// The file's text, to turn value spans into line numbers in errors.
     #[serde(skip)]
     source: String,
@@ -36,12 +40,33 @@ pub struct Group {
     pub enforce: Option<bool>,
 }
 
+/// A verified identity (domain or address) with its owning account and the sending
+/// authorization policies attached to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// A domain (`example.com`) or an address (`sender@example.com`).
+    pub name: Spanned<String>,
+    /// The 12-digit account that owns (verified) it; absent: `[account] id`.
+    #[serde(default)]
+    pub account: Option<Spanned<String>>,
+    /// Sending authorization policies: `<dir>/identities/<name>.json`.
+    #[serde(default)]
+    pub policies: Vec<Spanned<String>>,
+    /// Sending authorization policies written in the file: name = policy JSON text.
+    #[serde(default)]
+    pub inline_policies: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,
     #[serde(default = "root_path")]
     pub path: String,
+    /// The 12-digit account the user belongs to; absent: `[account] id`.
+    #[serde(default)]
+    pub account: Option<Spanned<String>>,
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
@@ -216,6 +241,55 @@ impl IamFile {
                     return Err(invalid(format!(
                         "user {:?} client_certificates: {entry:?} is also user {owner:?}'s",
                         user.name
+                    )));
+                }
+            }
+        }
+        let account_id = |field: &str, owner: &str, account: &Spanned<String>| {
+            let id = account.get_ref();
+            if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(())
+            } else {
+                Err(invalid(format!(
+                    "{}: {owner} {field}: {id:?} is not a 12-digit AWS account id",
+                    parsed.position(account.span())
+                )))
+            }
+        };
+        for user in &parsed.users {
+            if let Some(account) = &user.account {
+                account_id("account", &format!("user {:?}", user.name), account)?;
+            }
+        }
+        for identity in &parsed.identities {
+            let owner = format!("identity {:?}", identity.name.get_ref());
+            if let Some(account) = &identity.account {
+                account_id("account", &owner, account)?;
+            }
+            let count = identity.policies.len() + identity.inline_policies.len();
+            if count > crate::iam::sending_authorization::MAX_POLICIES_PER_IDENTITY {
+                return Err(invalid(format!(
+                    "{}: {owner}: {count} policies; SES allows at most {} per identity",
+                    parsed.position(identity.name.span()),
+                    crate::iam::sending_authorization::MAX_POLICIES_PER_IDENTITY
+                )));
+            }
+            let names = identity
+                .policies
+                .iter()
+                .map(|p| (p.get_ref().as_str(), Some(p.span())))
+                .chain(identity.inline_policies.keys().map(|n| (n.as_str(), None)));
+            let mut seen = std::collections::HashSet::new();
+            for (name, span) in names {
+                let at = parsed.position(span.unwrap_or(identity.name.span()));
+                if !crate::iam::sending_authorization::is_policy_name(name) {
+                    return Err(invalid(format!(
+                        "{at}: {owner} policies: {name:?} is not a policy name SES accepts (1 to 64 of A-Z, a-z, 0-9, _ and -)"
+                    )));
+                }
+                if !seen.insert(name) {
+                    return Err(invalid(format!(
+                        "{at}: {owner} policies: {name:?} is attached twice"
                     )));
                 }
             }

@@ -3,6 +3,7 @@
 //! and the field. Relative paths in a config file are relative to that file's directory; in the
 //! embedded default, to the working directory.
 
+pub mod aws_export;
 pub mod embedded;
 pub mod iam;
 pub mod locate;

@@ -224,6 +224,11 @@ impl Gateway {
             context: request.map(|r| record_context(&r.context)),
             decision: decision.to_owned(),
             statements,
+            policy_types: ruling
+                .policy_types()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             enforced,
         }
     }
@@ -253,6 +258,7 @@ impl Handler for Gateway {
             .observe(deciding.elapsed().as_secs_f64());
         let enforced = snapshot.authorizer.enforced(&transaction.user);
         let (verdict, reason) = shadow::verdict(&ruling);
+        let policy_types = ruling.policy_types().join(", ");
         if let Some(shadow_set) = &snapshot.shadow {
             self.compare_shadow(&transaction, &ruling, &shadow_set.decide(input, now));
         }
@@ -338,6 +344,7 @@ impl Handler for Gateway {
             decision = outcome.decision,
             enforced,
             reason = %outcome.reason,
+            policy_types = %policy_types,
             upstream = %outcome.upstream,
             upstream_id = %outcome.upstream_id,
             reply = %outcome.reply,

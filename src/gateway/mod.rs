@@ -11,6 +11,7 @@ pub mod decision_log;
 mod directory;
 mod handler;
 pub mod headers;
+pub mod identities;
 mod lifecycle;
 mod load;
 pub mod replies;

@@ -20,17 +20,6 @@ pub fn invalid_arn(arn: &str) -> Reply {
     )
 }
 
-/// An `X-SES-*-ARN` naming another account's identity.
-pub fn other_account_arn(arn: &str) -> Reply {
-    Reply::new(
-        554,
-        format!(
-            "5.7.1 Message rejected: Sending for another account's identity is not supported: '{}'",
-            echo(arn)
-        ),
-    )
-}
-
 /// An address an `X-SES-*-ARN` identity does not cover (SPEC §4).
 pub fn misaligned(address: &str, arn: &str) -> Reply {
     Reply::new(
@@ -111,16 +100,6 @@ mod tests {
         assert_eq!(
             wire(invalid_arn("arn:bad")),
             "554 5.6.0 Transaction failed: Invalid ARN 'arn:bad'\r\n"
-        );
-    }
-
-    #[test]
-    fn other_account_arn_names_the_arn() {
-        assert_eq!(
-            wire(other_account_arn(
-                "arn:aws:ses:us-east-1:999999999999:identity/x.com"
-            )),
-            "554 5.7.1 Message rejected: Sending for another account's identity is not supported: 'arn:aws:ses:us-east-1:999999999999:identity/x.com'\r\n"
         );
     }
 
