@@ -857,7 +857,9 @@ fn check_dir(name: &str, iam_toml: &str, files: &[(&str, &str)]) -> std::path::P
     dir
 }
 
-fn check(dir: &std::path::Path) -> (i32, String) {
+/// `sesgate check` on `dir`: its exit code, its report (stdout: warnings, summary) and its
+/// errors (stderr).
+fn check(dir: &std::path::Path) -> (i32, String, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_sesgate"))
         .args([
             "check",
@@ -869,6 +871,7 @@ fn check(dir: &std::path::Path) -> (i32, String) {
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
 
@@ -895,14 +898,14 @@ fn check_refuses_what_ses_refuses_with_file_and_json_path() {
     ];
     for (name, policy, want) in cases {
         let dir = check_dir(name, &identity("P"), &[("P.json", policy)]);
-        let (code, out) = check(&dir);
+        let (code, _, out) = check(&dir);
         assert_eq!(code, 2, "{name}: {out}");
         assert!(out.contains(want), "{name}: {out}");
         let _ = std::fs::remove_dir_all(&dir);
     }
     // The resource error names the JSON path too.
     let dir = check_dir("path", &identity("P"), &[("P.json", cases[0].1)]);
-    let (_, out) = check(&dir);
+    let (_, _, out) = check(&dir);
     assert!(
         out.contains("Statement[0].Resource[0]: \"arn:aws:ses:us-east-1:888888888888:identity/other.com\" is not the ARN of the identity this policy is attached to (arn:aws:ses:us-east-1:888888888888:identity/example.com)"),
         "{out}"
@@ -937,7 +940,7 @@ fn check_refuses_what_ses_refuses_with_file_and_json_path() {
         ),
     ] {
         let dir = check_dir(name, toml, &[]);
-        let (code, out) = check(&dir);
+        let (code, _, out) = check(&dir);
         assert_eq!(code, 2, "{name}: {out}");
         assert!(out.contains(want), "{name}: {out}");
         let _ = std::fs::remove_dir_all(&dir);
@@ -956,8 +959,8 @@ fn check_lints_identity_policies() {
             ("Unused.json", EXAMPLE_COM),
         ],
     );
-    let (code, out) = check(&dir);
-    assert_eq!(code, 0, "{out}");
+    let (code, out, errors) = check(&dir);
+    assert_eq!(code, 0, "{out}{errors}");
     for want in [
         "identities/Open.json: Open Statement[0]: Principal \"*\" without a Condition lets every AWS account send as arn:aws:ses:us-east-1:888888888888:identity/example.com",
         "identities/Wildcard.json: Wildcard Statement[0]: Resource \"arn:aws:ses:us-east-1:888888888888:identity/*\" also covers identities other than arn:aws:ses:us-east-1:888888888888:identity/example.com",
