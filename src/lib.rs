@@ -17,7 +17,8 @@
 //! `iam` never sees a socket; `smtp` never sees a policy; `gateway` is the only module that
 //! joins them. `config` turns files into typed values (`[limits]` into `smtp::Limits` and the
 //! gateway's header bounds), `credentials` checks SMTP passwords, `relay` stores or forwards
-//! accepted mail, `commands` holds `check`, `simulate` and `simulate-custom-policy`.
+//! accepted mail, `commands` holds `check`, `simulate` and `simulate-custom-policy`, `quota`
+//! counts SES's sending quotas (in memory or in Redis) and paces the instance after upstream 454s.
 #![forbid(unsafe_code)]
 
 mod accept;
@@ -29,5 +30,6 @@ pub mod gateway;
 pub mod iam;
 pub mod logging;
 pub mod metrics;
+pub mod quota;
 pub mod relay;
 pub mod smtp;
