@@ -13,6 +13,7 @@ mod handler;
 pub mod headers;
 mod lifecycle;
 mod load;
+mod quota;
 pub mod replies;
 pub mod request;
 pub mod shadow;
@@ -57,6 +58,8 @@ pub enum StartError {
     Metrics(String),
     #[error("[log] decisions {0}")]
     DecisionLog(String),
+    #[error("[quotas] store {0}")]
+    QuotaStore(String),
 }
 
 /// Where the gateway reads the time of a request (`aws:CurrentTime`); tests set it.

@@ -134,10 +134,7 @@ pub enum Verdict {
     /// Taken from every limit.
     Allowed(Reservation),
     /// `scope`'s rate has no room now; it may in `retry_after`. Nothing was taken.
-    RateExceeded {
-        scope: Scope,
-        retry_after: Duration,
-    },
+    RateExceeded { scope: Scope, retry_after: Duration },
     /// `scope`'s 24-hour quota has no room for the recipients. Nothing was taken.
     DailyExceeded { scope: Scope },
 }
@@ -164,9 +161,8 @@ impl QuotaStore {
         if store == "memory" {
             return Ok(QuotaStore::Memory(MemoryStore::default()));
         }
-        if store.starts_with("redis://") || store.starts_with("valkey://") {
-            let url = store.replacen("valkey://", "redis://", 1);
-            return RedisStore::open(&url, account, timeout).map(QuotaStore::Redis);
+        if store.starts_with("redis://") {
+            return RedisStore::open(store, account, timeout).map(QuotaStore::Redis);
         }
         Err(format!(
             "{store:?}: expected \"memory\" or a redis:// URL (redis://host:6379/0)"

@@ -75,7 +75,8 @@ impl AdaptivePace {
 
     fn current(&self, state: &mut State, now: Instant) -> Option<f64> {
         let (base, since) = state.lowered?;
-        let climbed = now.saturating_duration_since(since).as_secs_f64() / self.recovery.as_secs_f64();
+        let climbed =
+            now.saturating_duration_since(since).as_secs_f64() / self.recovery.as_secs_f64();
         let limit = base * (1.0 + climbed);
         let done = climbed >= 1.0 || (self.ceiling > 0.0 && limit >= self.ceiling);
         if done {

@@ -140,7 +140,9 @@ impl RedisStore {
                 .ok()
                 .and_then(|i| limits.get(i))
                 .map(|l| l.scope.clone())
-                .ok_or_else(|| StoreError::Unavailable("bad scope in the quota script reply".into()))
+                .ok_or_else(|| {
+                    StoreError::Unavailable("bad scope in the quota script reply".into())
+                })
         };
         match field(0)? {
             0 => Ok(Verdict::DailyExceeded {
@@ -219,8 +221,17 @@ mod tests {
         for name in ["RESERVE", "REFUND", "EXCEEDS", "RAISE"] {
             let source = script_source(name);
             assert!(source.contains("local function trim"), "{name}");
-            let others = ["--@RESERVE", "--@REFUND", "--@EXCEEDS", "--@RAISE", "--@PRELUDE"];
-            assert!(!others.iter().any(|o| source.contains(o)), "{name}: {source}");
+            let others = [
+                "--@RESERVE",
+                "--@REFUND",
+                "--@EXCEEDS",
+                "--@RAISE",
+                "--@PRELUDE",
+            ];
+            assert!(
+                !others.iter().any(|o| source.contains(o)),
+                "{name}: {source}"
+            );
         }
         assert!(script_source("RESERVE").contains("count_in(KEYS[2 * i], minute, n)"));
         assert!(script_source("RAISE").contains("target - total"));

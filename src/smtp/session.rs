@@ -147,6 +147,9 @@ pub struct Session {
     envelope: Option<Envelope>,
     errors: u32,
     auth_failures: u32,
+    /// The last line was a RCPT that added a recipient (the envelope's last), not yet confirmed
+    /// by the handler (`Handler::check_recipient`).
+    recipient_added: bool,
 }
 
 impl Session {
@@ -161,6 +164,22 @@ impl Session {
             envelope: None,
             errors: 0,
             auth_failures: 0,
+            recipient_added: false,
+        }
+    }
+
+    /// The envelope, when the line just handled added a recipient (its last one): the connection
+    /// asks the handler about it before the `250` goes out.
+    pub fn added_recipient(&self) -> Option<&Envelope> {
+        self.envelope.as_ref().filter(|_| self.recipient_added)
+    }
+
+    /// Takes back the recipient the last line added (the handler refused it).
+    pub fn withdraw_recipient(&mut self) {
+        if std::mem::take(&mut self.recipient_added)
+            && let Some(envelope) = &mut self.envelope
+        {
+            envelope.recipients.pop();
         }
     }
 
@@ -223,6 +242,7 @@ impl Session {
 
     /// Handles one command line (terminator included).
     pub fn on_line(&mut self, line: &[u8]) -> Step {
+        self.recipient_added = false;
         if line.starts_with(b"PROXY ") {
             // A PROXY header from a peer that is not a trusted proxy: refuse, never parse it.
             return Step::Close(reply::untrusted_proxy());
@@ -422,6 +442,7 @@ impl Session {
         }
         if let Some(envelope) = &mut self.envelope {
             envelope.recipients.push(address.to_owned());
+            self.recipient_added = true;
         }
         Step::Reply(reply::recipient_ok())
     }
