@@ -107,7 +107,12 @@ async fn a_daily_quota_refuses_at_rcpt_the_recipient_past_it() {
         .start()
         .await;
     let mut client = client(&server).await;
-    assert!(client.command("MAIL FROM:<a@example.com>").await.starts_with("250"));
+    assert!(
+        client
+            .command("MAIL FROM:<a@example.com>")
+            .await
+            .starts_with("250")
+    );
     for i in 1..=7 {
         let reply = client.command(&format!("RCPT TO:<r{i}@example.com>")).await;
         if i <= 5 {
@@ -179,10 +184,9 @@ async fn refused_and_failed_messages_consume_nothing() {
         q.max_send_rate = 0.01;
         q.max_24_hour_send = 2;
     });
-    setup.files.push((
-        "policies/DenyBlocked.json".into(),
-        deny.as_bytes().to_vec(),
-    ));
+    setup
+        .files
+        .push(("policies/DenyBlocked.json".into(), deny.as_bytes().to_vec()));
     let server = setup.start().await;
     let mut client = client(&server).await;
     // Refused by policy: counted nowhere.
@@ -446,7 +450,11 @@ async fn redis_stopped_mid_run_gives_the_configured_behaviour() {
     assert_eq!(one(&mut to_closed).await, UNAVAILABLE);
     assert!(one(&mut to_open).await.starts_with("250"));
     // Bounded: each refusal took about the store timeout, not a TCP timeout.
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
     let ready = http(&closed, "/ready").await;
     assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
     assert!(ready.contains("not ready: quota store"), "{ready}");
@@ -622,7 +630,11 @@ async fn ses_figures_from_a_file_are_read_at_start_and_on_reload() {
     client.command("RSET").await;
     assert!(
         client
-            .transaction("a@example.com", &["d@example.com", "e@example.com"], MESSAGE)
+            .transaction(
+                "a@example.com",
+                &["d@example.com", "e@example.com"],
+                MESSAGE
+            )
             .await
             .starts_with("250")
     );
