@@ -153,7 +153,7 @@ async fn accounts_do_not_share_counters() {
     let keys = server.command("KEYS *").unwrap();
     assert!(keys.starts_with("*2"), "{keys}");
     let ttl = server
-        .command("PTTL sesgate:{333333333333}:account:24h")
+        .command("PTTL sesgate:{333333333333}:account")
         .unwrap();
     let ttl: i64 = ttl.trim_start_matches(':').parse().unwrap();
     assert!(ttl > 24 * 3600 * 1000 && ttl <= 1442 * 60 * 1000, "{ttl}");
@@ -208,4 +208,115 @@ async fn a_restarted_server_is_used_again() {
         }
     }
     assert!(store.ping().await.is_ok());
+}
+
+/// The Lua window over days, on a clock the test sets: `redis.lua` with its `now_ms` reading a
+/// key instead of the server's TIME, step for step against the memory store on the same clock.
+#[tokio::test]
+async fn the_lua_window_slides_as_the_memory_store_does() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/quota/redis.lua"))
+            .unwrap();
+    let section = |name: &str| {
+        let marker = format!("--@{name}\n");
+        let start = source.find(&marker).unwrap() + marker.len();
+        let end = source[start..]
+            .find("\n--@")
+            .map_or(source.len(), |e| start + e + 1);
+        source[start..end].to_owned()
+    };
+    let prelude = section("PRELUDE");
+    let clock_at = prelude.find("local function now_ms()").unwrap();
+    let clock_end = clock_at + prelude[clock_at..].find("\nend\n").unwrap() + 5;
+    let prelude = format!(
+        "{}local function now_ms() return tonumber(redis.call('GET', 'test:now')) end\n{}",
+        &prelude[..clock_at],
+        &prelude[clock_end..]
+    );
+    let reserve = redis::Script::new(&format!("{prelude}\n{}", section("RESERVE")));
+    let exceeds = redis::Script::new(&format!("{prelude}\n{}", section("EXCEEDS")));
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+
+    let now = Arc::new(AtomicU64::new(1_000_000 * 60_000));
+    let clock = Arc::clone(&now);
+    let memory =
+        sesgate::quota::MemoryStore::with_clock(Arc::new(move || clock.load(Ordering::Relaxed)));
+    let limits = [limit(Scope::Account, 0.0, 3)];
+    const MINUTE: u64 = 60_000;
+    // (ms after the start, recipients to reserve)
+    let steps: [(u64, u32); 10] = [
+        (10_000, 2),
+        (5 * MINUTE, 1),
+        (10 * MINUTE, 1),
+        (1440 * MINUTE, 1),     // 24 h after the start: the first two still count
+        (1441 * MINUTE - 1, 1), // not yet: their minute is not wholly 24 h old
+        (1441 * MINUTE, 2),     // now they are gone: 1 + 2
+        (1441 * MINUTE + 1_000, 1), // full again
+        (1446 * MINUTE, 1),     // the one of minute 5 is gone
+        (4 * 1440 * MINUTE, 3), // days later: everything is gone
+        (4 * 1440 * MINUTE + 1, 1),
+    ];
+    let start = now.load(Ordering::Relaxed);
+    let mut seen = Vec::new();
+    for (at, recipients) in steps {
+        now.store(start + at, Ordering::Relaxed);
+        let _: () = redis::cmd("SET")
+            .arg("test:now")
+            .arg(start + at)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let would_exceed: i64 = exceeds
+            .key("w")
+            .arg(recipients)
+            .arg("0")
+            .arg(3)
+            .invoke_async(&mut connection)
+            .await
+            .unwrap();
+        let reply: Vec<i64> = reserve
+            .key("w")
+            .arg(recipients)
+            .arg("0")
+            .arg(3)
+            .invoke_async(&mut connection)
+            .await
+            .unwrap();
+        let expected = memory.check_and_consume(&limits, recipients);
+        let lua = match reply[0] {
+            0 => "daily".to_owned(),
+            2 => format!("allowed {}", reply[4]),
+            other => format!("status {other}"),
+        };
+        let rust = match &expected {
+            Verdict::Allowed(r) => format!("allowed {}", r.used_24h[0].1.unwrap()),
+            Verdict::DailyExceeded { .. } => "daily".to_owned(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(lua, rust, "at +{at} ms, {recipients} recipients");
+        assert_eq!(would_exceed == 1, lua == "daily", "at +{at} ms");
+        seen.push(lua);
+    }
+    let allowed = |n: u32| format!("allowed {n}");
+    let daily = || "daily".to_owned();
+    assert_eq!(
+        seen,
+        [
+            allowed(2),
+            allowed(3),
+            daily(),
+            daily(),
+            daily(),
+            allowed(3),
+            daily(),
+            allowed(3),
+            allowed(3),
+            daily()
+        ]
+    );
 }

@@ -287,6 +287,56 @@ async fn burst(servers: &[&TestServer], clients: usize, count: usize) -> Vec<Str
     replies
 }
 
+/// Concurrent clients of one instance (memory store) race for the last recipients: exactly
+/// the quota goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_of_one_instance_take_exactly_the_quota() {
+    let server = Gateway::default()
+        .quotas(|q| q.max_24_hour_send = 7)
+        .start()
+        .await;
+    let replies = burst(&[&server], 4, 4).await;
+    let relayed = replies.iter().filter(|r| r.starts_with("250 ")).count();
+    let refused = replies.iter().filter(|r| *r == DAILY).count();
+    assert_eq!((relayed, refused), (7, 9), "{replies:?}");
+    assert_eq!(relayed_recipients(&server), 7);
+    server.stop().await;
+}
+
+/// Report-only concerns policies: a report-only user is still held to SES's quotas, which the
+/// upstream would enforce anyway.
+#[tokio::test]
+async fn report_only_users_are_held_to_quotas() {
+    let server = Gateway {
+        users: Some(user_toml(
+            "test-app",
+            "/apps/",
+            USER,
+            PASSWORD,
+            "policies = []\nenforce = false\nmax_24_hour_send = 1",
+        )),
+        ..Gateway::default()
+    }
+    .start()
+    .await;
+    let mut client = client(&server).await;
+    // Implicitly denied, relayed anyway (report-only), and counted.
+    assert!(
+        client
+            .transaction("a@example.com", &["b@example.com"], MESSAGE)
+            .await
+            .starts_with("250")
+    );
+    client.command("RSET").await;
+    assert_eq!(
+        client
+            .transaction("a@example.com", &["c@example.com"], MESSAGE)
+            .await,
+        DAILY
+    );
+    server.stop().await;
+}
+
 /// Two instances on one Redis: a burst across both relays exactly the daily quota and refuses
 /// the rest with SES's text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -683,6 +683,26 @@ listen = ""
     }
 
     #[test]
+    fn quotas_are_checked_when_parsed() {
+        let parse = |text: &str| Config::parse(Path::new("s.toml"), text);
+        let config = parse("[quotas]\nmax_send_rate = 14\nmax_24_hour_send = 50000\nstore = \"redis://127.0.0.1:6379/0\"\non_store_error = \"allow\"\n").unwrap();
+        assert_eq!(config.quotas.max_send_rate, 14.0);
+        assert_eq!(config.quotas.on_store_error, OnStoreError::Allow);
+        assert_eq!(parse("").unwrap().quotas.store, "memory");
+        for bad in [
+            "[quotas]\nmax_send_rate = -1\n",
+            "[quotas]\nmax_send_rate = nan\n",
+            "[quotas]\nstore = \"memcached://x\"\n",
+            "[quotas]\nstore_timeout_ms = 0\n",
+            "[quotas]\non_store_error = \"maybe\"\n",
+            "[quotas]\nmax_24_hour_send = -5\n",
+        ] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.starts_with("s.toml:"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
     fn empty_file_is_the_embedded_default() {
         let config = Config::parse(Path::new("x.toml"), "").unwrap();
         assert_eq!(config.listeners.len(), 2);

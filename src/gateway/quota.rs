@@ -468,6 +468,20 @@ name = "free"
     }
 
     #[test]
+    fn a_negative_rate_in_iam_toml_is_an_error_with_its_line() {
+        let error = IamFile::parse(
+            Path::new("iam.toml"),
+            "[[user]]\nname = \"app\"\nmax_send_rate = -3\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("line 3") && error.contains("max_send_rate"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn no_quota_means_no_limits() {
         let plan = plan("[[user]]\nname = \"free\"\n", "");
         assert!(plan.limits_for("free").is_empty());

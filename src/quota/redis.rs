@@ -9,10 +9,11 @@
 //! or the network drops. Every call is bounded by `timeout`; a call that fails or times out is a
 //! [`StoreError`], and what the client hears then is `[quotas] on_store_error`'s choice.
 //!
-//! Keys: `sesgate:{ACCOUNT}:SCOPE:rate` and `...:24h`, where SCOPE is `account`, `user:NAME`
+//! Keys: one hash per scope, `sesgate:{ACCOUNT}:SCOPE`, where SCOPE is `account`, `user:NAME`
 //! or `group:NAME`. The `{ACCOUNT}` hash tag keeps one account's keys in one Redis Cluster slot.
-//! A rate key expires once its bucket would be full again, a 24-hour key a minute after its
-//! newest bucket leaves the window: nothing is left behind for users who no longer send.
+//! A key with a 24-hour quota expires a minute after its newest bucket leaves the window, one
+//! with a rate only once its bucket would be full again: nothing is left behind for users who
+//! no longer send.
 
 use std::time::Duration;
 
@@ -86,8 +87,8 @@ impl RedisStore {
         })
     }
 
-    fn key(&self, scope: &Scope, kind: &str) -> String {
-        format!("{}{}:{kind}", self.prefix, scope.key())
+    fn key(&self, scope: &Scope) -> String {
+        format!("{}{}", self.prefix, scope.key())
     }
 
     /// KEYS and ARGV for `limits` (see `redis.lua`).
@@ -101,8 +102,7 @@ impl RedisStore {
         invocation.arg(recipients);
         for limit in limits {
             invocation
-                .key(self.key(&limit.scope, "rate"))
-                .key(self.key(&limit.scope, "24h"))
+                .key(self.key(&limit.scope))
                 .arg(format!("{}", limit.max_send_rate.max(0.0)))
                 .arg(limit.max_24_hour_send);
         }
@@ -194,7 +194,7 @@ impl RedisStore {
 
     pub async fn raise_daily(&self, scope: &Scope, total: u64) -> Result<u64, StoreError> {
         let mut invocation = self.raise.prepare_invoke();
-        invocation.key(self.key(scope, "24h")).arg(total);
+        invocation.key(self.key(scope)).arg(total);
         let total: i64 = self.run(invocation).await?;
         Ok(total.max(0) as u64)
     }
@@ -233,7 +233,7 @@ mod tests {
                 "{name}: {source}"
             );
         }
-        assert!(script_source("RESERVE").contains("count_in(KEYS[2 * i], minute, n)"));
+        assert!(script_source("RESERVE").contains("HINCRBY', KEYS[i], tostring(minute), n"));
         assert!(script_source("RAISE").contains("target - total"));
     }
 }

@@ -592,6 +592,33 @@ mod tests {
     }
 
     #[test]
+    fn a_recipient_the_handler_refuses_is_taken_back() {
+        let mut s = authenticated();
+        s.on_line(b"MAIL FROM:<a@b.c>\r\n");
+        assert!(s.added_recipient().is_none(), "MAIL adds no recipient");
+        s.on_line(b"RCPT TO:<x@b.c>\r\n");
+        assert_eq!(s.added_recipient().unwrap().recipients, ["x@b.c"]);
+        s.on_line(b"RCPT TO:<y@b.c>\r\n");
+        assert_eq!(s.added_recipient().unwrap().recipients, ["x@b.c", "y@b.c"]);
+        s.withdraw_recipient();
+        assert!(s.added_recipient().is_none());
+        // Only once, and only the recipient the last line added.
+        s.withdraw_recipient();
+        s.on_line(b"NOOP\r\n");
+        s.withdraw_recipient();
+        // The refused one freed its place under max_recipients (2).
+        assert_eq!(reply_of(s.on_line(b"RCPT TO:<z@b.c>\r\n")), "250 2.1.5 Ok");
+        assert_eq!(s.added_recipient().unwrap().recipients, ["x@b.c", "z@b.c"]);
+        // A refused RCPT (past the limit) added nothing to take back.
+        assert!(reply_of(s.on_line(b"RCPT TO:<w@b.c>\r\n")).starts_with("452"));
+        assert!(s.added_recipient().is_none());
+        s.withdraw_recipient();
+        assert_eq!(s.on_line(b"DATA\r\n"), Step::ReadData);
+        let (envelope, _) = s.on_data_end(Ok(b"x\r\n".to_vec())).unwrap();
+        assert_eq!(envelope.recipients, ["x@b.c", "z@b.c"]);
+    }
+
+    #[test]
     fn starttls_listener_requires_tls_before_auth() {
         let mut s = Session::new(config(TlsMode::Starttls), false);
         let ehlo = reply_of(s.on_line(b"EHLO client\r\n"));
