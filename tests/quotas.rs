@@ -18,11 +18,14 @@ const RATE: &str = "454 4.7.0 Throttling failure: Maximum sending rate exceeded"
 const UNAVAILABLE: &str = "451 4.3.0 Temporary service failure";
 const MESSAGE: &str = "From: a@example.com\r\nSubject: quota\r\n\r\nHello.\r\n";
 
+/// A change to a test server's `[quotas]`.
+type QuotasChange = Box<dyn FnOnce(&mut sesgate::config::Quotas) + Send>;
+
 /// What a test server is started with.
 #[derive(Default)]
 struct Gateway {
     store: Option<String>,
-    quotas: Vec<Box<dyn FnOnce(&mut sesgate::config::Quotas) + Send>>,
+    quotas: Vec<QuotasChange>,
     users: Option<String>,
     groups: String,
     upstream: Option<Sink>,
@@ -706,9 +709,11 @@ async fn ses_figures_from_a_file_are_read_at_start_and_on_reload() {
 
 /// The configuration a test server runs (for a reload): its directory's policies and outbox.
 fn running_config(server: &TestServer) -> sesgate::config::Config {
-    let mut config = sesgate::config::Config::default();
-    config.hostname = "gw.test".into();
-    config.base_dir = server.dir.clone();
+    let mut config = sesgate::config::Config {
+        hostname: "gw.test".into(),
+        base_dir: server.dir.clone(),
+        ..Default::default()
+    };
     config.upstream.url = "file://outbox".into();
     config.metrics.listen = "127.0.0.1:0".into();
     config.metrics.per_user = true;
