@@ -18,7 +18,9 @@
 //! `iam` never sees a socket; `smtp` never sees a policy; `gateway` is the only module that
 //! joins them. `config` turns files into typed values (`[limits]` into `smtp::Limits` and the
 //! gateway's header bounds), `credentials` checks SMTP passwords, `relay` stores or forwards
-//! accepted mail, `commands` holds `check`, `simulate`, `simulate-custom-policy` and `import`.
+//! accepted mail, `commands` holds `check`, `simulate`, `simulate-custom-policy` and `import`,
+//! `quota` counts SES's sending quotas (in memory or in Redis) and paces the instance after
+//! upstream 454s.
 #![forbid(unsafe_code)]
 
 mod accept;
@@ -30,5 +32,6 @@ pub mod gateway;
 pub mod iam;
 pub mod logging;
 pub mod metrics;
+pub mod quota;
 pub mod relay;
 pub mod smtp;

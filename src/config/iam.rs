@@ -38,6 +38,12 @@ pub struct Group {
     /// false: its members are report-only (unless a user says otherwise).
     #[serde(default)]
     pub enforce: Option<bool>,
+    /// Recipients per second for the group's members together (SES semantics); absent or 0: none.
+    #[serde(default)]
+    pub max_send_rate: Option<Spanned<f64>>,
+    /// Recipients in any 24 hours for the group's members together; absent or 0: none.
+    #[serde(default)]
+    pub max_24_hour_send: Option<u64>,
 }
 
 /// A verified identity (domain or address) with its owning account and the sending
@@ -90,6 +96,12 @@ pub struct User {
     /// `[iam] enforce`.
     #[serde(default)]
     pub enforce: Option<bool>,
+    /// The user's own recipients per second, below the account's; absent or 0: none.
+    #[serde(default)]
+    pub max_send_rate: Option<Spanned<f64>>,
+    /// The user's own recipients in any 24 hours; absent or 0: none.
+    #[serde(default)]
+    pub max_24_hour_send: Option<u64>,
 }
 
 /// A `client_certificates` entry in canonical form, the key the directory matches a client's
@@ -310,6 +322,26 @@ impl IamFile {
                         user.name, user.path
                     ),
                 });
+            }
+        }
+        let rates = parsed
+            .users
+            .iter()
+            .map(|u| (&u.max_send_rate, "user", &u.name))
+            .chain(
+                parsed
+                    .groups
+                    .iter()
+                    .map(|g| (&g.max_send_rate, "group", &g.name)),
+            );
+        for (rate, kind, name) in rates {
+            if let Some(rate) = rate
+                && !(rate.get_ref().is_finite() && *rate.get_ref() >= 0.0)
+            {
+                return Err(invalid(format!(
+                    "{}: {kind} {name:?}: max_send_rate must be a number at least 0 (0: none)",
+                    parsed.position(rate.span())
+                )));
             }
         }
         Ok(parsed)

@@ -34,6 +34,8 @@ pub(super) struct Snapshot {
     pub client_tls: std::collections::HashMap<PathBuf, TlsAcceptor>,
     /// `[iam] shadow_dir`'s users and policies, decided beside the live ones; never deciding.
     pub shadow: Option<Authorizer>,
+    /// Which sending quotas hold for whom (`[quotas]`, `iam.toml`, `from_upstream`).
+    pub quotas: super::quota::QuotaPlan,
 }
 
 /// The account as the decision needs it: identities in canonical form, `[[identity]]`s of this
@@ -332,6 +334,7 @@ pub fn load(config: &Config, effects: Effects) -> Result<Loaded, StartError> {
         }
     }
     let shadow = super::shadow::load_shadow(config)?;
+    let quotas = super::quota::QuotaPlan::load(config, &source.iam)?;
     let relay = load_relay(config, effects)?;
     Ok(Loaded {
         snapshot: Snapshot {
@@ -340,6 +343,7 @@ pub fn load(config: &Config, effects: Effects) -> Result<Loaded, StartError> {
             tls: TlsAcceptor::from(server_config),
             client_tls,
             shadow,
+            quotas,
         },
         relay,
         iam: source.iam,

@@ -386,6 +386,8 @@ fn classify(error: &lettre::transport::smtp::Error) -> RelayError {
             code,
             text: super::reply_text(&text),
         }
+    } else if error.is_transient() && is_throttling(error, &text) {
+        RelayError::Throttled(super::reply_text(&text))
     } else if error.is_transient() {
         RelayError::Deferred(format!(
             "upstream replied {}: {text}",
@@ -396,9 +398,39 @@ fn classify(error: &lettre::transport::smtp::Error) -> RelayError {
     }
 }
 
+/// SES's throttling replies: `454 Throttling failure: Maximum sending rate exceeded` and
+/// `... Daily message quota exceeded` (also the SigV2 variant). Its other 454s ("Temporary
+/// authentication failure", "Temporary service failure") are not about pace.
+fn is_throttling(error: &lettre::transport::smtp::Error, text: &str) -> bool {
+    let code = error.status().map(|c| c.to_string());
+    code.as_deref() == Some("454") && is_throttling_text(text)
+}
+
+fn is_throttling_text(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    text.contains("throttl") || text.contains("rate exceeded") || text.contains("quota exceeded")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_texts() {
+        for text in [
+            "Throttling failure: Maximum sending rate exceeded",
+            "4.7.0 Throttling failure: Daily message quota exceeded.",
+            "Throttling failure: Maximum SigV2 SMTP sending rate exceeded",
+        ] {
+            assert!(is_throttling_text(text), "{text}");
+        }
+        for text in [
+            "Temporary authentication failure",
+            "4.3.0 Temporary service failure",
+        ] {
+            assert!(!is_throttling_text(text), "{text}");
+        }
+    }
 
     #[test]
     fn urls() {
