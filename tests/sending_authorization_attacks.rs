@@ -168,9 +168,7 @@ async fn a_parent_identity_arn_does_not_dodge_the_address_identity() {
         "partner",
         "bounce@example.com",
         "news@sub.example.com",
-        &format!(
-            "X-SES-FROM-ARN: {ARN}/example.com\r\nX-SES-SOURCE-ARN: {ARN}/example.com\r\n"
-        ),
+        &format!("X-SES-FROM-ARN: {ARN}/example.com\r\nX-SES-SOURCE-ARN: {ARN}/example.com\r\n"),
     )
     .await;
     assert_eq!(reply, denied(partner, &format!("{ARN}/sub.example.com")));

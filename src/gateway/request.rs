@@ -1008,13 +1008,19 @@ mod tests {
         };
         assert_eq!(
             resources(&format!("X-SES-FROM-ARN: {arn}/EXAMPLE.com\r\n")).unwrap(),
-            [format!("{arn}/example.com"), format!("{arn}/news@example.com")],
+            [
+                format!("{arn}/example.com"),
+                format!("{arn}/news@example.com")
+            ],
             "the FROM-ARN is evaluated, canonical, and so is the more specific news@example.com \
              identity it would otherwise stand in for"
         );
         assert_eq!(
             resources(&format!("X-SES-SOURCE-ARN: {arn}/example.com\r\n")).unwrap(),
-            [format!("{arn}/example.com"), format!("{arn}/news@example.com")],
+            [
+                format!("{arn}/example.com"),
+                format!("{arn}/news@example.com")
+            ],
             "SOURCE-ARN covers From and MAIL FROM bounce@example.com"
         );
         assert_eq!(
