@@ -197,3 +197,46 @@ async fn a_parent_identity_arn_does_not_dodge_the_address_identity() {
     assert_eq!(sink.accepted().len(), 2);
     server.stop().await;
 }
+
+/// Attack (China and GovCloud regions): the user's ARN was always written in the `aws`
+/// partition, so a Deny naming the delegate's real ARN (`arn:aws-cn:iam::...`) never matched it
+/// while a grant to its account did, and the message was relayed. The user's ARN is in the
+/// region's partition, as AWS writes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_arn_is_in_the_partition_of_the_region() {
+    let sink = Sink::start().await;
+    let arn = "arn:aws-cn:ses:cn-north-1:888888888888:identity";
+    let identities = format!(
+        r#"
+[[identity]]
+name = "example.com"
+inline_policies = {{ Partner = '''{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{DELEGATE}"}},"Action":"ses:SendRawEmail","Resource":"{arn}/example.com"}},{{"Sid":"NotPartner","Effect":"Deny","Principal":{{"AWS":"arn:aws-cn:iam::{DELEGATE}:user/partner"}},"Action":"ses:SendRawEmail","Resource":"{arn}/example.com"}}]}}''' }}
+"#
+    );
+    let mut setup = Setup {
+        users: Some(format!("{}\n{identities}", users())),
+        policies: vec![("NotAsCeo".into(), NOT_AS_CEO.into())],
+        upstream: Some(sink.clone()),
+        ..Setup::default()
+    };
+    setup.config.account.id = OWNER.into();
+    setup.config.account.region = "cn-north-1".into();
+    let server = TestServer::start_setup(setup).await;
+    let reply = send(
+        &server,
+        "partner",
+        "bounce@example.com",
+        "news@example.com",
+        &format!("X-SES-SOURCE-ARN: {arn}/example.com\r\n"),
+    )
+    .await;
+    assert_eq!(
+        reply,
+        denied(
+            "arn:aws-cn:iam::123456789012:user/partner",
+            &format!("{arn}/example.com")
+        )
+    );
+    assert!(sink.accepted().is_empty());
+    server.stop().await;
+}
