@@ -35,6 +35,12 @@ fn users() -> String {
             "/",
             &format!("account = \"{DELEGATE}\"\npolicies = [\"AllowSendingOnly\"]"),
         ),
+        // A delegate at a path, whom example.com's Deny names without it.
+        user(
+            "pathed",
+            "/team/",
+            &format!("account = \"{DELEGATE}\"\npolicies = [\"AllowSendingOnly\"]"),
+        ),
     ]
     .concat()
 }
@@ -48,7 +54,7 @@ fn identities() -> String {
         r#"
 [[identity]]
 name = "example.com"
-inline_policies = {{ Partner = '''{{"Statement":{{"Effect":"Allow","Principal":{{"AWS":"{DELEGATE}"}},"Action":"ses:SendRawEmail","Resource":"{ARN}/example.com"}}}}''' }}
+inline_policies = {{ Partner = '''{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{DELEGATE}"}},"Action":"ses:SendRawEmail","Resource":"{ARN}/example.com"}},{{"Sid":"NotPathed","Effect":"Deny","Principal":{{"AWS":["arn:aws:iam::{DELEGATE}:user/Pathed"]}},"Action":"ses:SendRawEmail","Resource":"{ARN}/example.com"}}]}}''' }}
 
 [[identity]]
 name = "ceo@example.com"
@@ -235,6 +241,34 @@ inline_policies = {{ Partner = '''{{"Statement":[{{"Effect":"Allow","Principal":
         denied(
             "arn:aws-cn:iam::123456789012:user/partner",
             &format!("{arn}/example.com")
+        )
+    );
+    assert!(sink.accepted().is_empty());
+    server.stop().await;
+}
+
+/// Attack: the identity owner denies the delegate user by ARN, written without the user's path
+/// (owners of another account rarely know it) and in another case. IAM user names are unique in
+/// an account whatever their path and case, so the ARN can only mean that user (AWS refuses to
+/// store a principal ARN that names no user): a Deny sesgate cannot match exactly must still
+/// apply. Before the fix the delegate's message was relayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_naming_the_user_without_its_path_applies() {
+    let sink = Sink::start().await;
+    let server = server(&sink).await;
+    let reply = send(
+        &server,
+        "pathed",
+        "bounce@example.com",
+        "news@example.com",
+        &format!("X-SES-SOURCE-ARN: {ARN}/example.com\r\n"),
+    )
+    .await;
+    assert_eq!(
+        reply,
+        denied(
+            "arn:aws:iam::123456789012:user/team/pathed",
+            &format!("{ARN}/example.com")
         )
     );
     assert!(sink.accepted().is_empty());
