@@ -274,3 +274,64 @@ async fn a_deny_naming_the_user_without_its_path_applies() {
     assert!(sink.accepted().is_empty());
     server.stop().await;
 }
+
+/// Attack (no identities configured, so the From domain is the identity, SPEC §4): name the
+/// From address as an identity of the account in `X-SES-FROM-ARN`, so that the Deny written on
+/// the domain's identity is never evaluated. Before the fix the message was relayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_identities_an_address_arn_does_not_dodge_the_domain() {
+    let sink = Sink::start().await;
+    const NOT_AS_EXAMPLE_COM: &str = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*"},
+        {"Effect":"Deny","Action":"ses:SendRawEmail","Resource":"arn:aws:ses:us-east-1:888888888888:identity/example.com"}]}"#;
+    let mut setup = Setup {
+        users: Some(user_toml(
+            "app",
+            "/",
+            "AKIAapp",
+            PASSWORD,
+            "policies = [\"NotAsExampleCom\"]",
+        )),
+        policies: vec![("NotAsExampleCom".into(), NOT_AS_EXAMPLE_COM.into())],
+        upstream: Some(sink.clone()),
+        ..Setup::default()
+    };
+    setup.config.account.id = OWNER.into();
+    let server = TestServer::start_setup(setup).await;
+    for header in ["X-SES-FROM-ARN", "X-SES-SOURCE-ARN"] {
+        let reply = send(
+            &server,
+            "app",
+            "ceo@example.com",
+            "ceo@example.com",
+            &format!("{header}: {ARN}/ceo@example.com\r\n"),
+        )
+        .await;
+        assert_eq!(
+            reply,
+            denied(
+                "arn:aws:iam::888888888888:user/app",
+                &format!("{ARN}/example.com")
+            ),
+            "{header}"
+        );
+    }
+    assert!(sink.accepted().is_empty());
+    // The domain's own ARN is what it always was: denied.
+    let reply = send(
+        &server,
+        "app",
+        "ceo@example.com",
+        "ceo@example.com",
+        &format!("X-SES-FROM-ARN: {ARN}/example.com\r\n"),
+    )
+    .await;
+    assert_eq!(
+        reply,
+        denied(
+            "arn:aws:iam::888888888888:user/app",
+            &format!("{ARN}/example.com")
+        )
+    );
+    server.stop().await;
+}

@@ -594,17 +594,18 @@ pub fn build(
             resources.push(arn);
         }
     }
-    // A named identity never stands in for a more specific identity of its owner covering the
-    // same address: naming `identity/example.com` for `ceo@example.com` must not skip the Deny
-    // (or the sending authorization policies) written on `identity/ceo@example.com`, since
-    // "policies that you attach to email address identities take precedence over policies that
-    // you attach to their corresponding domain identities" (ses-iam-facts.md B6). Both are
-    // evaluated, so the request needs both to allow it: fail closed.
+    // A named identity never stands in for the identity its owner would use for the same
+    // address without the header: naming `identity/example.com` for `ceo@example.com` must not
+    // skip the Deny (or the sending authorization policies) written on the more specific
+    // `identity/ceo@example.com`, since "policies that you attach to email address identities
+    // take precedence over policies that you attach to their corresponding domain identities"
+    // (ses-iam-facts.md B6); and with no identities configured (the From domain is the
+    // identity), naming `identity/ceo@example.com` must not skip a Deny on
+    // `identity/example.com`. Both are evaluated, so the request needs both to allow it.
     let more_specific = |named: Option<&NamedIdentity>, address: &str| {
         let named = named.filter(|n| stands_for(n, address))?;
-        let specific = account.identity_of(&named.owner, address)?;
-        (specific != named.identity && covers(&named.identity, &specific))
-            .then(|| account.arn_in(&named.owner, "identity", &specific))
+        let default = account.identity_of(&named.owner, address)?;
+        (default != named.identity).then(|| account.arn_in(&named.owner, "identity", &default))
     };
     let addresses_named = [
         (from_named, Some(&from)),
