@@ -104,6 +104,12 @@ local wait, slowest = 0, 0
 for i = 1, #KEYS do
   local rate = tonumber(ARGV[2 * i])
   if rate > 0 then
+    if states[i][2] and states[i][2] > now then
+      -- The server's clock stepped back: the refill counts from now on. Left as it was, the
+      -- bucket refilled nothing until the clock caught up, refusing all for as long.
+      states[i][2] = now
+      redis.call('HSET', KEYS[i], 'at', now)
+    end
     local t = tokens_at(states[i], rate, now)
     tokens[i] = t
     if not (t >= n or t >= capacity(rate)) then
