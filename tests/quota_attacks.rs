@@ -100,9 +100,18 @@ async fn recipients_reset_before_data_take_nothing() {
     // A connection dropped after its RCPTs takes nothing either.
     let mut dropped = self::client(&server).await;
     dropped.command("MAIL FROM:<a@example.com>").await;
-    assert!(dropped.command("RCPT TO:<z@example.com>").await.starts_with("250"));
+    assert!(
+        dropped
+            .command("RCPT TO:<z@example.com>")
+            .await
+            .starts_with("250")
+    );
     drop(dropped);
-    assert!(send(&mut client, &["p@example.com", "q@example.com"]).await.starts_with("250"));
+    assert!(
+        send(&mut client, &["p@example.com", "q@example.com"])
+            .await
+            .starts_with("250")
+    );
     assert_eq!(send(&mut client, &["s@example.com"]).await, DAILY);
     assert_eq!(relayed_recipients(&server), 2);
     server.stop().await;
@@ -121,15 +130,31 @@ async fn a_failed_message_is_given_back_once() {
     .start()
     .await;
     let mut client = client(&server).await;
-    assert!(send(&mut client, &["a1@example.com"]).await.starts_with("250"));
+    assert!(
+        send(&mut client, &["a1@example.com"])
+            .await
+            .starts_with("250")
+    );
     sink.set_reply(DataReply::Reply("550 5.7.1 No".into()));
     for _ in 0..3 {
-        assert!(send(&mut client, &["b@example.com"]).await.starts_with("550"));
+        assert!(
+            send(&mut client, &["b@example.com"])
+                .await
+                .starts_with("550")
+        );
     }
     sink.set_reply(DataReply::Reply("451 4.3.0 Later".into()));
-    assert!(send(&mut client, &["b@example.com"]).await.starts_with("451"));
+    assert!(
+        send(&mut client, &["b@example.com"])
+            .await
+            .starts_with("451")
+    );
     sink.set_reply(DataReply::Accept);
-    assert!(send(&mut client, &["a2@example.com"]).await.starts_with("250"));
+    assert!(
+        send(&mut client, &["a2@example.com"])
+            .await
+            .starts_with("250")
+    );
     assert_eq!(send(&mut client, &["a3@example.com"]).await, DAILY);
     assert_eq!(sink.accepted().len(), 2);
     server.stop().await;
@@ -196,7 +221,11 @@ async fn a_clock_stepping_back_does_not_stop_the_rate_for_that_long() {
     .start()
     .await;
     let mut client = client(&server).await;
-    assert!(send(&mut client, &["first@example.com"]).await.starts_with("250"));
+    assert!(
+        send(&mut client, &["first@example.com"])
+            .await
+            .starts_with("250")
+    );
     // The bucket as the server's clock an hour ahead left it: empty, last updated "now".
     let ahead = now_ms() + 3_600_000;
     let reply = redis
@@ -210,8 +239,16 @@ async fn a_clock_stepping_back_does_not_stop_the_rate_for_that_long() {
     assert_eq!(reply, ":1");
     // One recipient needs 100 ms at 10 per second: within max_rate_wait_ms.
     let started = Instant::now();
-    assert!(send(&mut client, &["second@example.com"]).await.starts_with("250"));
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        send(&mut client, &["second@example.com"])
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     server.stop().await;
 }
 
@@ -271,7 +308,9 @@ fn redis_value(redis: &RedisServer, line: &str) -> String {
     stream
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
-    stream.write_all(format!("{line}\r\nQUIT\r\n").as_bytes()).unwrap();
+    stream
+        .write_all(format!("{line}\r\nQUIT\r\n").as_bytes())
+        .unwrap();
     let mut reply = String::new();
     let _ = stream.read_to_string(&mut reply);
     reply.lines().nth(1).unwrap_or_default().to_owned()
@@ -292,11 +331,23 @@ async fn flushed_scripts_are_loaded_again() {
     .start()
     .await;
     let mut client = client(&server).await;
-    assert!(send(&mut client, &["a@example.com"]).await.starts_with("250"));
+    assert!(
+        send(&mut client, &["a@example.com"])
+            .await
+            .starts_with("250")
+    );
     assert_eq!(redis.command("SCRIPT FLUSH").unwrap(), "+OK");
-    assert!(send(&mut client, &["b@example.com"]).await.starts_with("250"));
+    assert!(
+        send(&mut client, &["b@example.com"])
+            .await
+            .starts_with("250")
+    );
     assert_eq!(redis.command("SCRIPT FLUSH").unwrap(), "+OK");
-    assert!(send(&mut client, &["c@example.com"]).await.starts_with("250"));
+    assert!(
+        send(&mut client, &["c@example.com"])
+            .await
+            .starts_with("250")
+    );
     assert_eq!(send(&mut client, &["d@example.com"]).await, DAILY);
     server.stop().await;
 }
@@ -320,13 +371,24 @@ async fn a_frozen_store_refuses_in_bounded_time_and_counts_nothing_refused() {
     .start()
     .await;
     let mut client = client(&server).await;
-    assert!(send(&mut client, &["a@example.com"]).await.starts_with("250"));
+    assert!(
+        send(&mut client, &["a@example.com"])
+            .await
+            .starts_with("250")
+    );
     redis.pause();
     for i in 0..3 {
         let started = Instant::now();
-        assert_eq!(send(&mut client, &[&format!("f{i}@example.com")]).await, UNAVAILABLE);
+        assert_eq!(
+            send(&mut client, &[&format!("f{i}@example.com")]).await,
+            UNAVAILABLE
+        );
         // One RCPT check and one end-of-DATA check, each bounded by the store timeout.
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
     }
     redis.resume();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -340,7 +402,11 @@ async fn a_frozen_store_refuses_in_bounded_time_and_counts_nothing_refused() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Two relayed: the quota of 3 has one left, whatever the frozen server ran late.
-    assert!(send(&mut client, &["c@example.com"]).await.starts_with("250"));
+    assert!(
+        send(&mut client, &["c@example.com"])
+            .await
+            .starts_with("250")
+    );
     assert_eq!(send(&mut client, &["d@example.com"]).await, DAILY);
     assert_eq!(relayed_recipients(&server), 3);
     server.stop().await;

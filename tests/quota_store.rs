@@ -150,7 +150,8 @@ async fn accounts_do_not_share_counters() {
     assert!(allowed(&a.check_and_consume(&limits, 1).await.unwrap()));
     assert!(allowed(&b.check_and_consume(&limits, 1).await.unwrap()));
     assert!(!allowed(&a.check_and_consume(&limits, 1).await.unwrap()));
-    let keys = server.command("KEYS *").unwrap();
+    // (Reservation records aside: `sesgate:{ACCOUNT}:reservation:...`.)
+    let keys = server.command("KEYS sesgate:*:account").unwrap();
     assert!(keys.starts_with("*2"), "{keys}");
     let ttl = server
         .command("PTTL sesgate:{333333333333}:account")
@@ -263,7 +264,7 @@ async fn the_lua_window_slides_as_the_memory_store_does() {
     ];
     let start = now.load(Ordering::Relaxed);
     let mut seen = Vec::new();
-    for (at, recipients) in steps {
+    for (step, (at, recipients)) in steps.into_iter().enumerate() {
         now.store(start + at, Ordering::Relaxed);
         let _: () = redis::cmd("SET")
             .arg("test:now")
@@ -281,6 +282,7 @@ async fn the_lua_window_slides_as_the_memory_store_does() {
             .unwrap();
         let reply: Vec<i64> = reserve
             .key("w")
+            .key(format!("test:reservation:{step}"))
             .arg(recipients)
             .arg("0")
             .arg(3)
