@@ -2,13 +2,17 @@
 //! upstream. Either way a message is acknowledged only once it is safe: written durably, or
 //! accepted by the upstream with a 250.
 
+pub mod durable;
 pub mod outbox;
+pub mod spool;
 pub mod upstream;
 
 use std::sync::Arc;
 
 pub use outbox::{MessageIds, Outbox};
-pub use upstream::{SmtpUpstream, UpstreamOptions, UpstreamUrl, UrlError};
+pub use upstream::{
+    RecipientFailure, SentEach, SmtpUpstream, UpstreamOptions, UpstreamUrl, UrlError,
+};
 
 /// Why a message was not relayed. `Deferred` carries detail for the log only (it may hold
 /// internal detail such as `Connection refused (os error 111)`); the client hears
@@ -120,6 +124,44 @@ impl Relay {
             }
         }
     }
+}
+
+impl Relay {
+    /// Relays one message for the spool: recipients the upstream refuses at RCPT come back in
+    /// `failed` while the others get the message (`relayed` is `None` when none did).
+    pub async fn send_each(&self, delivery: Delivery) -> Result<SentEachRelayed, RelayError> {
+        match self {
+            Relay::Outbox(_) => Ok(SentEachRelayed {
+                relayed: Some(self.send(delivery).await?),
+                failed: Vec::new(),
+            }),
+            Relay::Smtp(upstream) => {
+                let sent = upstream
+                    .send_each(&delivery.mail_from, &delivery.recipients, &delivery.message)
+                    .await?;
+                let relayed = sent.text.map(|text| {
+                    let ses = ses_message_id(&text).filter(|id| is_id_token(id));
+                    let queued = postfix_queue_id(&text).filter(|id| is_id_token(id));
+                    Relayed {
+                        id: ses.map_or(delivery.id, str::to_owned),
+                        upstream_id: ses.or(queued).map(str::to_owned),
+                    }
+                });
+                Ok(SentEachRelayed {
+                    relayed,
+                    failed: sent.failed,
+                })
+            }
+        }
+    }
+}
+
+/// What `Relay::send_each` did: the ids of the relayed message (`None` when every recipient
+/// was refused) and the recipients the upstream refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentEachRelayed {
+    pub relayed: Option<Relayed>,
+    pub failed: Vec<RecipientFailure>,
 }
 
 /// Whether an upstream's id is safe to log and repeat: 1 to 128 characters of letters,
