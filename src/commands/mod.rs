@@ -7,3 +7,4 @@ pub mod principals;
 pub mod replay;
 pub mod simulate;
 pub mod simulate_custom_policy;
+pub mod queue;

@@ -70,6 +70,8 @@ pub(super) struct Gateway {
     pub log_recipients: bool,
     /// `[metrics] per_user`: transactions are counted per IAM user too.
     pub per_user_metrics: bool,
+    /// `[spool]`: allowed messages are stored and acknowledged, then delivered by workers.
+    pub spool: Option<crate::relay::spool::Spool>,
 }
 
 /// How one transaction ended: its reply and what its log line and metrics say.
@@ -123,6 +125,9 @@ impl Gateway {
             recipients: transaction.envelope.recipients.clone(),
             message,
         };
+        if let Some(spool) = &self.spool {
+            return self.spool_message(spool, delivery).await;
+        }
         let started = Instant::now();
         let sent = self.relay.send(delivery).await;
         let result = match &sent {

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::credentials::VerificationGate;
 use crate::metrics::Metrics;
 use crate::relay::MessageIds;
+use crate::relay::spool::{Spool, Unlimited};
 use crate::smtp::{Server, TlsSource};
 
 /// A started gateway.
@@ -35,6 +36,8 @@ pub struct Running {
     pub metrics_address: Option<SocketAddr>,
     /// The configuration started with, to tell which changes a reload cannot apply.
     started: Config,
+    /// `[spool]`, when configured.
+    spool: Option<Spool>,
 }
 
 /// The sections of `new` that differ from `old` and that only a restart applies. Compared by
@@ -58,6 +61,9 @@ fn unapplied_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.metrics.listen != new.metrics.listen {
         changed.push("metrics");
+    }
+    if differs(&old.spool, &new.spool) {
+        changed.push("spool");
     }
     changed
 }
@@ -92,6 +98,11 @@ impl Running {
                 Err(error)
             }
         }
+    }
+
+    /// The spool's current figures (`None` without `[spool]`).
+    pub fn spool_stats(&self) -> Option<crate::relay::spool::SpoolStats> {
+        self.spool.as_ref().map(Spool::stats)
     }
 
     /// Connections open now.
@@ -158,6 +169,10 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
                 .map_err(|e| StartError::DecisionLog(format!("{}: {e}", path.display())))?,
         )
     };
+    // The spool opens before the listeners: what a crash left is recovered and scheduled
+    // before the first new message is accepted. Nothing here touches the upstream, so a
+    // gateway with a spool starts (and accepts mail) while the upstream is unreachable.
+    let spool = super::spooling::open(config, &metrics)?;
     let users = snapshot.load().authorizer.directory.len();
     let tls: TlsSource = {
         let snapshot = Arc::clone(&snapshot);
@@ -172,7 +187,8 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             clock,
             hostname: config.hostname.clone(),
             snapshot: Arc::clone(&snapshot),
-            relay,
+            relay: relay.clone(),
+            spool: spool.clone(),
             ids: MessageIds::default(),
             metrics: Arc::clone(&metrics),
             decisions,
@@ -217,6 +233,10 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         bound.push((socket, address, settings));
     }
     let (shutdown, stop) = watch::channel(false);
+    if let Some(spool) = &spool {
+        // The pace is the quotas' seam: unlimited until the quota module is connected.
+        spool.start(relay, Arc::new(Unlimited), stop.clone());
+    }
     let mut listeners = JoinSet::new();
     let mut addresses = Vec::new();
     for (socket, address, settings) in bound {
@@ -241,9 +261,13 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             .local_addr()
             .map_err(|source| StartError::Bind { address, source })?;
         let connections = server.clone();
+        let spooled = spool.clone();
         let refresh: Arc<dyn Fn(&Metrics) + Send + Sync> = Arc::new(move |m: &Metrics| {
             m.open_connections
                 .set(connections.open_connections() as i64);
+            if let Some(spool) = &spooled {
+                m.set_spool(&spool.stats());
+            }
         });
         listeners.spawn(crate::metrics::serve(
             socket,
@@ -263,5 +287,6 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         metrics,
         metrics_address,
         started: config.clone(),
+        spool,
     })
 }

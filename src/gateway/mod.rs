@@ -16,6 +16,7 @@ mod load;
 pub mod replies;
 pub mod request;
 pub mod shadow;
+mod spooling;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +58,8 @@ pub enum StartError {
     Metrics(String),
     #[error("[log] decisions {0}")]
     DecisionLog(String),
+    #[error("[spool] {0}")]
+    Spool(String),
 }
 
 /// Where the gateway reads the time of a request (`aws:CurrentTime`); tests set it.
