@@ -153,7 +153,11 @@ fn queue(args: Queue) -> ExitCode {
         Ok(output) => {
             use std::io::Write;
             let mut stdout = std::io::stdout().lock();
-            if stdout.write_all(&output).and_then(|()| stdout.flush()).is_err() {
+            if stdout
+                .write_all(&output)
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
                 return ExitCode::from(1);
             }
             ExitCode::SUCCESS

@@ -102,11 +102,14 @@ async fn acknowledged_once_stored_and_delivered_when_the_upstream_comes_back() {
     let spool = server.dir.join("spool");
     let mut client = client(&server).await;
     let id = acked_id(&send(&mut client, "a@example.com", &["b@example.com"], "hello").await);
-    assert_eq!(files(&spool.join("active")), [id.clone()]);
+    assert_eq!(files(&spool.join("active")), std::slice::from_ref(&id));
     assert!(files(&spool.join("tmp")).is_empty());
     // The first attempt fails (connection refused) and is rescheduled.
     let state = spool.join(format!("state/{id}.json"));
-    wait_until("a failed attempt", Duration::from_secs(10), || state.exists()).await;
+    wait_until("a failed attempt", Duration::from_secs(10), || {
+        state.exists()
+    })
+    .await;
     let sink = sink.restart().await;
     wait_until("delivery", Duration::from_secs(10), || {
         sink.accepted().len() == 1 && files(&spool.join("active")).is_empty()
@@ -118,9 +121,18 @@ async fn acknowledged_once_stored_and_delivered_when_the_upstream_comes_back() {
     assert!(String::from_utf8_lossy(&accepted.data).contains("BODY-hello"));
     assert!(!state.exists(), "the state goes with the message");
     let metrics = server.running.as_ref().unwrap().metrics().render();
-    assert!(metrics.contains("sesgate_spool_delivered_total 1"), "{metrics}");
-    assert!(!metrics.contains("sesgate_spool_retries_total 0"), "{metrics}");
-    assert!(metrics.contains("sesgate_upstream_total{result=\"spooled\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("sesgate_spool_delivered_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("sesgate_spool_retries_total 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sesgate_upstream_total{result=\"spooled\"} 1"),
+        "{metrics}"
+    );
     let stats = server.running.as_ref().unwrap().spool_stats().unwrap();
     assert_eq!((stats.messages, stats.held), (0, 0));
     server.stop().await;
@@ -207,7 +219,11 @@ async fn a_full_disk_is_452_and_nothing_half_written_stays() {
     );
     assert!(!acked.is_empty());
     acked.sort();
-    assert_eq!(files(&dir.join("active")), acked, "exactly the acknowledged");
+    assert_eq!(
+        files(&dir.join("active")),
+        acked,
+        "exactly the acknowledged"
+    );
     assert!(files(&dir.join("tmp")).is_empty(), "nothing half-written");
 }
 
@@ -246,7 +262,10 @@ async fn a_refused_recipient_gets_a_dsn_and_the_others_the_message() {
     let accepted = sink.accepted();
     let message = accepted.iter().find(|a| !a.mail_from.is_empty()).unwrap();
     assert_eq!(message.recipients, ["ok@example.net"]);
-    let dsn = accepted.iter().find(|a| a.mail_from.is_empty()).expect("a DSN from <>");
+    let dsn = accepted
+        .iter()
+        .find(|a| a.mail_from.is_empty())
+        .expect("a DSN from <>");
     assert_eq!(dsn.recipients, ["sender@example.com"]);
     let text = String::from_utf8_lossy(&dsn.data);
     for expected in [
@@ -262,8 +281,14 @@ async fn a_refused_recipient_gets_a_dsn_and_the_others_the_message() {
     ] {
         assert!(text.contains(expected), "{expected:?} not in\n{text}");
     }
-    assert!(!text.contains("ok@example.net"), "only the refused recipient");
-    assert!(!text.contains("BODY-report-me"), "headers only, never the body");
+    assert!(
+        !text.contains("ok@example.net"),
+        "only the refused recipient"
+    );
+    assert!(
+        !text.contains("BODY-report-me"),
+        "headers only, never the body"
+    );
     wait_until("an empty spool", Duration::from_secs(10), || {
         files(&server.dir.join("spool/active")).is_empty()
     })
@@ -274,7 +299,9 @@ async fn a_refused_recipient_gets_a_dsn_and_the_others_the_message() {
 #[tokio::test]
 async fn a_message_refused_at_data_bounces_but_never_to_the_null_sender() {
     let sink = Sink::start().await;
-    sink.set_reply(DataReply::Reply("554 5.6.1 Message content rejected".into()));
+    sink.set_reply(DataReply::Reply(
+        "554 5.6.1 Message content rejected".into(),
+    ));
     let server = start(&sink, |_| {}).await;
     let mut client = client(&server).await;
     acked_id(&send(&mut client, "sender@example.com", &["b@example.com"], "one").await);
@@ -282,14 +309,24 @@ async fn a_message_refused_at_data_bounces_but_never_to_the_null_sender() {
     let running = server.running.as_ref().unwrap();
     // Both messages are refused; one DSN is made (to sender@), none for <>; the DSN is refused
     // too (the sink refuses everything) and, sent from <>, gets no DSN itself: no loop.
-    wait_until("both refusals and the DSN's", Duration::from_secs(10), || {
-        files(&server.dir.join("spool/active")).is_empty()
-            && running.metrics().render().contains("sesgate_spool_bounces_total 1")
-    })
+    wait_until(
+        "both refusals and the DSN's",
+        Duration::from_secs(10),
+        || {
+            files(&server.dir.join("spool/active")).is_empty()
+                && running
+                    .metrics()
+                    .render()
+                    .contains("sesgate_spool_bounces_total 1")
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let metrics = running.metrics().render();
-    assert!(metrics.contains("sesgate_spool_bounces_total 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("sesgate_spool_bounces_total 1\n"),
+        "{metrics}"
+    );
     assert!(sink.accepted().is_empty());
     assert!(files(&server.dir.join("spool/active")).is_empty());
     server.stop().await;
@@ -301,7 +338,15 @@ async fn an_expired_message_bounces_with_4_4_7() {
     sink.set_reply(DataReply::Reply("451 4.3.0 Try again later".into()));
     let server = start(&sink, |spool| spool.max_age_secs = 2).await;
     let mut client = client(&server).await;
-    let id = acked_id(&send(&mut client, "sender@example.com", &["b@example.com"], "late").await);
+    let id = acked_id(
+        &send(
+            &mut client,
+            "sender@example.com",
+            &["b@example.com"],
+            "late",
+        )
+        .await,
+    );
     let running = server.running.as_ref().unwrap();
     wait_until("expiry", Duration::from_secs(10), || {
         running
@@ -312,11 +357,17 @@ async fn an_expired_message_bounces_with_4_4_7() {
     .await;
     // The upstream recovers: the DSN (sent from <>) goes out.
     sink.set_reply(DataReply::Accept);
-    wait_until("the DSN", Duration::from_secs(10), || !sink.accepted().is_empty()).await;
+    wait_until("the DSN", Duration::from_secs(10), || {
+        !sink.accepted().is_empty()
+    })
+    .await;
     let accepted = sink.accepted();
     assert_eq!(accepted.len(), 1, "the expired message itself is not sent");
     let dsn = &accepted[0];
-    assert_eq!((dsn.mail_from.as_str(), dsn.recipients.as_slice()), ("", &["sender@example.com".to_owned()][..]));
+    assert_eq!(
+        (dsn.mail_from.as_str(), dsn.recipients.as_slice()),
+        ("", &["sender@example.com".to_owned()][..])
+    );
     let text = String::from_utf8_lossy(&dsn.data);
     for expected in [
         "Final-Recipient: rfc822; b@example.com\r\nAction: failed\r\nStatus: 4.4.7\r\n",
@@ -349,11 +400,20 @@ async fn recovery_delivers_what_was_spooled_and_discards_what_was_half_written()
             ..sesgate::config::Config::default()
         },
         files: vec![
-            ("spool/active/1700000000.000001.1.0".into(), committed.into_bytes()),
+            (
+                "spool/active/1700000000.000001.1.0".into(),
+                committed.into_bytes(),
+            ),
             // Half-written at the crash: never acknowledged, so never delivered.
-            ("spool/tmp/1700000000.000002.1.0".into(), b"{\"id\":\"17000".to_vec()),
+            (
+                "spool/tmp/1700000000.000002.1.0".into(),
+                b"{\"id\":\"17000".to_vec(),
+            ),
             // Committed but unreadable (edited by hand): kept aside, not guessed at.
-            ("spool/active/1700000000.000003.1.0".into(), b"not an envelope".to_vec()),
+            (
+                "spool/active/1700000000.000003.1.0".into(),
+                b"not an envelope".to_vec(),
+            ),
         ],
         ..Setup::default()
     };
@@ -389,9 +449,14 @@ fn a_second_gateway_cannot_open_the_same_spool() {
             address: "127.0.0.1:0".parse().unwrap(),
             ..Default::default()
         });
-        let error = sesgate::gateway::start(&config).await.err().expect("refused");
+        let error = sesgate::gateway::start(&config)
+            .await
+            .err()
+            .expect("refused");
         assert!(
-            error.to_string().contains("another sesgate process is using this spool"),
+            error
+                .to_string()
+                .contains("another sesgate process is using this spool"),
             "{error}"
         );
         server.stop().await;
@@ -418,9 +483,9 @@ async fn bounce_from_must_be_a_verified_identity() {
         .err()
         .expect("refused");
     assert!(
-        error
-            .to_string()
-            .contains("bounce_from \"MAILER-DAEMON@gw.test\" is not covered by [account] identities"),
+        error.to_string().contains(
+            "bounce_from \"MAILER-DAEMON@gw.test\" is not covered by [account] identities"
+        ),
         "{error}"
     );
     config.spool.as_mut().unwrap().bounce_from = "MAILER-DAEMON@mail.example.com".into();
@@ -458,10 +523,13 @@ async fn every_queue_verb_on_a_running_gateway() {
     let mut client = client(&server).await;
     let mut ids = Vec::new();
     for subject in ["q1", "q2", "q3"] {
-        ids.push(acked_id(&send(&mut client, "a@example.com", &["b@example.com"], subject).await));
+        ids.push(acked_id(
+            &send(&mut client, "a@example.com", &["b@example.com"], subject).await,
+        ));
     }
     wait_until("the first attempts", Duration::from_secs(10), || {
-        ids.iter().all(|id| spool.join(format!("state/{id}.json")).exists())
+        ids.iter()
+            .all(|id| spool.join(format!("state/{id}.json")).exists())
     })
     .await;
 
@@ -471,15 +539,27 @@ async fn every_queue_verb_on_a_running_gateway() {
     for id in &ids {
         assert!(text.contains(id.as_str()), "{text}");
     }
-    assert!(text.contains("deferred") && text.contains("from: <a@example.com>"), "{text}");
-    assert!(text.contains("to: <b@example.com>") && text.contains("last error: "), "{text}");
+    assert!(
+        text.contains("deferred") && text.contains("from: <a@example.com>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("to: <b@example.com>") && text.contains("last error: "),
+        "{text}"
+    );
     assert!(text.contains("3 message(s)"), "{text}");
 
     let show = queue(&dir, &["show", &ids[0]]);
     assert!(show.status.success(), "{}", out(&show));
     let text = out(&show);
-    assert!(text.contains("mail from: <a@example.com>") && text.contains("Subject: q1"), "{text}");
-    assert!(!text.contains("BODY-q1"), "show prints no body by default: {text}");
+    assert!(
+        text.contains("mail from: <a@example.com>") && text.contains("Subject: q1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("BODY-q1"),
+        "show prints no body by default: {text}"
+    );
     let body = queue(&dir, &["show", "--body", &ids[0]]);
     assert!(out(&body).contains("BODY-q1"), "{}", out(&body));
 
@@ -515,17 +595,114 @@ async fn every_queue_verb_on_a_running_gateway() {
     for bad in ["../../etc/passwd", "/etc/passwd", "..", "1.2/../../x", ""] {
         let output = queue(&dir, &["show", bad]);
         assert_eq!(output.status.code(), Some(2), "{bad}: {}", out(&output));
-        assert!(out(&output).contains("is not a queue id"), "{}", out(&output));
+        assert!(
+            out(&output).contains("is not a queue id"),
+            "{}",
+            out(&output)
+        );
         let output = queue(&dir, &["delete", bad]);
         assert_eq!(output.status.code(), Some(2), "{bad}: {}", out(&output));
     }
     let missing = queue(&dir, &["hold", "1.2.3.4"]);
     assert_eq!(missing.status.code(), Some(2));
-    assert!(out(&missing).contains("no message 1.2.3.4"), "{}", out(&missing));
+    assert!(
+        out(&missing).contains("no message 1.2.3.4"),
+        "{}",
+        out(&missing)
+    );
     std::fs::write(dir.join("sesgate.toml"), "").unwrap();
     let none = queue(&dir, &["list"]);
     assert_eq!(none.status.code(), Some(2));
     assert!(out(&none).contains("no [spool]"), "{}", out(&none));
-    assert_eq!(subjects(&sink), ["q1", "q2"], "the deleted message never went out");
+    assert_eq!(
+        subjects(&sink),
+        ["q1", "q2"],
+        "the deleted message never went out"
+    );
+    server.stop().await;
+}
+
+/// Attack: many clients at once cannot pass `max_bytes` together (the space is reserved before
+/// the write), and every one of them hears 250 or 452, nothing else.
+#[tokio::test]
+async fn concurrent_clients_cannot_overrun_max_bytes() {
+    let sink = Sink::start().await;
+    sink.stop();
+    let server = start(&sink, |spool| spool.max_bytes = 12_000).await;
+    let body = format!(
+        "From: a@example.com\r\nSubject: race\r\n\r\n{}",
+        format!("{}\r\n", "z".repeat(98)).repeat(30)
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let mut client = client(&server).await;
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .transaction("a@example.com", &["b@example.com"], &body)
+                .await
+        }));
+    }
+    let mut acked = 0;
+    for task in tasks {
+        let reply = task.await.unwrap();
+        if reply.starts_with("250 2.0.0 Ok ") {
+            acked += 1;
+        } else {
+            assert_eq!(reply, "452 4.3.1 Insufficient system storage");
+        }
+    }
+    let spool = server.dir.join("spool/active");
+    let on_disk: u64 = files(&spool)
+        .iter()
+        .map(|f| std::fs::metadata(spool.join(f)).unwrap().len())
+        .sum();
+    assert!(on_disk <= 12_000, "{on_disk} bytes spooled past the cap");
+    assert_eq!(files(&spool).len(), acked);
+    assert!((1..12).contains(&acked), "{acked}");
+    server.stop().await;
+}
+
+/// Attack: an address with control characters (a terminal escape) is either refused at RCPT or
+/// shown escaped by `sesgate queue list`; it never reaches the operator's terminal raw.
+#[tokio::test]
+async fn queue_output_escapes_what_clients_wrote() {
+    let sink = Sink::start().await;
+    sink.stop();
+    let server = start(&sink, |spool| spool.retry_schedule_secs = vec![600]).await;
+    let dir = server.dir.clone();
+    std::fs::write(dir.join("sesgate.toml"), "[spool]\ndir = \"spool\"\n").unwrap();
+    let mut client = client(&server).await;
+    // The SMTP front end refuses control characters in an address outright.
+    let reply = client
+        .command("RCPT TO:<\"x\u{1b}[2Jy\"@example.com>")
+        .await;
+    assert!(reply.starts_with("50"), "{reply}");
+    client.command("RSET").await;
+    // A header is the client's text too: `show` prints it escaped.
+    let reply = client
+        .transaction(
+            "a@example.com",
+            &["b@example.com"],
+            "From: a@example.com\r\nSubject: \u{1b}]0;owned\u{7}\r\n\r\nx\r\n",
+        )
+        .await;
+    eprintln!("a Subject with escape characters: {reply}");
+    if reply.starts_with("250") {
+        let id = acked_id(&reply);
+        for args in [vec!["list"], vec!["show", id.as_str()]] {
+            let output = queue(&dir, &args);
+            assert!(output.status.success(), "{}", out(&output));
+            assert!(
+                !output.stdout.contains(&0x1b) && !output.stdout.contains(&0x07),
+                "raw control characters in {args:?}: {}",
+                out(&output)
+            );
+        }
+        assert!(out(&queue(&dir, &["show", &id])).contains("Subject: \\u{1b}]0;owned\\u{7}"));
+    } else {
+        assert!(!reply.starts_with('2'), "{reply}");
+        assert!(files(&dir.join("spool/active")).is_empty());
+    }
     server.stop().await;
 }

@@ -83,7 +83,12 @@ struct Seen {
 
 /// A blocking SMTP client session: greeting, EHLO, AUTH PLAIN, then messages until `stop` or
 /// an I/O error (sesgate killed).
-fn session(port: u16, next: &AtomicUsize, seen: &Mutex<Seen>, stop: &AtomicBool) -> std::io::Result<()> {
+fn session(
+    port: u16,
+    next: &AtomicUsize,
+    seen: &Mutex<Seen>,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
     let stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(20)))?;
     let mut writer = stream.try_clone()?;
@@ -149,7 +154,13 @@ fn config_dir(port: u16, sink_port: u16) -> PathBuf {
     copy_guide_policies(&dir.join("policies"));
     std::fs::write(
         dir.join("policies/iam.toml"),
-        user_toml("test-app", "/apps/", USER, PASSWORD, "policies = [\"AllowSendingOnly\"]"),
+        user_toml(
+            "test-app",
+            "/apps/",
+            USER,
+            PASSWORD,
+            "policies = [\"AllowSendingOnly\"]",
+        ),
     )
     .unwrap();
     std::fs::write(dir.join("sink-password"), sink::SINK_PASSWORD).unwrap();
@@ -262,7 +273,10 @@ fn acknowledged_mail_survives_upstream_outages_and_sigkill() {
         "acknowledged but never delivered: {lost:?}\n{tail}"
     );
     let invented: Vec<_> = delivered.difference(&seen.sent).collect();
-    assert!(invented.is_empty(), "delivered but never sent: {invented:?}");
+    assert!(
+        invented.is_empty(),
+        "delivered but never sent: {invented:?}"
+    );
     let refused_delivered: Vec<_> = seen.refused.intersection(&delivered).collect();
     assert!(
         refused_delivered.is_empty(),

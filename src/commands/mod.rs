@@ -4,7 +4,7 @@
 
 pub mod check;
 pub mod principals;
+pub mod queue;
 pub mod replay;
 pub mod simulate;
 pub mod simulate_custom_policy;
-pub mod queue;

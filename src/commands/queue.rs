@@ -77,7 +77,10 @@ pub fn run(config: &Config, verb: &Verb) -> Result<Vec<u8>, QueueError> {
         }
         Verb::Flush => {
             let due = store.flush()?;
-            format!("{due} message(s) due now; the running gateway re-reads the spool within a second\n").into_bytes()
+            format!(
+                "{due} message(s) due now; the running gateway re-reads the spool within a second\n"
+            )
+            .into_bytes()
         }
         Verb::Hold { id } => {
             store.hold(id, PATIENCE)?;
@@ -201,7 +204,10 @@ fn show(store: &Store, id: &str, body: bool) -> Result<Vec<u8>, OperatorError> {
         let _ = writeln!(out, "last error: {}", escaped(&state.last_error));
     }
     let _ = writeln!(out, "size: {} bytes", message.len());
-    let _ = writeln!(out, "--- headers (the body: sesgate queue show --body {id})");
+    let _ = writeln!(
+        out,
+        "--- headers (the body: sesgate queue show --body {id})"
+    );
     for line in String::from_utf8_lossy(header_section(&message)).split("\r\n") {
         if !line.is_empty() {
             let _ = writeln!(out, "{}", escaped(line));

@@ -522,18 +522,28 @@ impl Spool {
             return Err("spool.dir must be set".into());
         }
         if self.max_age_secs == 0 || self.rescan_interval_secs == 0 {
-            return Err("spool.max_age_secs and spool.rescan_interval_secs must be at least 1".into());
+            return Err(
+                "spool.max_age_secs and spool.rescan_interval_secs must be at least 1".into(),
+            );
         }
         if self.retry_schedule_secs.is_empty() || self.retry_schedule_secs.contains(&0) {
-            return Err("spool.retry_schedule_secs needs at least one delay, each at least 1".into());
+            return Err(
+                "spool.retry_schedule_secs needs at least one delay, each at least 1".into(),
+            );
         }
         if !self.bounce_from.is_empty() {
-            let well_formed = self.bounce_from.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty()
-                    && !domain.is_empty()
-                    && !domain.contains('@')
-                    && self.bounce_from.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
-            });
+            let well_formed = self
+                .bounce_from
+                .split_once('@')
+                .is_some_and(|(local, domain)| {
+                    !local.is_empty()
+                        && !domain.is_empty()
+                        && !domain.contains('@')
+                        && self
+                            .bounce_from
+                            .bytes()
+                            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+                });
             if !well_formed {
                 return Err(format!(
                     "spool.bounce_from {:?} is not an address (e.g. \"MAILER-DAEMON@example.com\")",

@@ -77,11 +77,19 @@ impl Gateway {
         let id = delivery.id.clone();
         let started = Instant::now();
         let stored = spool.accept(delivery).await;
-        let result = if stored.is_ok() { "spooled" } else { "spool-failed" };
+        let result = if stored.is_ok() {
+            "spooled"
+        } else {
+            "spool-failed"
+        };
         self.metrics
             .count_upstream(result, started.elapsed().as_secs_f64());
         match stored {
-            Ok(()) => (replies::relayed(&id), format!("250 spooled {id}"), String::new()),
+            Ok(()) => (
+                replies::relayed(&id),
+                format!("250 spooled {id}"),
+                String::new(),
+            ),
             Err(StoreError::Full(why)) => (
                 replies::insufficient_storage(),
                 format!("452 {}", reply_text(&why)),

@@ -40,7 +40,13 @@ pub fn status_of(text: &str, class: char) -> String {
 fn field(text: &str, max: usize) -> String {
     let mut out: String = text
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     out.truncate(max);
     out
@@ -86,7 +92,12 @@ pub struct Report<'a> {
 
 /// The DSN for `failed` recipients of the message `envelope`/`message`: CRLF lines, ASCII
 /// except for the original headers when they are 8-bit.
-pub fn build(report: &Report<'_>, envelope: &Envelope, message: &[u8], failed: &[Failed]) -> Vec<u8> {
+pub fn build(
+    report: &Report<'_>,
+    envelope: &Envelope,
+    message: &[u8],
+    failed: &[Failed],
+) -> Vec<u8> {
     let headers = header_section(message);
     let boundary = boundary(headers);
     let date = |t: jiff::Timestamp| t.strftime("%a, %d %b %Y %H:%M:%S +0000").to_string();

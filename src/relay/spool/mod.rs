@@ -216,7 +216,12 @@ impl Spool {
     /// Starts the delivery workers and the rescan watcher; they stop when `shutdown` turns
     /// true (a delivery cut short is simply tried again later: nothing is removed before the
     /// upstream's 250).
-    pub fn start(&self, relay: Relay, pace: Arc<dyn DeliveryPace>, shutdown: watch::Receiver<bool>) {
+    pub fn start(
+        &self,
+        relay: Relay,
+        pace: Arc<dyn DeliveryPace>,
+        shutdown: watch::Receiver<bool>,
+    ) {
         for _ in 0..self.shared.options.workers.max(1) {
             tokio::spawn(worker::run(
                 Arc::clone(&self.shared),

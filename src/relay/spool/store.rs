@@ -210,7 +210,12 @@ impl Store {
     }
 
     /// `write`, with the envelope line already encoded (`encode_envelope`).
-    pub fn write_encoded(&self, envelope: &Envelope, line: &[u8], message: &[u8]) -> io::Result<u64> {
+    pub fn write_encoded(
+        &self,
+        envelope: &Envelope,
+        line: &[u8],
+        message: &[u8],
+    ) -> io::Result<u64> {
         let temporary = self.root.join("tmp").join(&envelope.id);
         let target = self.path(Place::Active, &envelope.id);
         write_atomically(&temporary, &target, &[line, message])?;
@@ -472,9 +477,9 @@ pub fn encode_envelope(envelope: &Envelope) -> io::Result<Vec<u8>> {
 }
 
 fn parse_envelope(line: &[u8]) -> io::Result<Envelope> {
-    let line = line.strip_suffix(b"\n").ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidData, "no complete envelope line")
-    })?;
+    let line = line
+        .strip_suffix(b"\n")
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no complete envelope line"))?;
     serde_json::from_slice(line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
@@ -514,8 +519,20 @@ mod tests {
         assert!(valid_id("1700000000.123456.42.7"));
         assert!(valid_id("1700000000.123456.42.7.1"));
         for bad in [
-            "", ".", "..", "../x", "/etc/passwd", "1", "1..2", ".1.2", "1.2.", "a.b", "1.2/3",
-            "1.2.3.4.5.6.7", "1.2\n", "1.2 ",
+            "",
+            ".",
+            "..",
+            "../x",
+            "/etc/passwd",
+            "1",
+            "1..2",
+            ".1.2",
+            "1.2.",
+            "a.b",
+            "1.2/3",
+            "1.2.3.4.5.6.7",
+            "1.2\n",
+            "1.2 ",
         ] {
             assert!(!valid_id(bad), "{bad:?}");
         }
@@ -526,8 +543,13 @@ mod tests {
     fn write_claim_read_remove() {
         let dir = temp("cycle");
         let store = Store::create(&dir).unwrap();
-        let size = store.write(&envelope("1.2.3.4"), b"Subject: x\r\n\r\nbody\r\n").unwrap();
-        assert_eq!(fs::metadata(dir.join("active/1.2.3.4")).unwrap().len(), size);
+        let size = store
+            .write(&envelope("1.2.3.4"), b"Subject: x\r\n\r\nbody\r\n")
+            .unwrap();
+        assert_eq!(
+            fs::metadata(dir.join("active/1.2.3.4")).unwrap().len(),
+            size
+        );
         let Claimed::Mine(mut claim) = store.claim("1.2.3.4").unwrap() else {
             panic!("not claimed")
         };

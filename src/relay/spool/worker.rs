@@ -214,7 +214,10 @@ async fn deliver(
     if !temporary.is_empty() {
         state.last_error = reply_text(&why);
     }
-    conclude(shared, claim, envelope, headers, state, permanent, temporary).await
+    conclude(
+        shared, claim, envelope, headers, state, permanent, temporary,
+    )
+    .await
 }
 
 /// Claims and reads `id`. `Err(again)`: nothing to deliver (gone, busy, unreadable) and when
