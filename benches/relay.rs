@@ -215,7 +215,7 @@ fn start_sesgate(dir: &Path, sink: &sink::Sink, load: Load, extra: &str) -> (Chi
         format!(
             "hostname = \"bench.local\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"{tls}\"\nallow_plaintext_auth = {}\n\
              [upstream]\nurl = \"smtp://localhost:{}?tls=required\"\nusername = \"{}\"\npassword_file = \"sink-password\"\nca_certificate = \"sink-ca.pem\"\npool_size = {}\n\
-             [limits]\nmax_connections_per_ip = 1000\n{extra}",
+             [limits]\nmax_connections_per_ip = 1000\nauth_queue_timeout_ms = 60000\nauth_throttle_exempt = [\"127.0.0.0/8\"]\n{extra}",
             !load.tls,
             sink.port,
             sink::SINK_USER,

@@ -9,6 +9,8 @@
 //!                  -> request::build (request.rs: headers.rs, address.rs) -> SendRequest
 //!                  -> iam::PolicySet::authorize (pure) -> Ruling (+ SES reply, replies.rs)
 //!             -> relay::Relay::send (relay/mod.rs) -> outbox.rs | upstream.rs -> SES
+//!             or, with [spool]: relay::spool (store.rs: durable file, then 250)
+//!                  -> worker.rs -> Relay::send_each -> upstream.rs -> SES (dsn.rs on failure)
 //! ```
 //! One message from socket to upstream, in reading order: `smtp/mod.rs`, `smtp/conn.rs`,
 //! `smtp/session.rs`, `smtp/data.rs`, `gateway/handler.rs`, `gateway/decide.rs`,

@@ -121,7 +121,7 @@ pub(crate) struct Shared {
     pub bytes: AtomicU64,
     pub held: AtomicU64,
     pub counters: SpoolCounters,
-    /// The DSN sender, with the upstream the workers use.
+    /// This gateway's lock on the spool, held for the life of the process.
     _lock: std::fs::File,
 }
 
