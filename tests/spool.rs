@@ -133,8 +133,12 @@ async fn acknowledged_once_stored_and_delivered_when_the_upstream_comes_back() {
         metrics.contains("sesgate_upstream_total{result=\"spooled\"} 1"),
         "{metrics}"
     );
-    let stats = server.running.as_ref().unwrap().spool_stats().unwrap();
-    assert_eq!((stats.messages, stats.held), (0, 0));
+    let running = server.running.as_ref().unwrap();
+    wait_until("an empty schedule", Duration::from_secs(5), || {
+        running.spool_stats().unwrap().messages == 0
+    })
+    .await;
+    assert_eq!(running.spool_stats().unwrap().held, 0);
     server.stop().await;
 }
 

@@ -41,7 +41,7 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Queue {
     inner: Mutex<Inner>,
-    /// Woken when a message becomes due earlier than the workers are waiting for.
+    /// Wakes one waiting worker each time a message is (re)scheduled.
     pub wake: Notify,
 }
 
@@ -83,7 +83,9 @@ impl Queue {
             }
             inner.heap.push(Reverse((due_ms, id.to_owned())));
         }
-        self.wake.notify_waiters();
+        // One worker per message: a busy worker looks at the queue again when it is done, so
+        // waking every idle one for each message would only make them race for it.
+        self.wake.notify_one();
     }
 
     /// The next message due at `now_ms`, marked in flight; else when the next one is due.
@@ -124,7 +126,7 @@ impl Queue {
                     inner.heap.push(Reverse((due_ms, id.to_owned())));
                 }
                 drop(inner);
-                self.wake.notify_waiters();
+                self.wake.notify_one();
             }
         }
     }
