@@ -146,13 +146,13 @@ async fn acknowledged_once_stored_and_delivered_when_the_upstream_comes_back() {
 async fn over_max_bytes_is_452_and_nothing_is_accepted() {
     let sink = Sink::start().await;
     sink.stop();
-    let server = start(&sink, |spool| spool.max_bytes = 3000).await;
+    let server = start(&sink, |spool| spool.max_bytes = 4000).await;
     let spool = server.dir.join("spool");
     let mut client = client(&server).await;
     let small = acked_id(&send(&mut client, "a@example.com", &["b@example.com"], "small-1").await);
     let big = format!(
         "From: a@example.com\r\nSubject: big\r\n\r\n{}\r\n",
-        format!("{}\r\n", "x".repeat(98)).repeat(30)
+        format!("{}\r\n", "x".repeat(98)).repeat(34)
     );
     assert_eq!(
         client
@@ -172,6 +172,18 @@ async fn over_max_bytes_is_452_and_nothing_is_accepted() {
     })
     .await;
     assert_eq!(subjects(&sink), ["small-1", "small-2"]);
+    // Delivered messages give their space back: the big one fits now.
+    let running = server.running.as_ref().unwrap();
+    wait_until("an empty schedule", Duration::from_secs(5), || {
+        running.spool_stats().unwrap().messages == 0
+    })
+    .await;
+    assert_eq!(running.spool_stats().unwrap().bytes, 0);
+    acked_id(
+        &client
+            .transaction("a@example.com", &["b@example.com"], &big)
+            .await,
+    );
     server.stop().await;
 }
 

@@ -125,6 +125,17 @@ pub(crate) struct Shared {
     _lock: std::fs::File,
 }
 
+impl Shared {
+    /// A message file of `size` bytes is gone: its space is free for new messages.
+    pub(crate) fn release_bytes(&self, size: u64) {
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(size))
+            });
+    }
+}
+
 /// The open spool of a running gateway.
 #[derive(Clone)]
 pub struct Spool {

@@ -305,20 +305,25 @@ impl Store {
 
     /// Removes a claimed message (delivered, bounced or expired). The message file goes
     /// first: once it is gone the message is done, whatever happens to its state file.
-    pub fn remove(&self, claim: Claim) -> io::Result<()> {
+    /// Returns the size of the message file removed.
+    pub fn remove(&self, claim: Claim) -> io::Result<u64> {
+        let size = claim.file.metadata().map_or(0, |m| m.len());
         fs::remove_file(self.path(Place::Active, &claim.id))?;
         match fs::remove_file(self.state_path(&claim.id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+            _ => Ok(size),
         }
     }
 
     /// Moves a claimed message that cannot be read to `corrupt/`, for the operator.
-    pub fn set_aside(&self, claim: Claim) -> io::Result<()> {
+    /// Returns its size (no longer counted as spooled).
+    pub fn set_aside(&self, claim: Claim) -> io::Result<u64> {
+        let size = claim.file.metadata().map_or(0, |m| m.len());
         fs::rename(
             self.path(Place::Active, &claim.id),
             self.root.join("corrupt").join(&claim.id),
-        )
+        )?;
+        Ok(size)
     }
 
     /// The messages in `place`, with their sizes and write times. Names that are not spool

@@ -247,11 +247,16 @@ fn load(shared: &Shared, id: &str) -> Result<Option<Loaded>, Option<u64>> {
             // Not a file this spool wrote whole (edited, or the disk lost it): keep it for the
             // operator, never guess at its envelope.
             warn!(id, "spool: unreadable message moved to corrupt/");
-            if let Err(error) = store.set_aside(claim) {
-                warn!(id, %error, "spool: cannot move an unreadable message");
-                return Err(Some(now_ms() + 60_000));
+            match store.set_aside(claim) {
+                Ok(size) => {
+                    shared.release_bytes(size);
+                    Err(None)
+                }
+                Err(error) => {
+                    warn!(id, %error, "spool: cannot move an unreadable message");
+                    Err(Some(now_ms() + 60_000))
+                }
             }
-            Err(None)
         }
     }
 }
@@ -282,11 +287,16 @@ async fn conclude(
             state.last_error = format!("DSN not queued: {error}");
         }
         if temporary.is_empty() {
-            if let Err(error) = shared.store.remove(claim) {
-                warn!(id = %envelope.id, %error, "spool: cannot remove a finished message");
-                return Some(now_ms() + 60_000);
+            match shared.store.remove(claim) {
+                Ok(size) => {
+                    shared.release_bytes(size);
+                    return None;
+                }
+                Err(error) => {
+                    warn!(id = %envelope.id, %error, "spool: cannot remove a finished message");
+                    return Some(now_ms() + 60_000);
+                }
             }
-            return None;
         }
         retry(&shared, &claim, &envelope, state, temporary)
     })
