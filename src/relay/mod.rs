@@ -113,14 +113,7 @@ impl Relay {
                 let text = upstream
                     .send(&delivery.mail_from, &delivery.recipients, &delivery.message)
                     .await?;
-                // The id goes to the log as a field and, SES's, to the client: only a
-                // bounded token of printable ASCII, never anything that could fake a field.
-                let ses = ses_message_id(&text).filter(|id| is_id_token(id));
-                let queued = postfix_queue_id(&text).filter(|id| is_id_token(id));
-                Ok(Relayed {
-                    id: ses.map_or(delivery.id, str::to_owned),
-                    upstream_id: ses.or(queued).map(str::to_owned),
-                })
+                Ok(relayed(&text, delivery.id))
             }
         }
     }
@@ -139,16 +132,8 @@ impl Relay {
                 let sent = upstream
                     .send_each(&delivery.mail_from, &delivery.recipients, &delivery.message)
                     .await?;
-                let relayed = sent.text.map(|text| {
-                    let ses = ses_message_id(&text).filter(|id| is_id_token(id));
-                    let queued = postfix_queue_id(&text).filter(|id| is_id_token(id));
-                    Relayed {
-                        id: ses.map_or(delivery.id, str::to_owned),
-                        upstream_id: ses.or(queued).map(str::to_owned),
-                    }
-                });
                 Ok(SentEachRelayed {
-                    relayed,
+                    relayed: sent.text.map(|text| relayed(&text, delivery.id)),
                     failed: sent.failed,
                 })
             }
@@ -162,6 +147,18 @@ impl Relay {
 pub struct SentEachRelayed {
     pub relayed: Option<Relayed>,
     pub failed: Vec<RecipientFailure>,
+}
+
+/// The ids of a message the upstream accepted with `text`. The id goes to the log as a field
+/// and, SES's, to the client: only a bounded token of printable ASCII, never anything that
+/// could fake a field.
+fn relayed(text: &str, own_id: String) -> Relayed {
+    let ses = ses_message_id(text).filter(|id| is_id_token(id));
+    let queued = postfix_queue_id(text).filter(|id| is_id_token(id));
+    Relayed {
+        id: ses.map_or(own_id, str::to_owned),
+        upstream_id: ses.or(queued).map(str::to_owned),
+    }
 }
 
 /// Whether an upstream's id is safe to log and repeat: 1 to 128 characters of letters,
