@@ -133,6 +133,24 @@ enum Failure {
     Later(lettre::transport::smtp::Error),
     /// The upstream cannot take this message at all.
     Refused(String),
+    /// Every recipient was refused at RCPT (only when refusals are tolerated per recipient).
+    NoRecipient(Vec<(usize, lettre::transport::smtp::Error)>),
+}
+
+/// A recipient the upstream refused at RCPT (`send_each`): `Rejected` for a 5xx, `Deferred`
+/// for a 4xx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientFailure {
+    pub recipient: String,
+    pub error: RelayError,
+}
+
+/// What `send_each` got done: the upstream's reply to the message (`None` when every
+/// recipient was refused, so no message was sent) and each recipient it refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentEach {
+    pub text: Option<String>,
+    pub failed: Vec<RecipientFailure>,
 }
 
 /// A pooled SMTP upstream on lettre's connection API. lettre's own pooled transport is not
@@ -250,11 +268,14 @@ impl SmtpUpstream {
 
     /// One transaction on `conn`, as lettre's `send` does it, but telling whether it failed
     /// before anything of the message was sent.
+    /// With `per_recipient`, a recipient the upstream refuses at RCPT (4xx or 5xx) is set
+    /// aside and the message goes to the others; the refused ones come back by index.
     async fn transfer(
         conn: &mut AsyncSmtpConnection,
         envelope: &Envelope,
         body: &[u8],
-    ) -> Result<Response, Failure> {
+        per_recipient: bool,
+    ) -> Result<(Response, Vec<(usize, lettre::transport::smtp::Error)>), Failure> {
         let mut options = Vec::new();
         if !body.is_ascii() {
             if !conn.server_info().supports_feature(Extension::EightBitMime) {
@@ -275,13 +296,22 @@ impl SmtpUpstream {
             }
             Err(error) => return Err(Failure::Later(error)),
         }
-        for recipient in envelope.to() {
-            conn.command(Rcpt::new(recipient.clone(), vec![]))
-                .await
-                .map_err(Failure::Later)?;
+        let mut refused = Vec::new();
+        for (index, recipient) in envelope.to().iter().enumerate() {
+            match conn.command(Rcpt::new(recipient.clone(), vec![])).await {
+                Ok(_) => {}
+                Err(error) if per_recipient && (error.is_permanent() || error.is_transient()) => {
+                    refused.push((index, error));
+                }
+                Err(error) => return Err(Failure::Later(error)),
+            }
+        }
+        if !refused.is_empty() && refused.len() == envelope.to().len() {
+            return Err(Failure::NoRecipient(refused));
         }
         conn.command(Data).await.map_err(Failure::Later)?;
-        conn.message(body).await.map_err(Failure::Later)
+        let response = conn.message(body).await.map_err(Failure::Later)?;
+        Ok((response, refused))
     }
 
     /// Sends one message; the upstream's reply text on success.
@@ -291,6 +321,30 @@ impl SmtpUpstream {
         recipients: &[String],
         message: &[u8],
     ) -> Result<String, RelayError> {
+        self.send_with(mail_from, recipients, message, false)
+            .await
+            .map(|sent| sent.text.unwrap_or_default())
+    }
+
+    /// Sends one message to the recipients the upstream accepts, as an MTA's queue does: a
+    /// recipient refused at RCPT is returned in `failed` (the spool bounces or retries it)
+    /// instead of failing the whole message.
+    pub async fn send_each(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Result<SentEach, RelayError> {
+        self.send_with(mail_from, recipients, message, true).await
+    }
+
+    async fn send_with(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        message: &[u8],
+        per_recipient: bool,
+    ) -> Result<SentEach, RelayError> {
         let address = |a: &str| {
             a.parse::<Address>().map_err(|e| {
                 // lettre's reason goes to the log only.
@@ -328,15 +382,15 @@ impl SmtpUpstream {
                 .await
                 .expect("the semaphore is never closed");
             let (mut conn, unchecked) = self.checkout().await?;
-            let mut outcome = Self::transfer(&mut conn, &envelope, body).await;
+            let mut outcome = Self::transfer(&mut conn, &envelope, body, per_recipient).await;
             if unchecked && matches!(outcome, Err(Failure::BeforeMail(_))) {
                 // The reused connection was dead; nothing was sent on it. Once, on a fresh one.
                 conn.abort().await;
                 conn = self.connect().await?;
-                outcome = Self::transfer(&mut conn, &envelope, body).await;
+                outcome = Self::transfer(&mut conn, &envelope, body, per_recipient).await;
             }
             match outcome {
-                Ok(response) => {
+                Ok((response, refused)) => {
                     let pooled = Pooled {
                         conn,
                         since: tokio::time::Instant::now(),
@@ -346,7 +400,11 @@ impl SmtpUpstream {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .push(pooled);
-                    Ok(response)
+                    Ok((Some(response), refused))
+                }
+                Err(Failure::NoRecipient(refused)) => {
+                    conn.abort().await;
+                    Ok((None, refused))
                 }
                 Err(Failure::BeforeMail(error) | Failure::Later(error)) => {
                     // A failed transaction leaves the connection half-way; never reuse it.
@@ -364,7 +422,16 @@ impl SmtpUpstream {
                 "upstream timed out after {:?}",
                 self.inner.timeout
             ))),
-            Ok(Ok(response)) => Ok(response.message().collect::<Vec<_>>().join(" ")),
+            Ok(Ok((response, refused))) => Ok(SentEach {
+                text: response.map(|r| r.message().collect::<Vec<_>>().join(" ")),
+                failed: refused
+                    .into_iter()
+                    .map(|(index, error)| RecipientFailure {
+                        recipient: recipients[index].clone(),
+                        error: classify(&error),
+                    })
+                    .collect(),
+            }),
             Ok(Err(error)) => Err(error),
         }
     }
