@@ -321,8 +321,7 @@ impl Handler for Gateway {
                 }
                 let recipients = transaction.envelope.recipients.len();
                 match self
-                    .quotas
-                    .admit(&snapshot.quotas, &transaction.user, recipients)
+                    .admit_quotas(&snapshot.quotas, &transaction.user, recipients)
                     .await
                 {
                     Err(throttled) => Settled {
@@ -335,8 +334,7 @@ impl Handler for Gateway {
                     },
                     Ok(admitted) => {
                         let (reply, upstream, upstream_id) = self.relay(&transaction).await;
-                        self.quotas
-                            .settle(admitted, &reply, &transaction.user)
+                        self.settle_quotas(admitted, &reply, &transaction.user)
                             .await;
                         Settled {
                             reply,

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::credentials::VerificationGate;
 use crate::metrics::Metrics;
 use crate::relay::MessageIds;
-use crate::relay::spool::{Spool, Unlimited};
+use crate::relay::spool::Spool;
 use crate::smtp::{Server, TlsSource};
 
 /// A started gateway.
@@ -288,8 +288,12 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     }
     let (shutdown, stop) = watch::channel(false);
     if let Some(spool) = &spool {
-        // The pace is the quotas' seam: unlimited until the quota module is connected.
-        spool.start(relay, Arc::new(Unlimited), stop.clone());
+        // The spool drains at the quotas' rates and the instance's pace (`spooling.rs`).
+        let pace = super::spooling::QuotaPace {
+            quotas: Arc::clone(&quotas),
+            snapshot: Arc::clone(&snapshot),
+        };
+        spool.start(relay, Arc::new(pace), stop.clone());
     }
     let mut listeners = JoinSet::new();
     let mut addresses = Vec::new();

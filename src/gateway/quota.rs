@@ -138,6 +138,25 @@ impl QuotaPlan {
         limits
     }
 
+    /// `user`'s 24-hour quotas alone (rates zeroed): what a spool's acceptance consumes.
+    pub fn daily_quotas_for(&self, user: &str) -> Vec<Limit> {
+        let mut limits = self.daily_limits_for(user);
+        for limit in &mut limits {
+            limit.max_send_rate = 0.0;
+        }
+        limits
+    }
+
+    /// `user`'s rates alone (24-hour quotas zeroed): what a spooled delivery consumes.
+    pub fn rates_for(&self, user: &str) -> Vec<Limit> {
+        let mut limits = self.limits_for(user);
+        limits.retain(|l| l.max_send_rate > 0.0);
+        for limit in &mut limits {
+            limit.max_24_hour_send = 0;
+        }
+        limits
+    }
+
     /// The limits with a 24-hour quota that hold for `user` (the RCPT-time check).
     fn daily_limits_for(&self, user: &str) -> Vec<Limit> {
         let mut limits = self.limits_for(user);
@@ -181,6 +200,21 @@ pub struct Admitted {
     reservation: Option<Reservation>,
     recipients: u32,
 }
+
+/// What the pace of a spooled delivery says.
+pub enum Paced {
+    /// Send now; settle after the attempt.
+    Now(Admitted),
+    /// The rate (or the store) has no room: try again after this long.
+    Later(Duration),
+}
+
+/// How soon a spooled delivery asks again when a rate has no room: the store's own estimate,
+/// within these bounds (never a busy loop, never long enough to idle a rate that has room).
+const RATE_RETRY_MIN: Duration = Duration::from_millis(100);
+const RATE_RETRY_MAX: Duration = Duration::from_secs(1);
+/// How soon a spooled delivery asks again when the store did not answer (`refuse`).
+const STORE_RETRY: Duration = Duration::from_secs(5);
 
 /// A transaction the gate refused: the reply and what the log says.
 pub struct Throttled {
@@ -274,8 +308,25 @@ impl QuotaGate {
         let verdict = self
             .timed(self.store.consume_waiting(&limits, recipients, left))
             .await;
+        self.judged(verdict, user, recipients, true)
+    }
+
+    /// What the store's `verdict` means for a message of `user`'s: admitted, or the reply.
+    /// `paced`: the pace took the recipients too (given back on a refusal).
+    fn judged(
+        &self,
+        verdict: Result<Verdict, crate::quota::StoreError>,
+        user: &str,
+        recipients: u32,
+        paced: bool,
+    ) -> Result<Admitted, Throttled> {
+        let give_back = || {
+            if paced {
+                self.pace.give_back(recipients, Instant::now());
+            }
+        };
         let refused = |cause: &'static str, reply: Reply, reason: String| {
-            self.pace.give_back(recipients, Instant::now());
+            give_back();
             self.metrics.quota.count_throttled(cause);
             Err(Throttled {
                 reply,
@@ -315,7 +366,7 @@ impl QuotaGate {
             ),
             Err(error) => match self.on_store_error {
                 OnStoreError::Refuse => {
-                    self.pace.give_back(recipients, Instant::now());
+                    give_back();
                     self.metrics.quota.count_store_error("data", "refused");
                     warn!(user = %user, %error, "quota store: message refused (on_store_error = refuse)");
                     Err(Throttled {
@@ -342,27 +393,8 @@ impl QuotaGate {
         let now = Instant::now();
         if reply.code == 250 {
             self.pace.on_relayed(admitted.recipients, now);
-            let recipients = u64::from(admitted.recipients);
-            let account = ScopeLabel {
-                scope: "account".into(),
-                name: String::new(),
-            };
-            self.metrics
-                .quota
-                .recipients
-                .get_or_create(&account)
-                .inc_by(recipients);
-            if self.per_user_metrics {
-                for limit in admitted.reservation.iter().flat_map(|r| r.limits()) {
-                    if limit.scope != Scope::Account {
-                        self.metrics
-                            .quota
-                            .recipients
-                            .get_or_create(&scope_label(&limit.scope))
-                            .inc_by(recipients);
-                    }
-                }
-            }
+            let limits = admitted.reservation.iter().flat_map(|r| r.limits());
+            self.count_relayed(limits, admitted.recipients);
             return;
         }
         if reply.code == 454 {
@@ -372,6 +404,154 @@ impl QuotaGate {
         } else {
             self.pace.give_back(admitted.recipients, now);
         }
+        self.refund(&admitted, user).await;
+    }
+
+    /// The end-of-DATA check of an allowed message with a spool: its recipients against
+    /// `user`'s 24-hour quotas only, so a day's quota is never over-accepted. No rate and no
+    /// pace: the spool's delivery workers are paced (`admit_delivery`), the client is not.
+    pub async fn admit_to_spool(
+        &self,
+        plan: &QuotaPlan,
+        user: &str,
+        recipients: usize,
+    ) -> Result<Admitted, Throttled> {
+        let recipients = u32::try_from(recipients).unwrap_or(u32::MAX);
+        let limits = plan.daily_quotas_for(user);
+        if limits.is_empty() {
+            return Ok(Admitted {
+                reservation: None,
+                recipients,
+            });
+        }
+        let verdict = self
+            .timed(self.store.check_and_consume(&limits, recipients))
+            .await;
+        self.judged(verdict, user, recipients, false)
+    }
+
+    /// After the spool answered (`reply`): a message it did not store gives its recipients
+    /// back to the 24-hour quotas. A stored one keeps them: it will be delivered.
+    pub async fn settle_spooled(&self, admitted: Admitted, reply: &Reply, user: &str) {
+        if reply.code != 250 {
+            self.refund(&admitted, user).await;
+        }
+    }
+
+    /// A spooled delivery's check: the instance's pace, then `user`'s rates (24-hour quotas
+    /// zeroed: acceptance took those). Waits up to `max_rate_wait_ms`; past that, `Later`.
+    pub async fn admit_delivery(&self, plan: &QuotaPlan, user: &str, recipients: usize) -> Paced {
+        let recipients = u32::try_from(recipients).unwrap_or(u32::MAX);
+        let deadline = tokio::time::Instant::now() + self.max_rate_wait;
+        loop {
+            match self.pace.admit(recipients, Instant::now()) {
+                Ok(()) => break,
+                Err(wait) if tokio::time::Instant::now() + wait <= deadline => {
+                    tokio::time::sleep(wait).await;
+                }
+                Err(wait) => return Paced::Later(wait.clamp(RATE_RETRY_MIN, RATE_RETRY_MAX)),
+            }
+        }
+        let limits = plan.rates_for(user);
+        if limits.is_empty() {
+            return Paced::Now(Admitted {
+                reservation: None,
+                recipients,
+            });
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let verdict = self
+            .timed(self.store.consume_waiting(&limits, recipients, left))
+            .await;
+        let later = |wait: Duration| {
+            self.pace.give_back(recipients, Instant::now());
+            Paced::Later(wait)
+        };
+        match verdict {
+            Ok(Verdict::Allowed(reservation)) => Paced::Now(Admitted {
+                reservation: Some(reservation),
+                recipients,
+            }),
+            Ok(Verdict::RateExceeded { retry_after, .. }) => {
+                later(retry_after.clamp(RATE_RETRY_MIN, RATE_RETRY_MAX))
+            }
+            // Not asked (24-hour quotas are zeroed here); if a store says so anyway, wait.
+            Ok(Verdict::DailyExceeded { .. }) => later(STORE_RETRY),
+            Err(error) => match self.on_store_error {
+                OnStoreError::Refuse => {
+                    self.metrics.quota.count_store_error("delivery", "deferred");
+                    warn!(user = %user, %error, "quota store: spooled delivery deferred (on_store_error = refuse)");
+                    later(STORE_RETRY)
+                }
+                OnStoreError::Allow => {
+                    self.metrics.quota.count_store_error("delivery", "allowed");
+                    warn!(user = %user, %error, "quota store: spooled delivery sent uncounted (on_store_error = allow)");
+                    Paced::Now(Admitted {
+                        reservation: None,
+                        recipients,
+                    })
+                }
+            },
+        }
+    }
+
+    /// After a spooled delivery's attempt: `relayed` recipients were taken by the upstream.
+    /// None taken gives the rate and the pace back; an upstream 454 is the pace's
+    /// `on_throttled`, which the worker calls after this.
+    pub async fn settle_delivery(
+        &self,
+        plan: &QuotaPlan,
+        admitted: Admitted,
+        user: &str,
+        relayed: usize,
+    ) {
+        if relayed == 0 {
+            self.pace.give_back(admitted.recipients, Instant::now());
+            self.refund(&admitted, user).await;
+            return;
+        }
+        let relayed = u32::try_from(relayed).unwrap_or(u32::MAX);
+        self.pace.on_relayed(relayed, Instant::now());
+        self.count_relayed(plan.limits_for(user).iter(), relayed);
+    }
+
+    /// An upstream 454 for a spooled delivery: this instance slows down.
+    pub fn delivery_throttled(&self) {
+        let limit = self.pace.on_throttled(Instant::now());
+        self.metrics.quota.count_throttled("upstream");
+        warn!(
+            pace = limit,
+            "upstream throttled a spooled delivery: this instance slows down"
+        );
+    }
+
+    /// `recipients` relayed, counted for the account and (per-user metrics) `limits`' scopes.
+    fn count_relayed<'a>(&self, limits: impl Iterator<Item = &'a Limit>, recipients: u32) {
+        let recipients = u64::from(recipients);
+        let account = ScopeLabel {
+            scope: "account".into(),
+            name: String::new(),
+        };
+        self.metrics
+            .quota
+            .recipients
+            .get_or_create(&account)
+            .inc_by(recipients);
+        if self.per_user_metrics {
+            for limit in limits {
+                if limit.scope != Scope::Account {
+                    self.metrics
+                        .quota
+                        .recipients
+                        .get_or_create(&scope_label(&limit.scope))
+                        .inc_by(recipients);
+                }
+            }
+        }
+    }
+
+    /// Gives back what `admitted` took from the store.
+    async fn refund(&self, admitted: &Admitted, user: &str) {
         if let Some(reservation) = &admitted.reservation
             && let Err(error) = self.timed(self.store.refund(reservation)).await
         {

@@ -1,16 +1,28 @@
 //! The gateway's side of `[spool]`: checks at load (the DSN sender is a verified identity, the
 //! directory can be made), opens the spool at start, and stores allowed messages in it instead
 //! of relaying them while the client waits.
+//!
+//! It is also where the quotas meet the spool (SPEC §6, §7): acceptance consumes only the
+//! 24-hour quotas (a day's quota is never over-accepted, and a burst is not refused for its
+//! rate: the spool exists to absorb it); the delivery workers consume the rates and follow
+//! the instance's adaptive pace ([`QuotaPace`]), so the spool drains at the account's rate.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use super::StartError;
 use super::handler::Gateway;
+use super::load::Snapshot;
+use super::quota::{Admitted, Paced, QuotaGate, QuotaPlan, Throttled};
 use super::replies;
 use super::request::{self, Account};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::relay::spool::{Spool, SpoolOptions, StoreError};
+use crate::relay::spool::{Admission, DeliveryPace, Spool, SpoolOptions, StoreError, Ticket};
 use crate::relay::{Delivery, reply_text};
 use crate::smtp::Reply;
 
@@ -101,5 +113,81 @@ impl Gateway {
                 String::new(),
             ),
         }
+    }
+}
+
+impl Gateway {
+    /// The quotas at the end of DATA: every rate and 24-hour quota (and the pace) when the
+    /// client waits for the upstream; only the 24-hour quotas when a spool takes the message.
+    pub(super) async fn admit_quotas(
+        &self,
+        plan: &QuotaPlan,
+        user: &str,
+        recipients: usize,
+    ) -> Result<Admitted, Throttled> {
+        if self.spool.is_some() {
+            self.quotas.admit_to_spool(plan, user, recipients).await
+        } else {
+            self.quotas.admit(plan, user, recipients).await
+        }
+    }
+
+    /// After the relay or the spool answered the client with `reply`.
+    pub(super) async fn settle_quotas(&self, admitted: Admitted, reply: &Reply, user: &str) {
+        if self.spool.is_some() {
+            self.quotas.settle_spooled(admitted, reply, user).await;
+        } else {
+            self.quotas.settle(admitted, reply, user).await;
+        }
+    }
+}
+
+/// The spool's delivery workers paced by the quotas: each delivery takes its recipients from
+/// its user's rates (on the current snapshot's plan, so reloads apply) and the instance's
+/// adaptive pace, and gives them back when the upstream took none.
+pub(super) struct QuotaPace {
+    pub quotas: Arc<QuotaGate>,
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+}
+
+impl DeliveryPace for QuotaPace {
+    fn admit<'a>(
+        &'a self,
+        user: &'a str,
+        recipients: usize,
+    ) -> Pin<Box<dyn Future<Output = Admission> + Send + 'a>> {
+        Box::pin(async move {
+            let snapshot = self.snapshot.load_full();
+            match self
+                .quotas
+                .admit_delivery(&snapshot.quotas, user, recipients)
+                .await
+            {
+                Paced::Now(admitted) => Admission::Now(Box::new(admitted)),
+                Paced::Later(wait) => Admission::Later(wait),
+            }
+        })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        ticket: Ticket,
+        user: &'a str,
+        relayed: usize,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            // Always ours: this pace made every ticket it is handed back.
+            let Ok(admitted) = ticket.downcast::<Admitted>() else {
+                return;
+            };
+            let snapshot = self.snapshot.load_full();
+            self.quotas
+                .settle_delivery(&snapshot.quotas, *admitted, user, relayed)
+                .await;
+        })
+    }
+
+    fn throttled(&self) {
+        self.quotas.delivery_throttled();
     }
 }

@@ -11,6 +11,7 @@ pub mod schedule;
 pub mod store;
 mod worker;
 
+use std::any::Any;
 use std::collections::HashSet;
 use std::future::Future;
 use std::io;
@@ -60,31 +61,62 @@ pub enum StoreError {
     Failed(String),
 }
 
-/// The quotas' seam: each delivery asks before it sends (SES counts recipients). The
-/// coordinator connects it to the quota module; the default admits everything.
+/// What a pace hands a delivery it admitted, given back to it after the attempt: opaque here,
+/// so that the relay (a leaf) knows nothing of the quota types behind it.
+pub type Ticket = Box<dyn Any + Send>;
+
+/// The quotas' seam: each delivery asks before it sends (SES counts recipients) and reports
+/// after. The gateway connects it to the quotas (`gateway/spooling.rs`); [`Unlimited`] admits
+/// everything.
 pub trait DeliveryPace: Send + Sync {
-    /// Waits until `recipients` more may be sent, or says when to come back.
-    fn admit(&self, recipients: usize) -> Pin<Box<dyn Future<Output = Admission> + Send + '_>>;
+    /// Waits until `recipients` more of `user`'s may be sent, or says when to come back.
+    fn admit<'a>(
+        &'a self,
+        user: &'a str,
+        recipients: usize,
+    ) -> Pin<Box<dyn Future<Output = Admission> + Send + 'a>>;
+    /// After the attempt an admission allowed: `relayed` recipients were taken by the upstream
+    /// (0: none, so what the admission took may be given back).
+    fn settle<'a>(
+        &'a self,
+        _ticket: Ticket,
+        _user: &'a str,
+        _relayed: usize,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(std::future::ready(()))
+    }
     /// The upstream answered 454 (SES throttling): the pace may slow down.
     fn throttled(&self) {}
 }
 
 /// A pace's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
-    /// Send now.
-    Now,
-    /// Not now (e.g. the 24-hour quota is spent): the message is tried again after this long,
-    /// without counting as a failed attempt.
+    /// Send now; the ticket goes back to [`DeliveryPace::settle`] after the attempt.
+    Now(Ticket),
+    /// Not now (the rate has no room, or the quota store does not answer): the message is
+    /// tried again after this long, without counting as a failed attempt.
     Later(Duration),
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Admission::Now(_) => f.write_str("Now"),
+            Admission::Later(wait) => f.debug_tuple("Later").field(wait).finish(),
+        }
+    }
 }
 
 /// No pacing.
 pub struct Unlimited;
 
 impl DeliveryPace for Unlimited {
-    fn admit(&self, _recipients: usize) -> Pin<Box<dyn Future<Output = Admission> + Send + '_>> {
-        Box::pin(std::future::ready(Admission::Now))
+    fn admit<'a>(
+        &'a self,
+        _user: &'a str,
+        _recipients: usize,
+    ) -> Pin<Box<dyn Future<Output = Admission> + Send + 'a>> {
+        Box::pin(std::future::ready(Admission::Now(Box::new(()))))
     }
 }
 

@@ -126,9 +126,10 @@ async fn deliver(
         info!(id = %envelope.id, attempts = state.attempts, recipients = pending.len(), result = "expired", "spool delivery");
         return conclude(shared, claim, envelope, headers, state, failed, Vec::new()).await;
     }
-    if let Admission::Later(wait) = pace.admit(pending.len()).await {
-        return Some(now_ms() + wait.as_millis() as u64);
-    }
+    let ticket = match pace.admit(&envelope.user, pending.len()).await {
+        Admission::Now(ticket) => ticket,
+        Admission::Later(wait) => return Some(now_ms() + wait.as_millis() as u64),
+    };
     let delivery = Delivery {
         id: envelope.id.clone(),
         session: envelope.session.clone(),
@@ -140,6 +141,11 @@ async fn deliver(
         message,
     };
     let outcome = relay.send_each(delivery).await;
+    // Recipients the upstream took, for the pace: what it did not take is given back.
+    let mut taken = 0;
+    // An upstream 454 (for the message or some recipients): the pace hears it after the
+    // settlement, so what the settlement gives back does not undo the slowdown.
+    let mut throttled = false;
     let (permanent, temporary, why) = match outcome {
         Ok(SentEachRelayed { relayed, failed }) => {
             let mut permanent = Vec::new();
@@ -147,7 +153,12 @@ async fn deliver(
             let mut why = String::new();
             for failure in failed {
                 match failure.error {
-                    RelayError::Deferred(text) | RelayError::Throttled(text) => {
+                    RelayError::Throttled(text) => {
+                        throttled = true;
+                        why = text;
+                        temporary.push(failure.recipient);
+                    }
+                    RelayError::Deferred(text) => {
                         why = text;
                         temporary.push(failure.recipient);
                     }
@@ -164,12 +175,13 @@ async fn deliver(
                 }
             }
             if let Some(relayed) = relayed {
+                taken = pending.len() - permanent.len() - temporary.len();
                 shared.counters.delivered.inc();
                 info!(
                     id = %envelope.id,
                     upstream_id = %relayed.upstream_id.unwrap_or_default(),
                     attempt,
-                    recipients = pending.len() - permanent.len() - temporary.len(),
+                    recipients = taken,
                     refused = permanent.len(),
                     deferred = temporary.len(),
                     result = "delivered",
@@ -181,7 +193,7 @@ async fn deliver(
         Err(RelayError::Deferred(why)) => (Vec::new(), pending.clone(), why),
         // SES's throttling: retried like any 4xx, and the pace slows down.
         Err(RelayError::Throttled(text)) => {
-            pace.throttled();
+            throttled = true;
             (
                 Vec::new(),
                 pending.clone(),
@@ -211,6 +223,10 @@ async fn deliver(
             (failed, Vec::new(), String::new())
         }
     };
+    pace.settle(ticket, &envelope.user, taken).await;
+    if throttled {
+        pace.throttled();
+    }
     if !permanent.is_empty() {
         info!(id = %envelope.id, attempt, recipients = permanent.len(), reason = %permanent[0].diagnostic, result = "refused", "spool delivery");
     }
