@@ -225,7 +225,9 @@ async fn the_daily_quota_is_taken_at_acceptance_and_never_over_accepted() {
                 .starts_with("250")
         );
         for i in 0..2 {
-            let reply = client.command(&format!("RCPT TO:<{name}{i}@example.com>")).await;
+            let reply = client
+                .command(&format!("RCPT TO:<{name}{i}@example.com>"))
+                .await;
             assert!(reply.starts_with("250"), "{reply}");
         }
         assert!(client.command("DATA").await.starts_with("354"));
@@ -306,9 +308,11 @@ async fn an_upstream_454_slows_the_spool_and_the_message_is_retried() {
     }
     assert!(metric(&server, "sesgate_upstream_pace").await >= 1.0);
     sink.set_reply(DataReply::Accept);
-    wait_until("delivered after the throttle", Duration::from_secs(30), || {
-        delivered(&sink) == 1
-    })
+    wait_until(
+        "delivered after the throttle",
+        Duration::from_secs(30),
+        || delivered(&sink) == 1,
+    )
     .await;
     server.stop().await;
 }

@@ -11,6 +11,10 @@
 //! - After the relay: a message the upstream did not take gives its recipients back, so only
 //!   what was relayed counts. An upstream 454 lowers the pace.
 //!
+//! With a spool the end of DATA takes only the 24-hour quotas (`admit_to_spool`): a burst is
+//! stored, not refused for its rate; the spool's delivery workers take the rates and the pace
+//! (`admit_delivery`, through `spooling.rs`), so the spool drains at the account's rate.
+//!
 //! A store that does not answer within `store_timeout_ms` is `on_store_error`'s case: `refuse`
 //! (451, the default: fail closed) or `allow` (relay uncounted). At RCPT a store error accepts
 //! the recipient: the end of DATA decides.
@@ -648,6 +652,29 @@ name = "free"
         assert_eq!(plan.limits_for("free").len(), 1);
         assert_eq!(plan.daily_limits_for("app").len(), 2);
         assert_eq!(plan.limits_for("nobody").len(), 1);
+    }
+
+    #[test]
+    fn a_spool_splits_the_limits_into_daily_at_acceptance_and_rates_at_delivery() {
+        let plan = plan(IAM, "max_24_hour_send = 1000\nmax_send_rate = 14\n");
+        let daily = plan.daily_quotas_for("app");
+        assert_eq!(daily.len(), 2);
+        assert!(
+            daily
+                .iter()
+                .all(|l| l.max_send_rate == 0.0 && l.max_24_hour_send > 0)
+        );
+        let rates = plan.rates_for("app");
+        let scopes: Vec<&Scope> = rates.iter().map(|l| &l.scope).collect();
+        assert_eq!(scopes, [&Scope::Account, &Scope::User("app".into())]);
+        assert!(
+            rates
+                .iter()
+                .all(|l| l.max_24_hour_send == 0 && l.max_send_rate > 0.0)
+        );
+        assert_eq!(rates[1].max_send_rate, 2.0);
+        let plan = super::tests::plan("", "");
+        assert!(plan.daily_quotas_for("free").is_empty() && plan.rates_for("free").is_empty());
     }
 
     #[test]

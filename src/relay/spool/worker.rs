@@ -34,9 +34,19 @@ pub(super) async fn run(
         notified.as_mut().enable();
         match shared.queue.take(now_ms()) {
             Next::Deliver(id) => {
+                let mut rest = None;
                 tokio::select! {
-                    again = deliver(&shared, &relay, pace.as_ref(), &id) => shared.queue.finish(&id, again),
+                    again = deliver(&shared, &relay, pace.as_ref(), &id, &mut rest) => shared.queue.finish(&id, again),
                     _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+                // The pace said "not now": this worker rests as long, rather than asking the
+                // quota store again for every other due message (a deep spool would turn a
+                // spent rate into a loop of store calls).
+                if let Some(rest) = rest {
+                    tokio::select! {
+                        _ = tokio::time::sleep(rest) => {}
+                        _ = shutdown.wait_for(|stop| *stop) => return,
+                    }
                 }
             }
             Next::Wait(due) => {
@@ -72,12 +82,14 @@ struct Loaded {
     state: State,
 }
 
-/// One delivery attempt of `id`; when to try it again (`None`: done with it).
+/// One delivery attempt of `id`; when to try it again (`None`: done with it). `rest`: how
+/// long the pace asked to wait, when it did not admit the message.
 async fn deliver(
     shared: &Arc<Shared>,
     relay: &Relay,
     pace: &dyn DeliveryPace,
     id: &str,
+    rest: &mut Option<Duration>,
 ) -> Option<u64> {
     let retry_soon = Some(now_ms() + BUSY_RETRY_MS);
     let loaded = {
@@ -128,7 +140,10 @@ async fn deliver(
     }
     let ticket = match pace.admit(&envelope.user, pending.len()).await {
         Admission::Now(ticket) => ticket,
-        Admission::Later(wait) => return Some(now_ms() + wait.as_millis() as u64),
+        Admission::Later(wait) => {
+            *rest = Some(wait);
+            return Some(now_ms() + wait.as_millis() as u64);
+        }
     };
     let delivery = Delivery {
         id: envelope.id.clone(),
