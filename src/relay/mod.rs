@@ -4,6 +4,7 @@
 
 pub mod outbox;
 pub mod upstream;
+pub mod wire;
 
 use std::sync::Arc;
 
