@@ -161,6 +161,98 @@ impl Visit for EscapingVisitor<'_> {
     }
 }
 
+/// `serve`'s log output: each formatted line goes to a thread that writes whatever has queued
+/// up meanwhile to stderr in one `write`, so a busy gateway pays one system call per batch of
+/// lines instead of one per transaction, and no connection task waits on the log's pipe. The
+/// queue is bounded and a full queue makes the logging task wait: a line is never dropped.
+/// [`flush_batched`] writes out what is queued (`serve` calls it before the process exits).
+#[derive(Clone)]
+pub struct BatchedStderr {
+    queue: std::sync::mpsc::SyncSender<LogMessage>,
+}
+
+enum LogMessage {
+    Line(Vec<u8>),
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+static BATCHED: std::sync::OnceLock<BatchedStderr> = std::sync::OnceLock::new();
+
+/// Lines queued for the writer thread before a logging task waits.
+const LOG_QUEUE: usize = 16 * 1024;
+/// The most bytes written in one batch.
+const LOG_BATCH: usize = 1 << 20;
+
+impl BatchedStderr {
+    /// The process's batched writer, its thread started on first use.
+    pub fn get() -> BatchedStderr {
+        BATCHED
+            .get_or_init(|| {
+                let (queue, lines) = std::sync::mpsc::sync_channel(LOG_QUEUE);
+                std::thread::Builder::new()
+                    .name("sesgate-log".into())
+                    .spawn(move || write_batches(&lines, &mut std::io::stderr()))
+                    .expect("the log writer thread starts");
+                BatchedStderr { queue }
+            })
+            .clone()
+    }
+}
+
+fn write_batches(lines: &std::sync::mpsc::Receiver<LogMessage>, out: &mut impl std::io::Write) {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    let mut flushed = Vec::new();
+    while let Ok(first) = lines.recv() {
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                LogMessage::Line(line) => batch.extend_from_slice(&line),
+                LogMessage::Flush(done) => flushed.push(done),
+            }
+            if batch.len() < LOG_BATCH {
+                next = lines.try_recv().ok();
+            }
+        }
+        let _ = out.write_all(&batch);
+        let _ = out.flush();
+        batch.clear();
+        for done in flushed.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Waits until every line logged so far through [`BatchedStderr`] is written.
+pub fn flush_batched() {
+    if let Some(writer) = BATCHED.get() {
+        let (done, written) = std::sync::mpsc::sync_channel(1);
+        if writer.queue.send(LogMessage::Flush(done)).is_ok() {
+            let _ = written.recv();
+        }
+    }
+}
+
+impl std::io::Write for BatchedStderr {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.queue
+            .send(LogMessage::Line(bytes.to_vec()))
+            .map_err(|_| std::io::Error::other("the log writer thread is gone"))?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BatchedStderr {
+    type Writer = BatchedStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -251,5 +343,23 @@ mod tests {
             assert!(log.contains("couldn't create idle connection"), "{log}");
             assert!(log.contains("own debug line"), "{directives}: {log}");
         }
+    }
+
+    #[test]
+    fn batched_lines_are_written_in_order_and_whole() {
+        let (queue, lines) = std::sync::mpsc::sync_channel(16);
+        let writer = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            write_batches(&lines, &mut out);
+            out
+        });
+        let mut log = BatchedStderr { queue };
+        for n in 0..100 {
+            std::io::Write::write_all(&mut log, format!("line {n}\n").as_bytes()).unwrap();
+        }
+        drop(log);
+        let out = String::from_utf8(writer.join().unwrap()).unwrap();
+        let expected: String = (0..100).map(|n| format!("line {n}\n")).collect();
+        assert_eq!(out, expected);
     }
 }
