@@ -120,11 +120,14 @@ fn whole_decision_path(c: &mut Criterion) {
          Return-Path: <feedback@example.com>\r\nReply-To: marketing@example.com\r\n",
     );
     for n in 0..10 {
-        message.push_str(&format!("X-Campaign-{n}: spring-{n}; segment=all; batch={n}\r\n"));
+        message.push_str(&format!(
+            "X-Campaign-{n}: spring-{n}; segment=all; batch={n}\r\n"
+        ));
     }
     message.push_str("\r\n");
     while message.len() < 10 * 1024 {
-        message.push_str("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiu.\r\n");
+        message
+            .push_str("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiu.\r\n");
     }
     let recipients = vec!["alice@example.com".to_owned(), "bob@example.com".to_owned()];
     let input = Input {

@@ -165,7 +165,11 @@ async fn session(mut stream: TcpStream, script: Script, seen: Arc<Mutex<Seen>>) 
                 seen.messages.push(message);
                 seen.recipients.push(std::mem::take(&mut recipients));
             }
-            if stream.write_all(b"250 2.0.0 Ok: queued as 4Xq1\r\n").await.is_err() {
+            if stream
+                .write_all(b"250 2.0.0 Ok: queued as 4Xq1\r\n")
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -205,9 +209,14 @@ async fn envelope_is_pipelined_and_leading_dots_survive() {
     let server = gateway(&upstream, 5).await;
     let mut client = client(&server).await;
     // Lines that start with a dot, and the end-of-data sequence inside the message.
-    let message = "From: a@example.com\r\n\r\n.hidden\r\n.\r\n..two\r\nMAIL FROM:<x@evil.test>\r\nend\r\n";
+    let message =
+        "From: a@example.com\r\n\r\n.hidden\r\n.\r\n..two\r\nMAIL FROM:<x@evil.test>\r\nend\r\n";
     let reply = client
-        .transaction("a@example.com", &["b@example.com", "c@example.com"], message)
+        .transaction(
+            "a@example.com",
+            &["b@example.com", "c@example.com"],
+            message,
+        )
         .await;
     assert!(reply.starts_with("250 "), "{reply}");
     let messages = upstream.messages();
@@ -375,7 +384,10 @@ async fn per_recipient_mode_sets_refused_recipients_aside() {
     assert!(sent.text.unwrap().contains("queued as 4Xq1"));
     assert_eq!(sent.failed.len(), 1);
     assert_eq!(sent.failed[0].recipient, "refused@example.com");
-    assert_eq!(upstream.seen.lock().unwrap().recipients[0], ["b@example.com"]);
+    assert_eq!(
+        upstream.seen.lock().unwrap().recipients[0],
+        ["b@example.com"]
+    );
     assert_eq!(upstream.messages()[0], b"Subject: x\r\n\r\n..x\r\n");
     // All refused: no message, and the refusals come back.
     let only_refused = vec!["refused@example.com".to_owned()];

@@ -355,7 +355,9 @@ impl SmtpUpstream {
 /// line (CR, LF, `>`, controls), whatever the parser allows.
 fn check_envelope(mail_from: &str, recipients: &[String]) -> Result<(), RelayError> {
     let check = |a: &str| {
-        let unsafe_byte = a.bytes().any(|b| b.is_ascii_control() || b == b'>' || b == b'<');
+        let unsafe_byte = a
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b'>' || b == b'<');
         match a.parse::<Address>() {
             Ok(_) if !unsafe_byte => Ok(()),
             other => {
@@ -385,17 +387,13 @@ fn check_envelope(mail_from: &str, recipients: &[String]) -> Result<(), RelayErr
 /// else (4xx, unreachable, TLS, timeout, connection lost mid-DATA) is temporary.
 fn classify(error: &WireError) -> RelayError {
     match error {
-        WireError::Reply(Reply { code, .. }) if (500..600).contains(code) => {
-            RelayError::Rejected {
-                code: *code,
-                text: super::reply_text(&reply_of(error)),
-            }
+        WireError::Reply(Reply { code, .. }) if (500..600).contains(code) => RelayError::Rejected {
+            code: *code,
+            text: super::reply_text(&reply_of(error)),
+        },
+        WireError::Reply(reply) => {
+            RelayError::Deferred(format!("upstream replied {}: {}", reply.code, reply.text()))
         }
-        WireError::Reply(reply) => RelayError::Deferred(format!(
-            "upstream replied {}: {}",
-            reply.code,
-            reply.text()
-        )),
         other => RelayError::Deferred(format!("upstream unavailable: {other}")),
     }
 }

@@ -267,7 +267,9 @@ impl Connection {
         loop {
             let Some(newline) = memchr::memchr(b'\n', &self.input[scanned..]) else {
                 if self.input.len() - start > MAX_REPLY_LINE {
-                    return Err(WireError::Protocol("an upstream reply line is too long".into()));
+                    return Err(WireError::Protocol(
+                        "an upstream reply line is too long".into(),
+                    ));
                 }
                 scanned = self.input.len();
                 self.input.reserve(4096);
@@ -294,7 +296,9 @@ impl Connection {
             };
             let text = String::from_utf8_lossy(line.get(4..).unwrap_or_default()).into_owned();
             if lines.len() >= MAX_REPLY_LINES {
-                return Err(WireError::Protocol("an upstream reply has too many lines".into()));
+                return Err(WireError::Protocol(
+                    "an upstream reply has too many lines".into(),
+                ));
             }
             lines.push((code, text));
             start = end + 1;
@@ -530,7 +534,10 @@ mod tests {
     use super::*;
 
     fn wire(parts: &[&[u8]]) -> Vec<u8> {
-        stuffed_slices(parts).iter().flat_map(|s| s.to_vec()).collect()
+        stuffed_slices(parts)
+            .iter()
+            .flat_map(|s| s.to_vec())
+            .collect()
     }
 
     #[test]
