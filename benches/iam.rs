@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::{GUIDE_POLICIES, IDENTITY, Smtp, user_with};
 use criterion::{Criterion, criterion_group, criterion_main};
-use sesgate::iam::{Policy, PolicySet, SEND_RAW_EMAIL};
+use sesgate::iam::{Caller, Policy, PolicySet, ResourceSide, SEND_RAW_EMAIL};
 
 fn guide_examples(c: &mut Criterion) {
     let ctx = Smtp::default().context();
@@ -148,11 +148,52 @@ fn whole_decision_path(c: &mut Criterion) {
     });
 }
 
+/// Issue 11: a delegate of another account sending through an identity with the SES guide's
+/// sending authorization policy (a grant to the delegate's account with a From condition, and a
+/// Deny): both sides are evaluated.
+fn delegate_with_sending_authorization(c: &mut Criterion) {
+    let set = user_with("AllowSendingOnly");
+    let text = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+ {{"Sid":"AuthorizePartner","Effect":"Allow","Principal":{{"AWS":["444455556666"]}},"Action":["ses:SendEmail","ses:SendRawEmail"],"Resource":"{IDENTITY}","Condition":{{"StringLike":{{"ses:FromAddress":"*@example.com"}}}}}},
+ {{"Sid":"NeverAdmin","Effect":"Deny","Principal":"*","Action":"ses:Send*","Resource":"{IDENTITY}","Condition":{{"StringEquals":{{"ses:FromAddress":"admin@example.com"}}}}}}
+]}}"#
+    );
+    let policies = [Arc::new(
+        Policy::parse_resource("DelegateToPartner", &text).expect("bench policy parses"),
+    )];
+    let side = ResourceSide {
+        owner: "123456789012",
+        policies: &policies,
+    };
+    let caller = Caller {
+        arn: "arn:aws:iam::444455556666:user/partner",
+        account: "444455556666",
+        id: None,
+        has_boundary: false,
+    };
+    let ctx = Smtp::default().context();
+    let decision = set.evaluate_for(&caller, SEND_RAW_EMAIL, IDENTITY, Some(side), &ctx);
+    assert!(decision.is_allowed(), "{}", decision.reason());
+    c.bench_function("delegate_with_sending_authorization", |b| {
+        b.iter(|| {
+            set.evaluate_for(
+                black_box(&caller),
+                black_box(SEND_RAW_EMAIL),
+                black_box(IDENTITY),
+                black_box(Some(side)),
+                black_box(&ctx),
+            )
+        })
+    });
+}
+
 criterion_group!(
     benches,
     guide_examples,
     twenty_by_ten,
     hostile_resource,
-    whole_decision_path
+    whole_decision_path,
+    delegate_with_sending_authorization
 );
 criterion_main!(benches);

@@ -7,7 +7,8 @@
 //!   gateway::handler::Gateway (handler.rs): loads the Snapshot (load.rs), once per transaction
 //!             -> Authorizer::decide (decide.rs)
 //!                  -> request::build (request.rs: headers.rs, address.rs) -> SendRequest
-//!                  -> iam::PolicySet::authorize (pure) -> Ruling (+ SES reply, replies.rs)
+//!                  -> iam::PolicySet::authorize_for (pure; identities.rs gives each
+//!                     resource's sending authorization policies) -> Ruling (+ SES reply)
 //!             -> relay::Relay::send (relay/mod.rs) -> outbox.rs | upstream.rs -> SES
 //! ```
 //! One message from socket to upstream, in reading order: `smtp/mod.rs`, `smtp/conn.rs`,
@@ -17,7 +18,9 @@
 //! `iam` never sees a socket; `smtp` never sees a policy; `gateway` is the only module that
 //! joins them. `config` turns files into typed values (`[limits]` into `smtp::Limits` and the
 //! gateway's header bounds), `credentials` checks SMTP passwords, `relay` stores or forwards
-//! accepted mail, `commands` holds `check`, `simulate` and `simulate-custom-policy`.
+//! accepted mail, `commands` holds `check`, `simulate`, `simulate-custom-policy` and `import`,
+//! `quota` counts SES's sending quotas (in memory or in Redis) and paces the instance after
+//! upstream 454s.
 #![forbid(unsafe_code)]
 
 mod accept;
@@ -29,5 +32,6 @@ pub mod gateway;
 pub mod iam;
 pub mod logging;
 pub mod metrics;
+pub mod quota;
 pub mod relay;
 pub mod smtp;

@@ -98,6 +98,21 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Import users, groups, policies and boundaries from `aws iam
+    /// get-account-authorization-details`, and identities' sending authorization policies from
+    /// `aws sesv2 get-email-identity-policies`; re-importing keeps [[user.credentials]].
+    Import {
+        /// The JSON printed by `aws iam get-account-authorization-details`.
+        #[arg(long)]
+        authorization_details: PathBuf,
+        /// A directory of `aws sesv2 get-email-identity-policies` outputs, one per identity,
+        /// named after it (example.com.json).
+        #[arg(long)]
+        identity_policies: Option<PathBuf>,
+        /// Where iam.toml and the policy files go.
+        #[arg(long, default_value = "policies")]
+        out: PathBuf,
+    },
 }
 
 /// `sesgate generate-assets --out DIR`: writes the Debian package's man pages and shell
@@ -228,6 +243,19 @@ struct SimulateCustomPolicy {
     /// Context entries: ContextKeyName=k,ContextKeyValues=v1,v2,ContextKeyType=stringList, or JSON.
     #[arg(long = "context-entries", num_args = 1.., value_name = "ENTRY")]
     context: Vec<String>,
+    /// A resource-based policy attached to every simulated resource: JSON text or file://PATH
+    /// (needs --caller-arn).
+    #[arg(long = "resource-policy", value_name = "POLICY")]
+    resource_policy: Option<String>,
+    /// The account owning resources whose ARN names none: arn:aws:iam::ACCOUNT:root.
+    #[arg(long = "resource-owner", value_name = "ARN")]
+    resource_owner: Option<String>,
+    /// The simulated caller, an IAM user ARN (required with --resource-policy).
+    #[arg(long = "caller-arn", value_name = "ARN")]
+    caller_arn: Option<String>,
+    /// AWS's EC2 resource scenario (EC2-VPC-InstanceStore, ...); no effect on SES actions.
+    #[arg(long = "resource-handling-option", value_name = "OPTION")]
+    resource_handling_option: Option<String>,
 }
 
 fn simulate_custom_policy(args: SimulateCustomPolicy) -> Result<String, CliError> {
@@ -246,6 +274,14 @@ fn simulate_custom_policy(args: SimulateCustomPolicy) -> Result<String, CliError
         actions: args.actions,
         resources: args.resources,
         context,
+        resource_policy: args
+            .resource_policy
+            .as_deref()
+            .map(simulator::read_argument)
+            .transpose()?,
+        resource_owner: args.resource_owner,
+        caller_arn: args.caller_arn,
+        resource_handling_option: args.resource_handling_option,
     };
     Ok(simulator::render(&simulator::simulate(&input)?))
 }
@@ -491,6 +527,16 @@ fn main() -> ExitCode {
             read_password().map(|password| credentials::hash_password(&password))
         }
         Command::Simulate(args) => simulate(args),
+        Command::Import {
+            authorization_details,
+            identity_policies,
+            out,
+        } => commands::import::import(&commands::import::Options {
+            authorization_details,
+            identity_policies,
+            out,
+        })
+        .map_err(CliError::Input),
         Command::Promote { config } => config_source(config.as_ref())
             .load()
             .map_err(CliError::from)

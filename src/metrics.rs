@@ -69,6 +69,8 @@ pub struct Metrics {
     pub reload_unapplied: Gauge,
     /// When the serving certificate expires, in Unix seconds.
     pub certificate_expiry: Gauge,
+    /// Sending quotas, throttling and the quota store.
+    pub quota: QuotaMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -170,7 +172,9 @@ impl Default for Metrics {
             "Unix time at which the TLS certificate expires",
             certificate_expiry.clone(),
         );
+        let quota = QuotaMetrics::register(&mut registry);
         Metrics {
+            quota,
             registry,
             reloads,
             last_reload,
@@ -266,13 +270,133 @@ impl Metrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabel {
+    /// `account`, `group` or `user`.
+    pub scope: String,
+    /// The group's or user's name from the configuration; empty for the account.
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreErrorLabel {
+    /// `rcpt`, `data`, `refund`, `seed` or `ready`.
+    pub operation: String,
+    /// What the client got: `refused` (451), `allowed` (uncounted), or `none`.
+    pub outcome: String,
+}
+
+/// The quota metrics. Group and user series exist only with `[metrics] per_user` and only for
+/// names from the configuration, as `sesgate_user_transactions_total`.
+pub struct QuotaMetrics {
+    /// Recipients relayed, counted against each scope.
+    pub recipients: Family<ScopeLabel, Counter>,
+    /// Recipients left in each scope's 24-hour quota, as this instance last saw it.
+    pub remaining_24h: Family<ScopeLabel, Gauge>,
+    /// 454 replies by cause: `rate`, `daily`, `pace` (this instance's pace after upstream
+    /// throttling) and `upstream` (the upstream's own 454).
+    pub throttled: Family<CauseLabel, Counter>,
+    /// Quota store calls that failed or timed out.
+    pub store_errors: Family<StoreErrorLabel, Counter>,
+    pub store_latency: Histogram,
+    /// This instance's adaptive pace in recipients per second; 0 when not pacing.
+    pub pace: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl QuotaMetrics {
+    fn register(registry: &mut Registry) -> QuotaMetrics {
+        let metrics = QuotaMetrics {
+            recipients: Family::default(),
+            remaining_24h: Family::default(),
+            throttled: Family::default(),
+            store_errors: Family::default(),
+            // 50 µs .. ~1.6 s
+            store_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            pace: Gauge::default(),
+        };
+        registry.register(
+            "quota_recipients",
+            "Recipients relayed, counted against each quota scope (account; group and user with [metrics] per_user)",
+            metrics.recipients.clone(),
+        );
+        registry.register(
+            "quota_remaining_24h",
+            "Recipients left in a scope's 24-hour quota, as this instance last saw it",
+            metrics.remaining_24h.clone(),
+        );
+        registry.register(
+            "throttled",
+            "454 throttling replies by cause (rate, daily, pace, upstream)",
+            metrics.throttled.clone(),
+        );
+        registry.register(
+            "quota_store_errors",
+            "Quota store calls that failed or timed out, by operation and what the client got",
+            metrics.store_errors.clone(),
+        );
+        registry.register(
+            "quota_store_latency_seconds",
+            "Time of one quota store call",
+            metrics.store_latency.clone(),
+        );
+        registry.register(
+            "upstream_pace",
+            "This instance's pace after upstream throttling, in recipients per second (0: not pacing)",
+            metrics.pace.clone(),
+        );
+        metrics
+    }
+
+    pub fn count_throttled(&self, cause: &str) {
+        self.throttled
+            .get_or_create(&CauseLabel {
+                cause: cause.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn count_store_error(&self, operation: &str, outcome: &str) {
+        self.store_errors
+            .get_or_create(&StoreErrorLabel {
+                operation: operation.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+}
+
 /// Serves `GET /metrics` (OpenMetrics when the `Accept` header asks for it, else the classic
-/// text format) and `GET /health` on `listener` until `shutdown` turns true; `before_scrape` refreshes
+/// text format) and `GET /health` (and `GET /ready`, always ready) on `listener` until `shutdown` turns true; `before_scrape` refreshes
 /// gauges.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     before_scrape: Arc<dyn Fn(&Metrics) + Send + Sync>,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_with_ready(listener, metrics, before_scrape, None, shutdown).await;
+}
+
+/// What `GET /ready` asks: `Ok` when the instance can take traffic, else why not.
+pub type Readiness = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// `serve`, with `GET /ready` answering `200 ready` when `ready` says so (always, without one)
+/// and `503` with the reason otherwise: for a load balancer's health check. The endpoint exists
+/// only while the listeners are up (it is served from start to drain).
+pub async fn serve_with_ready(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    before_scrape: Arc<dyn Fn(&Metrics) + Send + Sync>,
+    ready: Option<Readiness>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     if let Ok(address) = listener.local_addr() {
@@ -285,6 +409,7 @@ pub async fn serve(
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         let (metrics, before_scrape) = (Arc::clone(&metrics), Arc::clone(&before_scrape));
+        let ready = ready.clone();
         tokio::spawn(async move {
             let mut request = Vec::new();
             let mut chunk = [0u8; 1024];
@@ -315,6 +440,21 @@ pub async fn serve(
                         body.len()
                     )
                 }
+                Route::Ready => {
+                    let verdict = match &ready {
+                        Some(ready) => ready().await,
+                        None => Ok(()),
+                    };
+                    let (status, body) = match verdict {
+                        Ok(()) => ("200 OK", "ready\n".to_owned()),
+                        // The reason is sesgate's own text (never a client's), one line.
+                        Err(why) => ("503 Service Unavailable", format!("not ready: {}\n", why.replace(['\r', '\n'], " "))),
+                    };
+                    format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                }
                 Route::Health => "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n".to_owned(),
                 Route::NotFound => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
             };
@@ -336,6 +476,8 @@ enum Route {
     },
     /// Liveness: the process answers.
     Health,
+    /// Readiness: listeners up, configuration loaded, quota store reachable.
+    Ready,
     NotFound,
 }
 
@@ -359,6 +501,7 @@ fn route(request: &[u8]) -> Route {
             }),
         },
         "/health" => Route::Health,
+        "/ready" => Route::Ready,
         _ => Route::NotFound,
     }
 }
@@ -440,6 +583,10 @@ mod tests {
         assert!(matches!(
             route(b"GET /health HTTP/1.1\r\n\r\n"),
             Route::Health
+        ));
+        assert!(matches!(
+            route(b"GET /ready HTTP/1.0\r\n\r\n"),
+            Route::Ready
         ));
         assert!(matches!(
             route(b"GET /other HTTP/1.1\r\n\r\n"),

@@ -171,6 +171,15 @@ async fn hostile_headers_read_as_python_reads_the_relayed_bytes() {
         let reply = raw_transaction(&mut client, &case.message).await;
         let outbox = server.outbox_raw();
         match &case.expect {
+            // Another account's identity without a sending authorization policy: denied.
+            Expect::Allow { resource, .. } if resource.starts_with("arn:") => {
+                assert!(
+                    reply.starts_with("554 5.7.1 Access denied:"),
+                    "line {}: {reply}",
+                    case.line
+                );
+                assert_eq!(outbox.len(), before, "line {}", case.line);
+            }
             Expect::Allow { from, .. } => {
                 assert!(reply.starts_with("250"), "line {}: {reply}", case.line);
                 assert_eq!(outbox.len(), before + 1, "line {}", case.line);

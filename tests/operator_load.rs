@@ -397,6 +397,13 @@ fn grafana_dashboard_queries_only_exported_metrics() {
     metrics.count_auth(true);
     metrics.count_upstream("ok", 0.1);
     metrics.count_reload(false, 0);
+    metrics.quota.count_throttled("rate");
+    metrics.quota.count_store_error("data", "refused");
+    let account = sesgate::metrics::ScopeLabel {
+        scope: "account".into(),
+        name: String::new(),
+    };
+    metrics.quota.remaining_24h.get_or_create(&account).set(1);
     let rendered = metrics.render();
     let families: Vec<&str> = rendered
         .lines()

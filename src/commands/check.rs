@@ -50,7 +50,13 @@ pub fn check(config: &Config) -> Report {
 
     // Every policy file in the directory, attached or not, and every inline policy.
     for (file, policy) in &loaded.policy_files {
-        lint_policy(policy, &file.display().to_string(), config, &mut report);
+        lint_policy(
+            policy,
+            &file.display().to_string(),
+            config,
+            loaded.authorizer(),
+            &mut report,
+        );
     }
     let inline = iam
         .groups
@@ -71,10 +77,12 @@ pub fn check(config: &Config) -> Report {
                 &policy,
                 &format!("{} (inline {name})", iam_file.display()),
                 config,
+                loaded.authorizer(),
                 &mut report,
             );
         }
     }
+    lint_identity_policies(&loaded, &mut report);
     for user in &iam.users {
         if user.credentials.is_empty() {
             report.warnings.push(format!(
@@ -87,7 +95,47 @@ pub fn check(config: &Config) -> Report {
     report
 }
 
-fn lint_policy(policy: &Policy, file: &str, config: &Config, report: &mut Report) {
+/// The identities' sending authorization policies: the general lints, and who each lets in and
+/// what else it names (`iam::lint_identity_policy`). A file nothing attaches is only linted.
+fn lint_identity_policies(loaded: &gateway::Loaded, report: &mut Report) {
+    let identities = &loaded.authorizer().identities;
+    for attached in &identities.attached {
+        report.policies += 1;
+        let warnings = iam::lint(&attached.policy)
+            .into_iter()
+            .chain(iam::lint_identity_policy(
+                &attached.policy,
+                &attached.identity_arn,
+            ));
+        for warning in warnings {
+            report
+                .warnings
+                .push(format!("{}: {warning}", attached.source));
+        }
+    }
+    for (file, _, policy) in &loaded.identity_policy_files {
+        let used = identities
+            .attached
+            .iter()
+            .any(|a| a.policy.name == policy.name);
+        if !used {
+            report.policies += 1;
+            report.warnings.push(format!(
+                "{}: no [[identity]] attaches the sending authorization policy {}, so it applies to nothing. Fix: add it to an identity's policies, or remove the file.",
+                file.display(),
+                policy.name
+            ));
+        }
+    }
+}
+
+fn lint_policy(
+    policy: &Policy,
+    file: &str,
+    config: &Config,
+    authorizer: &gateway::Authorizer,
+    report: &mut Report,
+) {
     report.policies += 1;
     for warning in iam::lint(policy) {
         report.warnings.push(format!("{file}: {warning}"));
@@ -96,12 +144,8 @@ fn lint_policy(policy: &Policy, file: &str, config: &Config, report: &mut Report
         "arn:aws:ses:{}:{}:identity/",
         config.account.region, config.account.id
     );
-    let identities: Vec<String> = config
-        .account
-        .identities
-        .iter()
-        .map(|i| gateway::request::canonical_identity(i))
-        .collect();
+    // `[account] identities` and this account's `[[identity]]`s, canonical.
+    let identities = &authorizer.account.identities;
     for statement in &policy.statements {
         for resource in &statement.resources.patterns {
             let Some(arn) = resource.literal() else {
@@ -110,6 +154,10 @@ fn lint_policy(policy: &Policy, file: &str, config: &Config, report: &mut Report
             let Some(rest) = arn.strip_prefix("arn:aws:ses:") else {
                 continue;
             };
+            // Another account's identity configured with its owner (sending authorization).
+            if authorizer.identities.is_configured(arn) {
+                continue;
+            }
             if !arn.starts_with(&prefix) && rest.contains(":identity/") {
                 report.warnings.push(format!(
                     "{file}: {} Statement[{}]: resource {arn} is not in this account and region ({}, {}). Fix: use {prefix}NAME.",

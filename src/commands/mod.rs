@@ -3,6 +3,7 @@
 //! `iam simulate-custom-policy`, on sesgate's engine).
 
 pub mod check;
+pub mod import;
 pub mod principals;
 pub mod replay;
 pub mod simulate;

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::gateway::decision_log::{Record, replay_context};
 use crate::gateway::load_authorizer;
 use crate::gateway::shadow::Direction;
-use crate::iam::{Outcome, SEND_RAW_EMAIL};
+use crate::iam::Outcome;
 
 /// What a replay found.
 #[derive(Debug, Default)]
@@ -101,9 +101,7 @@ pub fn replay(config: &Config, policies: &Path, log: &Path) -> Result<Replay, St
             ),
             Some(user) => {
                 let context = replay_context(recorded);
-                let authorization =
-                    user.policies
-                        .authorize(SEND_RAW_EMAIL, &record.resources, &context);
+                let authorization = authorizer.authorize(user, &record.resources, &context);
                 match authorization.first_denied() {
                     Some((resource, d)) => (
                         false,
@@ -112,7 +110,11 @@ pub fn replay(config: &Config, policies: &Path, log: &Path) -> Result<Replay, St
                         } else {
                             "implicit-deny"
                         },
-                        format!("{} on {resource}", d.reason()),
+                        format!(
+                            "{} on {resource}; policy types: {}",
+                            d.reason(),
+                            d.policy_types_label()
+                        ),
                     ),
                     None => (
                         true,
@@ -120,7 +122,9 @@ pub fn replay(config: &Config, policies: &Path, log: &Path) -> Result<Replay, St
                         authorization
                             .resources
                             .first()
-                            .map(|(_, d)| d.reason())
+                            .map(|(_, d)| {
+                                format!("{}; policy types: {}", d.reason(), d.policy_types_label())
+                            })
                             .unwrap_or_default(),
                     ),
                 }

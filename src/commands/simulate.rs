@@ -31,6 +31,20 @@ fn context_json(context: &Context) -> Json {
     Json::Object(map)
 }
 
+/// How the policy types combined: the identity-based side alone, or with the identity's
+/// resource-based policies in the same account or across accounts.
+fn evaluation(decision: &Decision) -> &'static str {
+    match decision.sides {
+        None => "identity-based policies only",
+        Some(sides) if sides.same_account => {
+            "same account: the IAM policies (within the boundary) or a resource policy naming the user"
+        }
+        Some(_) => {
+            "cross-account: both the IAM policies (within the boundary) and the identity's resource policy must allow"
+        }
+    }
+}
+
 /// The ruling as JSON.
 pub fn to_json(ruling: &Ruling) -> Json {
     match ruling {
@@ -51,6 +65,9 @@ pub fn to_json(ruling: &Ruling) -> Json {
             "denied_resource": resource,
             "resources": request.resources,
             "statements": decision.statements.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "statement_types": decision.statements.iter().map(|s| s.role.label()).collect::<Vec<_>>(),
+            "policy_types": decision.policy_types.roles().map(|r| r.label()).collect::<Vec<_>>(),
+            "evaluation": evaluation(decision),
             "missing_context_keys": decision.missing_keys,
             "context": context_json(&request.context),
             "reply": reply.to_string(),
@@ -60,6 +77,9 @@ pub fn to_json(ruling: &Ruling) -> Json {
             "reason": decision.reason(),
             "resources": request.resources,
             "statements": decision.statements.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "statement_types": decision.statements.iter().map(|s| s.role.label()).collect::<Vec<_>>(),
+            "policy_types": decision.policy_types.roles().map(|r| r.label()).collect::<Vec<_>>(),
+            "evaluation": evaluation(decision),
             "context": context_json(&request.context),
             "reply": SIMULATED_ALLOWED,
         }),
@@ -87,14 +107,27 @@ pub fn to_text(ruling: &Ruling) -> String {
             out.push_str(&format!("  {}\n", resource.as_str().unwrap_or_default()));
         }
     }
+    if let Some(types) = json.get("policy_types").and_then(Json::as_array) {
+        let types: Vec<&str> = types.iter().filter_map(Json::as_str).collect();
+        out.push_str(&format!("policy types: {}\n", types.join(", ")));
+        out.push_str(&format!("evaluation: {}\n", field("evaluation")));
+    }
     if let Some(statements) = json
         .get("statements")
         .and_then(Json::as_array)
         .filter(|s| !s.is_empty())
     {
+        let types = json.get("statement_types").and_then(Json::as_array);
         out.push_str("deciding statements:\n");
-        for statement in statements {
-            out.push_str(&format!("  {}\n", statement.as_str().unwrap_or_default()));
+        for (i, statement) in statements.iter().enumerate() {
+            let kind = types
+                .and_then(|t| t.get(i))
+                .and_then(Json::as_str)
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  [{kind}] {}\n",
+                statement.as_str().unwrap_or_default()
+            ));
         }
     }
     if let Some(context) = json.get("context").and_then(Json::as_object) {

@@ -4,12 +4,24 @@
 //! Input forms follow the AWS CLI: a policy is JSON text or `file://PATH`; a context entry is the
 //! CLI shorthand `ContextKeyName=k,ContextKeyValues=v1,v2,ContextKeyType=stringList` or JSON (an
 //! entry object or a list of them). Anything unreadable is an error, never a guess.
+//!
+//! With `--resource-policy` (and the `--caller-arn` it needs, as in AWS), each resource is decided
+//! as IAM decides a request with a resource-based policy (`iam::PolicySet::evaluate_for`): in the
+//! caller's account either side may allow (a grant to the account delegates to the IAM policies),
+//! across accounts both must. A resource's owner is the account in its ARN, else
+//! `--resource-owner` (`arn:aws:iam::ACCOUNT:root`), else the caller's account, as AWS documents
+//! `ResourceOwner`. `--resource-handling-option` takes AWS's values; SES actions have no EC2
+//! resource scenarios, so it does not change a decision.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::iam::{self, Context, Decision, Outcome, Policy, PolicyRole, PolicySet, Value};
+use std::collections::BTreeMap;
+
+use crate::iam::{
+    self, Caller, Context, Decision, Outcome, Policy, PolicySet, ResourceSide, Value,
+};
 
 /// Invalid simulator input; the message says what and where.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +51,23 @@ pub struct Input {
     /// Defaults to `*`, as in AWS.
     pub resources: Vec<String>,
     pub context: Vec<ContextEntry>,
+    /// A resource-based policy attached to every simulated resource (already read).
+    pub resource_policy: Option<String>,
+    /// `arn:aws:iam::ACCOUNT:root`: the owner of resources whose ARN names no account.
+    pub resource_owner: Option<String>,
+    /// The simulated caller, an IAM user ARN (required with a resource policy).
+    pub caller_arn: Option<String>,
+    /// AWS's `ResourceHandlingOption` (EC2 scenarios).
+    pub resource_handling_option: Option<String>,
 }
+
+/// AWS's `ResourceHandlingOption` values (`SimulateCustomPolicy` API reference).
+pub const RESOURCE_HANDLING_OPTIONS: &[&str] = &[
+    "EC2-VPC-InstanceStore",
+    "EC2-VPC-InstanceStore-Subnet",
+    "EC2-VPC-EBS",
+    "EC2-VPC-EBS-Subnet",
+];
 
 /// The response, shaped as AWS's `SimulatePolicyResponse`.
 #[derive(Debug, Serialize)]
@@ -56,11 +84,31 @@ pub struct EvaluationResult {
     pub eval_decision: &'static str,
     pub matched_statements: Vec<MatchedStatement>,
     pub missing_context_values: Vec<String>,
+    /// Per policy type (`IAM Policy`, `Resource Policy`) for a cross-account simulation; empty
+    /// for a named resource in the caller's account; absent for `*` (as AWS prints it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_decision_details: Option<BTreeMap<&'static str, &'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary_decision_detail: Option<BoundaryDetail>,
+    /// The decision for the named resource (absent for `*`): read per-resource decisions here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_specific_results: Option<Vec<ResourceSpecificResult>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResourceSpecificResult {
+    pub eval_resource_name: String,
+    pub eval_resource_decision: &'static str,
+    pub matched_statements: Vec<MatchedStatement>,
+    pub missing_context_values: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_decision_details: Option<BTreeMap<&'static str, &'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permissions_boundary_decision_detail: Option<BoundaryDetail>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct BoundaryDetail {
     pub allowed_by_permissions_boundary: bool,
@@ -252,6 +300,33 @@ pub fn build_context(entries: &[ContextEntry]) -> Result<Context, InputError> {
 
 const POLICY_LIST: &str = "PolicyInputList";
 const BOUNDARY_LIST: &str = "PermissionsBoundaryPolicyInputList";
+/// The `SourcePolicyId` AWS gives the resource policy's statements.
+const RESOURCE_POLICY: &str = "ResourcePolicy";
+
+/// The 12-digit account of `arn:PARTITION:iam::ACCOUNT:RESOURCE` when `resource_ok` accepts its
+/// resource part (`user/NAME` for a caller, `root` for an owner).
+fn iam_arn_account(arn: &str, resource_ok: impl Fn(&str) -> bool) -> Option<&str> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "iam", "", account, resource]
+            if !partition.is_empty()
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && resource_ok(resource) =>
+        {
+            Some(account)
+        }
+        _ => None,
+    }
+}
+
+/// The owner of `resource`: the account in its ARN, else `default`.
+fn owner_of<'a>(resource: &'a str, default: &'a str) -> &'a str {
+    match resource.split(':').nth(4) {
+        Some(account) if !account.is_empty() => account,
+        _ => default,
+    }
+}
 
 /// Runs the simulation: one result per action and resource.
 pub fn simulate(input: &Input) -> Result<Output, InputError> {
@@ -292,6 +367,55 @@ pub fn simulate(input: &Input) -> Result<Output, InputError> {
         load(BOUNDARY_LIST, &input.boundaries)?.pop(),
     );
     let ctx = build_context(&input.context)?;
+    if let Some(option) = &input.resource_handling_option
+        && !RESOURCE_HANDLING_OPTIONS.contains(&option.as_str())
+    {
+        return Err(InputError(format!(
+            "--resource-handling-option {option:?}: expected one of {}",
+            RESOURCE_HANDLING_OPTIONS.join(", ")
+        )));
+    }
+    let caller_account = match &input.caller_arn {
+        Some(arn) => Some(iam_arn_account(arn, |r| r.strip_prefix("user/").is_some_and(|n| !n.is_empty())).ok_or_else(|| {
+            InputError(format!(
+                "--caller-arn {arn:?}: the caller must be an IAM user ARN (arn:aws:iam::ACCOUNT:user/NAME), as in AWS"
+            ))
+        })?),
+        None => None,
+    };
+    let resource_owner = match &input.resource_owner {
+        Some(arn) => Some(iam_arn_account(arn, |r| r == "root").ok_or_else(|| {
+            InputError(format!(
+                "--resource-owner {arn:?}: an account is written arn:aws:iam::ACCOUNT:root, as in AWS"
+            ))
+        })?),
+        None => None,
+    };
+    let resource_policy = match &input.resource_policy {
+        Some(text) => {
+            if caller_account.is_none() {
+                return Err(InputError(
+                    "--resource-policy needs --caller-arn: the policy's Principal is matched against the caller (AWS requires CallerArn with ResourcePolicy)".into(),
+                ));
+            }
+            Some(Arc::new(
+                Policy::parse_resource(RESOURCE_POLICY, text)
+                    .map_err(|e| InputError(e.to_string()))?,
+            ))
+        }
+        None => None,
+    };
+    let resource_policies: Vec<Arc<Policy>> = resource_policy.into_iter().collect();
+    let caller = input
+        .caller_arn
+        .as_deref()
+        .zip(caller_account)
+        .map(|(arn, account)| Caller {
+            arn,
+            account,
+            id: None,
+            has_boundary: false,
+        });
     let default_resources = ["*".to_owned()];
     let resources = if input.resources.is_empty() {
         &default_resources[..]
@@ -301,18 +425,54 @@ pub fn simulate(input: &Input) -> Result<Output, InputError> {
     let mut results = Vec::new();
     for action in &input.actions {
         for resource in resources {
-            let decision = set.evaluate(action, resource, &ctx);
+            let side = match (&caller, resource_policies.is_empty()) {
+                (Some(caller), false) => Some(ResourceSide {
+                    owner: owner_of(resource, resource_owner.unwrap_or(caller.account)),
+                    policies: &resource_policies,
+                }),
+                _ => None,
+            };
+            let decision = match (&caller, side) {
+                (Some(caller), Some(side)) => {
+                    set.evaluate_for(caller, action, resource, Some(side), &ctx)
+                }
+                _ => set.evaluate(action, resource, &ctx),
+            };
+            let missing = if decision.missing_keys.is_empty() {
+                set.missing_context_keys(action, resource, &ctx)
+            } else {
+                decision.missing_keys.clone()
+            };
+            let boundary = decision.allowed_by_boundary.map(|allowed| BoundaryDetail {
+                allowed_by_permissions_boundary: allowed,
+            });
+            // AWS prints per-policy-type details for a cross-account simulation only.
+            let details = (resource != "*").then(|| match decision.sides {
+                Some(sides) if !sides.same_account => BTreeMap::from([
+                    ("IAM Policy", sides.identity.as_str()),
+                    ("Resource Policy", sides.resource.as_str()),
+                ]),
+                _ => BTreeMap::new(),
+            });
+            let specific = (resource != "*").then(|| {
+                vec![ResourceSpecificResult {
+                    eval_resource_name: resource.clone(),
+                    eval_resource_decision: decision.outcome.as_str(),
+                    matched_statements: matched_statements(&decision),
+                    missing_context_values: missing.clone(),
+                    eval_decision_details: details.clone().filter(|d| !d.is_empty()),
+                    permissions_boundary_decision_detail: boundary,
+                }]
+            });
             results.push(EvaluationResult {
                 eval_action_name: action.clone(),
                 eval_resource_name: resource.clone(),
                 eval_decision: decision.outcome.as_str(),
                 matched_statements: matched_statements(&decision),
-                missing_context_values: set.missing_context_keys(action, resource, &ctx),
-                permissions_boundary_decision_detail: decision.allowed_by_boundary.map(|allowed| {
-                    BoundaryDetail {
-                        allowed_by_permissions_boundary: allowed,
-                    }
-                }),
+                missing_context_values: missing,
+                eval_decision_details: details,
+                permissions_boundary_decision_detail: boundary,
+                resource_specific_results: specific,
             });
         }
     }
@@ -330,11 +490,10 @@ fn matched_statements(decision: &Decision) -> Vec<MatchedStatement> {
         .statements
         .iter()
         .map(|s| MatchedStatement {
+            // The resource policy's id is AWS's `ResourcePolicy`; the others are their list
+            // position (`PolicyInputList.1`).
             source_policy_id: s.policy.to_string(),
-            source_policy_type: match s.role {
-                PolicyRole::Identity => "IAM Policy",
-                PolicyRole::PermissionsBoundary => "IAM Policy (permissions boundary)",
-            },
+            source_policy_type: s.role.source_policy_type(),
             start_position: s.span.map(|span| Position {
                 line: span.start.line,
                 column: span.start.column,

@@ -1,4 +1,5 @@
-//! `policies/iam.toml`: groups, users and their SMTP credentials.
+//! `policies/iam.toml`: groups, users and their SMTP credentials, and the identities with owners
+//! and sending authorization policies (`[[identity]]`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,6 +18,9 @@ pub struct IamFile {
     pub groups: Vec<Group>,
     #[serde(rename = "user")]
     pub users: Vec<User>,
+    /// Verified identities with their owner and sending authorization policies.
+    #[serde(rename = "identity")]
+    pub identities: Vec<Identity>,
     /// The file's text, to turn value spans into line numbers in errors.
     #[serde(skip)]
     source: String,
@@ -34,6 +38,30 @@ pub struct Group {
     /// false: its members are report-only (unless a user says otherwise).
     #[serde(default)]
     pub enforce: Option<bool>,
+    /// Recipients per second for the group's members together (SES semantics); absent or 0: none.
+    #[serde(default)]
+    pub max_send_rate: Option<Spanned<f64>>,
+    /// Recipients in any 24 hours for the group's members together; absent or 0: none.
+    #[serde(default)]
+    pub max_24_hour_send: Option<u64>,
+}
+
+/// A verified identity (domain or address) with its owning account and the sending
+/// authorization policies attached to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// A domain (`example.com`) or an address (`sender@example.com`).
+    pub name: Spanned<String>,
+    /// The 12-digit account that owns (verified) it; absent: `[account] id`.
+    #[serde(default)]
+    pub account: Option<Spanned<String>>,
+    /// Sending authorization policies: `<dir>/identities/<name>.json`.
+    #[serde(default)]
+    pub policies: Vec<Spanned<String>>,
+    /// Sending authorization policies written in the file: name = policy JSON text.
+    #[serde(default)]
+    pub inline_policies: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +70,9 @@ pub struct User {
     pub name: String,
     #[serde(default = "root_path")]
     pub path: String,
+    /// The 12-digit account the user belongs to; absent: `[account] id`.
+    #[serde(default)]
+    pub account: Option<Spanned<String>>,
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
@@ -65,6 +96,12 @@ pub struct User {
     /// `[iam] enforce`.
     #[serde(default)]
     pub enforce: Option<bool>,
+    /// The user's own recipients per second, below the account's; absent or 0: none.
+    #[serde(default)]
+    pub max_send_rate: Option<Spanned<f64>>,
+    /// The user's own recipients in any 24 hours; absent or 0: none.
+    #[serde(default)]
+    pub max_24_hour_send: Option<u64>,
 }
 
 /// A `client_certificates` entry in canonical form, the key the directory matches a client's
@@ -220,6 +257,55 @@ impl IamFile {
                 }
             }
         }
+        let account_id = |field: &str, owner: &str, account: &Spanned<String>| {
+            let id = account.get_ref();
+            if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(())
+            } else {
+                Err(invalid(format!(
+                    "{}: {owner} {field}: {id:?} is not a 12-digit AWS account id",
+                    parsed.position(account.span())
+                )))
+            }
+        };
+        for user in &parsed.users {
+            if let Some(account) = &user.account {
+                account_id("account", &format!("user {:?}", user.name), account)?;
+            }
+        }
+        for identity in &parsed.identities {
+            let owner = format!("identity {:?}", identity.name.get_ref());
+            if let Some(account) = &identity.account {
+                account_id("account", &owner, account)?;
+            }
+            let count = identity.policies.len() + identity.inline_policies.len();
+            if count > crate::iam::sending_authorization::MAX_POLICIES_PER_IDENTITY {
+                return Err(invalid(format!(
+                    "{}: {owner}: {count} policies; SES allows at most {} per identity",
+                    parsed.position(identity.name.span()),
+                    crate::iam::sending_authorization::MAX_POLICIES_PER_IDENTITY
+                )));
+            }
+            let names = identity
+                .policies
+                .iter()
+                .map(|p| (p.get_ref().as_str(), Some(p.span())))
+                .chain(identity.inline_policies.keys().map(|n| (n.as_str(), None)));
+            let mut seen = std::collections::HashSet::new();
+            for (name, span) in names {
+                let at = parsed.position(span.unwrap_or(identity.name.span()));
+                if !crate::iam::sending_authorization::is_policy_name(name) {
+                    return Err(invalid(format!(
+                        "{at}: {owner} policies: {name:?} is not a policy name SES accepts (1 to 64 of A-Z, a-z, 0-9, _ and -)"
+                    )));
+                }
+                if !seen.insert(name) {
+                    return Err(invalid(format!(
+                        "{at}: {owner} policies: {name:?} is attached twice"
+                    )));
+                }
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for user in &parsed.users {
             if !seen.insert(user.name.as_str()) {
@@ -236,6 +322,26 @@ impl IamFile {
                         user.name, user.path
                     ),
                 });
+            }
+        }
+        let rates = parsed
+            .users
+            .iter()
+            .map(|u| (&u.max_send_rate, "user", &u.name))
+            .chain(
+                parsed
+                    .groups
+                    .iter()
+                    .map(|g| (&g.max_send_rate, "group", &g.name)),
+            );
+        for (rate, kind, name) in rates {
+            if let Some(rate) = rate
+                && !(rate.get_ref().is_finite() && *rate.get_ref() >= 0.0)
+            {
+                return Err(invalid(format!(
+                    "{}: {kind} {name:?}: max_send_rate must be a number at least 0 (0: none)",
+                    parsed.position(rate.span())
+                )));
             }
         }
         Ok(parsed)

@@ -3,6 +3,7 @@
 //! and the field. Relative paths in a config file are relative to that file's directory; in the
 //! embedded default, to the working directory.
 
+pub mod aws_export;
 pub mod embedded;
 pub mod iam;
 pub mod locate;
@@ -74,6 +75,7 @@ pub struct Config {
     pub limits: Limits,
     pub log: Log,
     pub metrics: Metrics,
+    pub quotas: Quotas,
     /// Where relative paths start; not a TOML field.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -106,6 +108,7 @@ impl Default for Config {
             limits: Limits::default(),
             log: Log::default(),
             metrics: Metrics::default(),
+            quotas: Quotas::default(),
             base_dir: PathBuf::new(),
             allow_demo_password: false,
         }
@@ -469,6 +472,54 @@ pub struct Metrics {
     pub per_user: bool,
 }
 
+/// `[quotas]`: SES's sending quotas, counted in recipients as SES counts them (SPEC §6, §8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quotas {
+    /// The account's recipients per second; 0: unlimited.
+    pub max_send_rate: f64,
+    /// The account's recipients in any 24 hours; 0: unlimited.
+    pub max_24_hour_send: u64,
+    /// `memory` (one instance) or a `redis://` URL shared by every instance.
+    pub store: String,
+    /// What a message gets when the store does not answer: `refuse` (451) or `allow`.
+    pub on_store_error: OnStoreError,
+    /// The longest one store call may take.
+    pub store_timeout_ms: u64,
+    /// A `GetSendQuota` JSON file with SES's own limits, read at start and on SIGHUP.
+    pub from_upstream: PathBuf,
+    /// How long a message may wait for room in a rate before `454`.
+    pub max_rate_wait_ms: u64,
+    /// After an upstream 454, how long the instance's pace takes to climb back.
+    pub upstream_recovery_secs: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            max_send_rate: 0.0,
+            max_24_hour_send: 0,
+            store: "memory".into(),
+            on_store_error: OnStoreError::Refuse,
+            store_timeout_ms: 250,
+            from_upstream: PathBuf::new(),
+            max_rate_wait_ms: 2000,
+            upstream_recovery_secs: 30,
+        }
+    }
+}
+
+/// `[quotas] on_store_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStoreError {
+    /// `451 4.3.0 Temporary service failure`: the client retries (fail closed).
+    #[default]
+    Refuse,
+    /// Relay without counting (fail open).
+    Allow,
+}
+
 impl Config {
     /// The embedded default configuration, the one place the demo credential serves. Its users
     /// and policies are compiled in; what it creates (certificate, outbox) goes under `state_dir`
@@ -534,6 +585,21 @@ impl Config {
         }
         if l.max_line_length < 80 {
             return Err(invalid("limits.max_line_length must be at least 80".into()));
+        }
+        let q = &config.quotas;
+        if !(q.max_send_rate.is_finite() && q.max_send_rate >= 0.0) {
+            return Err(invalid(
+                "quotas.max_send_rate must be a number at least 0 (0: unlimited)".into(),
+            ));
+        }
+        if q.store_timeout_ms == 0 {
+            return Err(invalid("quotas.store_timeout_ms must be at least 1".into()));
+        }
+        if q.store != "memory" && !q.store.starts_with("redis://") {
+            return Err(invalid(format!(
+                "quotas.store {:?}: expected \"memory\" or a redis:// URL, e.g. \"redis://127.0.0.1:6379/0\"",
+                q.store
+            )));
         }
         Ok(config)
     }
@@ -615,6 +681,26 @@ listen = ""
             config.account.default_configuration_sets["example.com"],
             "marketing"
         );
+    }
+
+    #[test]
+    fn quotas_are_checked_when_parsed() {
+        let parse = |text: &str| Config::parse(Path::new("s.toml"), text);
+        let config = parse("[quotas]\nmax_send_rate = 14\nmax_24_hour_send = 50000\nstore = \"redis://127.0.0.1:6379/0\"\non_store_error = \"allow\"\n").unwrap();
+        assert_eq!(config.quotas.max_send_rate, 14.0);
+        assert_eq!(config.quotas.on_store_error, OnStoreError::Allow);
+        assert_eq!(parse("").unwrap().quotas.store, "memory");
+        for bad in [
+            "[quotas]\nmax_send_rate = -1\n",
+            "[quotas]\nmax_send_rate = nan\n",
+            "[quotas]\nstore = \"memcached://x\"\n",
+            "[quotas]\nstore_timeout_ms = 0\n",
+            "[quotas]\non_store_error = \"maybe\"\n",
+            "[quotas]\nmax_24_hour_send = -5\n",
+        ] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.starts_with("s.toml:"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -1,14 +1,22 @@
-//! The decision for one transaction, shared by `serve` and `simulate` so that they can never
-//! disagree: refusals before any policy (ambiguous From, unverified identities), then the user's
+//! The decision for one transaction, shared by `serve`, `simulate` and `replay` so that they can
+//! never disagree: refusals before any policy (ambiguous From, unverified identities), then the
 //! policies on every resource, and the exact SMTP reply of each outcome (`replies.rs`).
+//!
+//! Each resource is decided as IAM decides it (`iam::PolicySet::evaluate_for`): the user's
+//! identity-based policies within its boundary and, for an identity with sending authorization
+//! policies or owned by another account, that identity's resource-based policies (SPEC §4; IAM-UG
+//! "Policy evaluation logic" and "Cross-account policy evaluation logic"; ses-iam-facts.md, the
+//! sending-authorization addendum: SES "accepts the email if the delegate sender is authorized to
+//! use the specified 'From' address and 'Return Path' address").
 
 use jiff::Timestamp;
 
-use super::directory::Directory;
+use super::directory::{Directory, UserEntry};
 use super::headers;
+use super::identities::Identities;
 use super::replies;
 use super::request::{self, Account, Refusal, SendRequest, TransactionFacts};
-use crate::iam::{Decision, SEND_RAW_EMAIL};
+use crate::iam::{Authorization, Caller, Context, Decision, SEND_RAW_EMAIL};
 use crate::smtp::Reply;
 
 /// Decides transactions: the account, its users with their policies, and the header bounds.
@@ -17,6 +25,8 @@ use crate::smtp::Reply;
 pub struct Authorizer {
     pub account: Account,
     pub directory: Directory,
+    /// Identities with owners and sending authorization policies (`[[identity]]`).
+    pub identities: Identities,
     /// Bounds on the header section (`[limits]`).
     pub header_limits: headers::Limits,
     /// `[iam] enforce`: whether users without their own (or a group's) `enforce` are enforced.
@@ -55,6 +65,19 @@ pub enum Ruling {
     },
 }
 
+impl Ruling {
+    /// The policy types that took part in the decision, as logs name them (`IAM policy`,
+    /// `permissions boundary`, `resource policy`); none for a refusal before any policy.
+    pub fn policy_types(&self) -> Vec<&'static str> {
+        match self {
+            Ruling::Refused { .. } => Vec::new(),
+            Ruling::Denied { decision, .. } | Ruling::Allowed { decision, .. } => {
+                decision.policy_types.roles().map(|r| r.label()).collect()
+            }
+        }
+    }
+}
+
 /// The ruling and SES's reply for a refusal before any policy, in `region`.
 pub(super) fn refused(refusal: Refusal, region: &str) -> Ruling {
     let (kind, why, reply) = match refusal {
@@ -67,10 +90,6 @@ pub(super) fn refused(refusal: Refusal, region: &str) -> Ruling {
         Refusal::InvalidArn(arn) => {
             let reply = replies::invalid_arn(&arn);
             ("invalid-arn", reply.lines.join(" "), reply)
-        }
-        Refusal::OtherAccount(arn) => {
-            let reply = replies::other_account_arn(&arn);
-            ("other-account", reply.lines.join(" "), reply)
         }
         Refusal::Misaligned { address, arn } => {
             let reply = replies::misaligned(&address, &arn);
@@ -100,6 +119,29 @@ impl Authorizer {
             .collect()
     }
 
+    /// Decides `ses:SendRawEmail` by `user` on every resource: its identity-based policies, and
+    /// each resource's sending authorization policies where it has a resource-based side.
+    pub fn authorize(
+        &self,
+        user: &UserEntry,
+        resources: &[String],
+        context: &Context,
+    ) -> Authorization {
+        let principal = &user.principal;
+        let caller = Caller {
+            arn: &principal.arn,
+            account: &principal.account,
+            id: principal.id.as_deref(),
+            has_boundary: false,
+        };
+        let sides: Vec<_> = resources
+            .iter()
+            .map(|r| (r.as_str(), self.identities.side(r, &principal.account)))
+            .collect();
+        user.policies
+            .authorize_for(&caller, SEND_RAW_EMAIL, &sides, context)
+    }
+
     pub fn decide(&self, input: Input<'_>, now: Timestamp) -> Ruling {
         let Some(user) = self.directory.user(input.user) else {
             // Credentials and users come from one file; a gap would be a bug. Fail closed.
@@ -120,9 +162,7 @@ impl Authorizer {
             Ok(request) => request,
             Err(refusal) => return refused(refusal, &self.account.region),
         };
-        let authorization =
-            user.policies
-                .authorize(SEND_RAW_EMAIL, &request.resources, &request.context);
+        let authorization = self.authorize(user, &request.resources, &request.context);
         if let Some((resource, decision)) = authorization.first_denied() {
             return Ruling::Denied {
                 reply: replies::access_denied(&user.principal.arn, resource),

@@ -53,6 +53,10 @@ pub struct Record {
     pub decision: String,
     #[serde(default)]
     pub statements: String,
+    /// The policy types that took part (`IAM policy`, `permissions boundary`, `resource
+    /// policy`); empty for a refusal before policy.
+    #[serde(default)]
+    pub policy_types: Vec<String>,
     pub enforced: bool,
 }
 
@@ -205,6 +209,7 @@ mod tests {
             context: Some(record_context(&context)),
             decision: "allowed".into(),
             statements: String::new(),
+            policy_types: vec!["IAM policy".into()],
             enforced: true,
         }
     }

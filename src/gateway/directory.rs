@@ -241,10 +241,15 @@ impl Directory {
                 }
                 None => None,
             };
+            let account = user
+                .account
+                .as_ref()
+                .map_or(account_id, |a| a.get_ref().as_str());
             let principal = Principal {
                 name: user.name.clone(),
-                arn: format!("arn:aws:iam::{account_id}:user{}{}", user.path, user.name),
+                arn: format!("arn:aws:iam::{account}:user{}{}", user.path, user.name),
                 id: user.id.clone(),
+                account: account.to_owned(),
             };
             users.insert(
                 user.name.clone(),

@@ -20,7 +20,8 @@ use crate::credentials::{Verification, VerificationGate};
 use crate::metrics::Metrics;
 use crate::relay::{Delivery, MessageIds, Relay, RelayError};
 use crate::smtp::{
-    AuthOutcome, Authenticator, Credentials, Handler, IdentifiedBy, Peer, Reply, Transaction,
+    AuthOutcome, Authenticator, Credentials, Handler, IdentifiedBy, Peer, RecipientCheck, Reply,
+    Transaction,
 };
 
 /// Checks SMTP credentials against the current snapshot.
@@ -70,6 +71,8 @@ pub(super) struct Gateway {
     pub log_recipients: bool,
     /// `[metrics] per_user`: transactions are counted per IAM user too.
     pub per_user_metrics: bool,
+    /// Sending quotas and the pace after upstream throttling (`quota.rs`).
+    pub quotas: Arc<super::quota::QuotaGate>,
 }
 
 /// How one transaction ended: its reply and what its log line and metrics say.
@@ -128,6 +131,7 @@ impl Gateway {
         let result = match &sent {
             Ok(_) => "ok",
             Err(RelayError::Deferred(_)) => "deferred",
+            Err(RelayError::Throttled(_)) => "throttled",
             Err(RelayError::Rejected { .. } | RelayError::Refused(_)) => "rejected",
         };
         self.metrics
@@ -142,6 +146,12 @@ impl Gateway {
             Err(RelayError::Deferred(why)) => (
                 replies::relay_deferred(),
                 format!("451 {why}"),
+                String::new(),
+            ),
+            // SES's own throttling text, whichever side throttled (SPEC §7: never a 5xx).
+            Err(RelayError::Throttled(text)) => (
+                replies::upstream_throttled(&text),
+                format!("454 {text}"),
                 String::new(),
             ),
             // The upstream's own refusal passes on, as one bounded printable line.
@@ -224,12 +234,25 @@ impl Gateway {
             context: request.map(|r| record_context(&r.context)),
             decision: decision.to_owned(),
             statements,
+            policy_types: ruling
+                .policy_types()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             enforced,
         }
     }
 }
 
 impl Handler for Gateway {
+    /// A recipient past a 24-hour quota is refused at RCPT, where that is already certain.
+    async fn check_recipient(&self, check: &RecipientCheck<'_>) -> Option<Reply> {
+        let snapshot = self.snapshot.load_full();
+        self.quotas
+            .on_recipient(&snapshot.quotas, check.user, check.recipients.len())
+            .await
+    }
+
     async fn deliver(&self, transaction: Transaction) -> Reply {
         let started = Instant::now();
         // This transaction is decided on the snapshot current at its end of DATA, even if a
@@ -253,6 +276,7 @@ impl Handler for Gateway {
             .observe(deciding.elapsed().as_secs_f64());
         let enforced = snapshot.authorizer.enforced(&transaction.user);
         let (verdict, reason) = shadow::verdict(&ruling);
+        let policy_types = ruling.policy_types().join(", ");
         if let Some(shadow_set) = &snapshot.shadow {
             self.compare_shadow(&transaction, &ruling, &shadow_set.decide(input, now));
         }
@@ -290,14 +314,34 @@ impl Handler for Gateway {
                         })
                         .inc();
                 }
-                let (reply, upstream, upstream_id) = self.relay(&transaction).await;
-                Settled {
-                    reply,
-                    decision: verdict,
-                    reason,
-                    from: request.from,
-                    upstream,
-                    upstream_id,
+                let recipients = transaction.envelope.recipients.len();
+                match self
+                    .quotas
+                    .admit(&snapshot.quotas, &transaction.user, recipients)
+                    .await
+                {
+                    Err(throttled) => Settled {
+                        reply: throttled.reply,
+                        decision: throttled.decision,
+                        reason: throttled.reason,
+                        from: request.from,
+                        upstream: String::new(),
+                        upstream_id: String::new(),
+                    },
+                    Ok(admitted) => {
+                        let (reply, upstream, upstream_id) = self.relay(&transaction).await;
+                        self.quotas
+                            .settle(admitted, &reply, &transaction.user)
+                            .await;
+                        Settled {
+                            reply,
+                            decision: verdict,
+                            reason,
+                            from: request.from,
+                            upstream,
+                            upstream_id,
+                        }
+                    }
                 }
             }
         };
@@ -338,6 +382,7 @@ impl Handler for Gateway {
             decision = outcome.decision,
             enforced,
             reason = %outcome.reason,
+            policy_types = %policy_types,
             upstream = %outcome.upstream,
             upstream_id = %outcome.upstream_id,
             reply = %outcome.reply,

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use super::decision_log::DecisionLog;
 use super::handler::{Gateway, SnapshotCredentials};
 use super::load::{Effects, Snapshot, load};
+use super::quota::QuotaGate;
 use super::{Clock, StartError};
 use crate::config::Config;
 use crate::credentials::VerificationGate;
@@ -35,6 +36,8 @@ pub struct Running {
     pub metrics_address: Option<SocketAddr>,
     /// The configuration started with, to tell which changes a reload cannot apply.
     started: Config,
+    /// The quota store and pace, which outlive reloads.
+    quotas: Arc<QuotaGate>,
 }
 
 /// The sections of `new` that differ from `old` and that only a restart applies. Compared by
@@ -59,6 +62,22 @@ fn unapplied_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.metrics.listen != new.metrics.listen {
         changed.push("metrics");
     }
+    // The limits themselves reload (they are the snapshot's); the store and its handling do not.
+    let (o, n) = (&old.quotas, &new.quotas);
+    if (
+        &o.store,
+        o.store_timeout_ms,
+        o.on_store_error,
+        o.max_rate_wait_ms,
+    ) != (
+        &n.store,
+        n.store_timeout_ms,
+        n.on_store_error,
+        n.max_rate_wait_ms,
+    ) || o.upstream_recovery_secs != n.upstream_recovery_secs
+    {
+        changed.push("quotas");
+    }
     changed
 }
 
@@ -82,6 +101,7 @@ impl Running {
         match loaded {
             Ok((loaded, config)) => {
                 log_principals(&loaded.snapshot);
+                seed_quotas(&self.quotas, &loaded.snapshot);
                 self.snapshot.store(Arc::new(loaded.snapshot));
                 let unapplied = unapplied_changes(&self.started, &config);
                 self.metrics.count_reload(true, unapplied.len());
@@ -134,6 +154,37 @@ fn log_principals(snapshot: &Snapshot) {
     }
 }
 
+/// Raises the account's 24-hour count to SES's `SentLast24Hours`, in the background.
+fn seed_quotas(quotas: &Arc<QuotaGate>, snapshot: &Snapshot) {
+    if snapshot.quotas.sent_last_24_hours.is_some() {
+        let (quotas, plan) = (Arc::clone(quotas), snapshot.quotas.clone());
+        tokio::spawn(async move { quotas.seed(&plan).await });
+    }
+}
+
+/// The quota store and the gate in front of it.
+fn quota_gate(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<QuotaGate>, StartError> {
+    let quotas = &config.quotas;
+    let store = crate::quota::QuotaStore::open(
+        &quotas.store,
+        &config.account.id,
+        Duration::from_millis(quotas.store_timeout_ms),
+    )
+    .map_err(StartError::QuotaStore)?;
+    info!(store = store.kind(), on_store_error = ?quotas.on_store_error, "quota store");
+    Ok(Arc::new(QuotaGate {
+        store: Arc::new(store),
+        pace: crate::quota::AdaptivePace::new(
+            Duration::from_secs(quotas.upstream_recovery_secs),
+            quotas.max_send_rate,
+        ),
+        on_store_error: quotas.on_store_error,
+        max_rate_wait: Duration::from_millis(quotas.max_rate_wait_ms),
+        metrics: Arc::clone(metrics),
+        per_user_metrics: config.metrics.per_user,
+    }))
+}
+
 /// Loads everything the configuration names and starts listening.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     start_with_clock(config, Arc::new(jiff::Timestamp::now)).await
@@ -158,6 +209,8 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
                 .map_err(|e| StartError::DecisionLog(format!("{}: {e}", path.display())))?,
         )
     };
+    let quotas = quota_gate(config, &metrics)?;
+    seed_quotas(&quotas, &snapshot.load());
     let users = snapshot.load().authorizer.directory.len();
     let tls: TlsSource = {
         let snapshot = Arc::clone(&snapshot);
@@ -178,6 +231,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             decisions,
             log_recipients: config.log.recipients,
             per_user_metrics: config.metrics.per_user,
+            quotas: Arc::clone(&quotas),
         },
         SnapshotCredentials {
             snapshot: Arc::clone(&snapshot),
@@ -241,14 +295,24 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             .local_addr()
             .map_err(|source| StartError::Bind { address, source })?;
         let connections = server.clone();
+        let pace = Arc::clone(&quotas);
         let refresh: Arc<dyn Fn(&Metrics) + Send + Sync> = Arc::new(move |m: &Metrics| {
             m.open_connections
                 .set(connections.open_connections() as i64);
+            pace.refresh_metrics();
         });
-        listeners.spawn(crate::metrics::serve(
+        // Served once every listener is bound and the configuration loaded, until the drain:
+        // what remains to ask is the quota store.
+        let store = Arc::clone(&quotas);
+        let ready: crate::metrics::Readiness = Arc::new(move || {
+            let store = Arc::clone(&store);
+            Box::pin(async move { store.ready().await })
+        });
+        listeners.spawn(crate::metrics::serve_with_ready(
             socket,
             Arc::clone(&metrics),
             refresh,
+            Some(ready),
             stop.clone(),
         ));
         Some(bound)
@@ -263,5 +327,6 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         metrics,
         metrics_address,
         started: config.clone(),
+        quotas,
     })
 }

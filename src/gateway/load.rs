@@ -12,6 +12,7 @@ use tracing::info;
 use super::StartError;
 use super::decide::Authorizer;
 use super::directory::Directory;
+use super::identities::{Identities, IdentityPolicyFile};
 use super::request::{self, Account};
 use crate::config::iam::IamFile;
 use crate::config::{Config, ConfigError, embedded};
@@ -33,19 +34,29 @@ pub(super) struct Snapshot {
     pub client_tls: std::collections::HashMap<PathBuf, TlsAcceptor>,
     /// `[iam] shadow_dir`'s users and policies, decided beside the live ones; never deciding.
     pub shadow: Option<Authorizer>,
+    /// Which sending quotas hold for whom (`[quotas]`, `iam.toml`, `from_upstream`).
+    pub quotas: super::quota::QuotaPlan,
 }
 
-/// The account as the decision needs it: identities in canonical form.
-fn account_of(config: &Config) -> Account {
+/// The account as the decision needs it: identities in canonical form, `[[identity]]`s of this
+/// account joining `[account] identities`, those of other accounts by owner.
+fn account_of(config: &Config, identities: &Identities) -> Account {
+    let mut own: Vec<String> = config
+        .account
+        .identities
+        .iter()
+        .map(|i| request::canonical_identity(i))
+        .collect();
+    for identity in &identities.own {
+        if !own.contains(identity) {
+            own.push(identity.clone());
+        }
+    }
     Account {
+        others: identities.others.clone(),
         id: config.account.id.clone(),
         region: config.account.region.clone(),
-        identities: config
-            .account
-            .identities
-            .iter()
-            .map(|i| request::canonical_identity(i))
-            .collect(),
+        identities: own,
         default_configuration_sets: config
             .account
             .default_configuration_sets
@@ -86,6 +97,8 @@ pub struct Loaded {
     pub iam_file: PathBuf,
     /// Every policy file of `[iam] dir` (or embedded), attached or not, parsed.
     pub policy_files: Vec<(PathBuf, Policy)>,
+    /// Every sending authorization policy file of `[iam] dir`/identities, attached or not.
+    pub identity_policy_files: Vec<IdentityPolicyFile>,
     pub certificate: Certificate,
     /// The certificate's PEM text (for `check`'s expiry and name warnings).
     pub certificate_pem: Option<String>,
@@ -104,6 +117,8 @@ struct IamSource {
     iam_file: PathBuf,
     dir: PathBuf,
     policies: Vec<(PathBuf, Policy)>,
+    /// `dir/identities/*.json`, the identities' sending authorization policies.
+    identity_policies: Vec<IdentityPolicyFile>,
 }
 
 fn read_iam(config: &Config) -> Result<IamSource, ConfigError> {
@@ -125,18 +140,64 @@ fn read_iam(config: &Config) -> Result<IamSource, ConfigError> {
             iam_file,
             dir,
             policies,
+            identity_policies: Vec::new(),
         });
     }
     let dir = config.path(&config.iam.dir);
     let iam_file = dir.join("iam.toml");
     let iam = IamFile::load(&iam_file)?;
     let policies = read_policy_dir(&dir)?;
+    let identity_policies = read_identity_policy_dir(&dir.join("identities"))?;
     Ok(IamSource {
         iam,
         iam_file,
         dir,
         policies,
+        identity_policies,
     })
+}
+
+/// Every `*.json` of `dir` (`[iam] dir`/identities), parsed as a resource-based policy, in
+/// name order; no directory: none. As for managed policies, a file that does not parse is an
+/// error even when nothing attaches it. SES's own checks (its resource is the identity's ARN...)
+/// need the identity, so they run where a policy is attached (`Identities::load`).
+pub(crate) fn read_identity_policy_dir(dir: &Path) -> Result<Vec<IdentityPolicyFile>, ConfigError> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let read_error = |file: &Path| {
+        let file = file.to_owned();
+        move |source| ConfigError::Read { file, source }
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_error(dir))? {
+        let file = entry.map_err(read_error(dir))?.path();
+        if file.extension().is_some_and(|e| e == "json") {
+            files.push(file);
+        }
+    }
+    files.sort();
+    let mut policies = Vec::new();
+    for file in files {
+        let invalid = |message: String| ConfigError::Invalid {
+            file: file.clone(),
+            message,
+        };
+        let name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| invalid("a policy file name must be UTF-8".into()))?
+            .to_owned();
+        if !crate::iam::sending_authorization::is_policy_name(&name) {
+            return Err(invalid(format!(
+                "{name:?} is not a policy name SES accepts (1 to 64 of A-Z, a-z, 0-9, _ and -)"
+            )));
+        }
+        let text = std::fs::read_to_string(&file).map_err(read_error(&file))?;
+        let policy = Policy::parse_resource(&name, &text).map_err(|e| invalid(e.to_string()))?;
+        policies.push((file, text, policy));
+    }
+    Ok(policies)
 }
 
 /// Every `*.json` of `dir`, parsed, in name order. A file that does not parse is an error even
@@ -187,8 +248,17 @@ fn authorizer_of(config: &Config, source: &IamSource) -> Result<Authorizer, Star
         &managed,
         &config.account.id,
     )?;
+    let identities = Identities::load(
+        &source.iam,
+        &source.iam_file,
+        &source.dir,
+        &source.identity_policies,
+        &config.account.id,
+        &config.account.region,
+    )?;
     Ok(Authorizer {
-        account: account_of(config),
+        account: account_of(config, &identities),
+        identities,
         directory,
         header_limits: config.limits.headers,
         enforce: config.iam.enforce,
@@ -264,6 +334,7 @@ pub fn load(config: &Config, effects: Effects) -> Result<Loaded, StartError> {
         }
     }
     let shadow = super::shadow::load_shadow(config)?;
+    let quotas = super::quota::QuotaPlan::load(config, &source.iam)?;
     let relay = load_relay(config, effects)?;
     Ok(Loaded {
         snapshot: Snapshot {
@@ -272,11 +343,13 @@ pub fn load(config: &Config, effects: Effects) -> Result<Loaded, StartError> {
             tls: TlsAcceptor::from(server_config),
             client_tls,
             shadow,
+            quotas,
         },
         relay,
         iam: source.iam,
         iam_file,
         policy_files: source.policies,
+        identity_policy_files: source.identity_policies,
         certificate,
         certificate_pem,
     })

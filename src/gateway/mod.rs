@@ -11,8 +11,10 @@ pub mod decision_log;
 mod directory;
 mod handler;
 pub mod headers;
+pub mod identities;
 mod lifecycle;
 mod load;
+mod quota;
 pub mod replies;
 pub mod request;
 pub mod shadow;
@@ -57,6 +59,8 @@ pub enum StartError {
     Metrics(String),
     #[error("[log] decisions {0}")]
     DecisionLog(String),
+    #[error("[quotas] store {0}")]
+    QuotaStore(String),
 }
 
 /// Where the gateway reads the time of a request (`aws:CurrentTime`); tests set it.

@@ -20,17 +20,6 @@ pub fn invalid_arn(arn: &str) -> Reply {
     )
 }
 
-/// An `X-SES-*-ARN` naming another account's identity.
-pub fn other_account_arn(arn: &str) -> Reply {
-    Reply::new(
-        554,
-        format!(
-            "5.7.1 Message rejected: Sending for another account's identity is not supported: '{}'",
-            echo(arn)
-        ),
-    )
-}
-
 /// An address an `X-SES-*-ARN` identity does not cover (SPEC §4).
 pub fn misaligned(address: &str, arn: &str) -> Reply {
     Reply::new(
@@ -90,6 +79,38 @@ pub fn relay_refused(code: u16, text: String) -> Reply {
     Reply::new(code, text)
 }
 
+/// A rate has no room for the message now (SPEC §6; SES's text, ses-iam-facts A4).
+pub fn throttled_rate() -> Reply {
+    Reply::new(
+        454,
+        "4.7.0 Throttling failure: Maximum sending rate exceeded",
+    )
+}
+
+/// A 24-hour quota has no room for the recipient or the message (SPEC §6).
+pub fn throttled_daily() -> Reply {
+    Reply::new(
+        454,
+        "4.7.0 Throttling failure: Daily message quota exceeded",
+    )
+}
+
+/// The upstream's own throttling (its text already one bounded line): SES's reply for the same
+/// cause, so the client reads the same text whichever side throttled (SPEC §7).
+pub fn upstream_throttled(text: &str) -> Reply {
+    if text.to_ascii_lowercase().contains("daily") {
+        throttled_daily()
+    } else {
+        throttled_rate()
+    }
+}
+
+/// The quota store did not answer and `[quotas] on_store_error = "refuse"`: SES's text for a
+/// local processing error; the client retries.
+pub fn quota_unavailable() -> Reply {
+    Reply::new(451, "4.3.0 Temporary service failure")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,16 +132,6 @@ mod tests {
         assert_eq!(
             wire(invalid_arn("arn:bad")),
             "554 5.6.0 Transaction failed: Invalid ARN 'arn:bad'\r\n"
-        );
-    }
-
-    #[test]
-    fn other_account_arn_names_the_arn() {
-        assert_eq!(
-            wire(other_account_arn(
-                "arn:aws:ses:us-east-1:999999999999:identity/x.com"
-            )),
-            "554 5.7.1 Message rejected: Sending for another account's identity is not supported: 'arn:aws:ses:us-east-1:999999999999:identity/x.com'\r\n"
         );
     }
 
@@ -173,6 +184,30 @@ mod tests {
         assert_eq!(
             wire(relay_deferred()),
             "451 4.4.1 Temporary service failure\r\n"
+        );
+    }
+
+    #[test]
+    fn throttling_is_spec_6() {
+        assert_eq!(
+            wire(throttled_rate()),
+            "454 4.7.0 Throttling failure: Maximum sending rate exceeded\r\n"
+        );
+        assert_eq!(
+            wire(throttled_daily()),
+            "454 4.7.0 Throttling failure: Daily message quota exceeded\r\n"
+        );
+        assert_eq!(
+            upstream_throttled("Throttling failure: Daily message quota exceeded"),
+            throttled_daily()
+        );
+        assert_eq!(
+            upstream_throttled("4.7.0 Throttling failure: Maximum sending rate exceeded"),
+            throttled_rate()
+        );
+        assert_eq!(
+            wire(quota_unavailable()),
+            "451 4.3.0 Temporary service failure\r\n"
         );
     }
 

@@ -9,8 +9,14 @@
 //! from the relayed bytes. A malformed header section, no `From:`, a security-relevant header
 //! (From, Sender, Return-Path, User-Agent, X-Mailer, any `X-SES-*`) given twice, empty or with
 //! 8-bit bytes, an address sesgate cannot read unambiguously, an `X-SES-*-ARN` that is not an
-//! identity ARN of this account and region or does not cover the address it stands for: each
-//! is refused, never evaluated against a guess.
+//! identity ARN of this region or does not cover the address it stands for: each is refused,
+//! never evaluated against a guess.
+//!
+//! Sending authorization (SPEC §4): an `X-SES-*-ARN` may name an identity of another account
+//! (its owner). Such an identity is verified by its owner, so the sender needs no verified
+//! identity of its own for the addresses it covers; whether the sender may use it is decided by
+//! the policies (the caller's and the identity's, `decide.rs`). An identity the gateway knows
+//! nothing of is never taken as verified for the caller's own account.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -29,24 +35,61 @@ pub struct Principal {
     /// `arn:aws:iam::ACCOUNT:user/PATH/NAME`.
     pub arn: String,
     pub id: Option<String>,
+    /// The 12-digit account the user belongs to (`account` in `iam.toml`, else `[account] id`).
+    pub account: String,
 }
 
-/// The account facts that shape requests (`[account]`).
+/// The account facts that shape requests (`[account]`, and the owners of `[[identity]]`s).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Account {
     pub id: String,
     pub region: String,
-    /// Verified identities, canonical (domains lower-cased; email identities keep their local
-    /// part). Empty: the From domain is the identity.
+    /// Verified identities of this account, canonical (domains lower-cased; email identities
+    /// keep their local part). Empty: the From domain is the identity.
     pub identities: Vec<String>,
     /// Identity -> configuration set applied to mail sent through it.
     pub default_configuration_sets: BTreeMap<String, String>,
     pub sandbox: bool,
+    /// The verified identities of other accounts (`[[identity]]` with their `account`), by
+    /// owner, canonical. An account absent here has no identity the gateway knows.
+    pub others: BTreeMap<String, Vec<String>>,
 }
 
 impl Account {
     fn arn(&self, kind: &str, name: &str) -> String {
-        format!("arn:aws:ses:{}:{}:{kind}/{name}", self.region, self.id)
+        self.arn_in(&self.id, kind, name)
+    }
+
+    /// The ARN of a resource of `owner`.
+    pub fn arn_in(&self, owner: &str, kind: &str, name: &str) -> String {
+        format!(
+            "arn:{}:ses:{}:{owner}:{kind}/{name}",
+            partition(&self.region),
+            self.region
+        )
+    }
+
+    /// The most specific verified identity of `owner` covering `address`: this account's as
+    /// [`Self::identity_for`] finds it; another account's among its configured identities only.
+    pub fn identity_of(&self, owner: &str, address: &str) -> Option<String> {
+        if owner == self.id {
+            return self.identity_for(address);
+        }
+        let identities = self.others.get(owner)?;
+        most_specific(identities, address)
+    }
+
+    /// Whether `identity` (canonical) is a verified identity of `owner`. This account with no
+    /// identities configured takes every name as verified (the From domain rule); an account
+    /// the gateway knows no identity of, none.
+    fn verifies(&self, owner: &str, identity: &str) -> bool {
+        if owner == self.id {
+            self.identities.is_empty() || self.identities.iter().any(|i| i == identity)
+        } else {
+            self.others
+                .get(owner)
+                .is_some_and(|list| list.iter().any(|i| i == identity))
+        }
     }
 
     /// The most specific verified identity covering `address` (canonical): the address itself,
@@ -57,16 +100,22 @@ impl Account {
         if self.identities.is_empty() {
             return Some(domain.to_owned());
         }
-        if self.identities.iter().any(|i| i == address) {
-            return Some(address.to_owned());
+        most_specific(&self.identities, address)
+    }
+}
+
+/// The most specific of `identities` covering `address`: the address itself, else its domain or
+/// the nearest listed parent domain.
+fn most_specific(identities: &[String], address: &str) -> Option<String> {
+    if identities.iter().any(|i| i == address) {
+        return Some(address.to_owned());
+    }
+    let mut candidate = address.rsplit_once('@').map_or(address, |(_, d)| d);
+    loop {
+        if identities.iter().any(|i| i == candidate) {
+            return Some(candidate.to_owned());
         }
-        let mut candidate = domain;
-        loop {
-            if self.identities.iter().any(|i| i == candidate) {
-                return Some(candidate.to_owned());
-            }
-            candidate = candidate.split_once('.')?.1;
-        }
+        candidate = candidate.split_once('.')?.1;
     }
 }
 
@@ -101,9 +150,6 @@ pub enum Refusal {
     /// An `X-SES-*-ARN` header that is not an identity ARN of the configured region: `554
     /// 5.6.0 Transaction failed: Invalid ARN ...`. Holds the value as sent.
     InvalidArn(String),
-    /// An `X-SES-*-ARN` header naming another account's identity (cross-account sending is
-    /// not supported): refused before evaluation.
-    OtherAccount(String),
     /// A named identity that does not cover the address it stands for: SES's `554 5.7.1
     /// Message rejected: The address ... does not align with the given ARN ...`.
     Misaligned { address: String, arn: String },
@@ -289,10 +335,12 @@ struct NamedIdentity {
     given: String,
     /// The identity, canonical.
     identity: String,
+    /// The account that owns it (the ARN's account).
+    owner: String,
 }
 
 /// The partition of a region's ARNs.
-fn partition(region: &str) -> &'static str {
+pub fn partition(region: &str) -> &'static str {
     if region.starts_with("cn-") {
         "aws-cn"
     } else if region.starts_with("us-gov-") {
@@ -302,8 +350,8 @@ fn partition(region: &str) -> &'static str {
     }
 }
 
-/// Reads `arn:aws:ses:REGION:ACCOUNT:identity/NAME` of the configured region (SPEC §4). Another
-/// account's identity is refused for now (cross-account sending is not supported yet).
+/// Reads `arn:aws:ses:REGION:ACCOUNT:identity/NAME` of the configured region (SPEC §4), of any
+/// owner: whether the caller may use another account's identity is the policies' to decide.
 fn named_identity(given: &str, account: &Account) -> Result<NamedIdentity, Refusal> {
     let invalid = || Refusal::InvalidArn(given.to_owned());
     if given.len() > MAX_ARN {
@@ -323,25 +371,26 @@ fn named_identity(given: &str, account: &Account) -> Result<NamedIdentity, Refus
     {
         return Err(invalid());
     }
-    let identity = if name.contains('@') {
-        address::parse_addr_spec(name).map_err(|_| invalid())?
-    } else if address::is_domain(name) {
-        name.to_ascii_lowercase()
-    } else {
-        return Err(invalid());
-    };
-    // The identity as written, domain case aside: SES looks the name up, it never unquotes
-    // `"x"@example.com` into another identity.
-    if identity != canonical_identity(name) {
-        return Err(invalid());
-    }
-    if *owner != account.id {
-        return Err(Refusal::OtherAccount(given.to_owned()));
-    }
+    let identity = parse_identity_name(name).ok_or_else(invalid)?;
     Ok(NamedIdentity {
         given: given.to_owned(),
         identity,
+        owner: (*owner).to_owned(),
     })
+}
+
+/// An identity name (a domain, or an address read strictly) in canonical form; `None` when it is
+/// neither, or when reading it would change it beyond the domain's case (SES looks the name up,
+/// it never unquotes `"x"@example.com` into another identity).
+pub fn parse_identity_name(name: &str) -> Option<String> {
+    let identity = if name.contains('@') {
+        address::parse_addr_spec(name).ok()?
+    } else if address::is_domain(name) {
+        name.to_ascii_lowercase()
+    } else {
+        return None;
+    };
+    (identity == canonical_identity(name)).then_some(identity)
 }
 
 /// Whether `identity` (canonical: an address or a domain) covers `address` (canonical): the
@@ -427,16 +476,18 @@ pub fn build(
         .iter()
         .map(|r| canonical_address(r))
         .collect();
+    let caller_account = principal.account.as_str();
 
     // Each named identity must cover the address it stands for (SPEC §4). With no identities
-    // configured, only the address's own domain (or the address) counts as its verified
-    // identity: a parent such as `identity/com` would otherwise stand for every `.com` sender
-    // and dodge a Deny written on `identity/example.com`.
-    let stands_for = |identity: &str, address: &str| {
-        if account.identities.is_empty() {
+    // configured, only the address's own domain (or the address) counts as this account's
+    // verified identity: a parent such as `identity/com` would otherwise stand for every `.com`
+    // sender and dodge a Deny written on `identity/example.com`.
+    let stands_for = |named: &NamedIdentity, address: &str| {
+        if named.owner == account.id && account.identities.is_empty() {
+            let identity = named.identity.as_str();
             identity == address || address.rsplit_once('@').is_some_and(|(_, d)| d == identity)
         } else {
-            covers(identity, address)
+            covers(&named.identity, address)
         }
     };
     let misaligned = |address: &str, named: &NamedIdentity| Refusal::Misaligned {
@@ -444,23 +495,23 @@ pub fn build(
         arn: named.given.clone(),
     };
     if let Some(named) = &from_arn
-        && !stands_for(&named.identity, &from)
+        && !stands_for(named, &from)
     {
         return Err(misaligned(&from, named));
     }
     if let Some(named) = &source_arn {
-        if from_arn.is_none() && !stands_for(&named.identity, &from) {
+        if from_arn.is_none() && !stands_for(named, &from) {
             return Err(misaligned(&from, named));
         }
         if let Some(mail_from) = &mail_from
-            && !stands_for(&named.identity, mail_from)
+            && !stands_for(named, mail_from)
         {
             return Err(misaligned(mail_from, named));
         }
     }
     if let Some(named) = &return_path_arn {
         match &mail_from {
-            Some(mail_from) if stands_for(&named.identity, mail_from) => {}
+            Some(mail_from) if stands_for(named, mail_from) => {}
             // A null reverse-path has no address for the ARN to stand for.
             Some(mail_from) => return Err(misaligned(mail_from, named)),
             None => return Err(misaligned("<>", named)),
@@ -468,23 +519,44 @@ pub fn build(
     }
 
     // Verification, as SES checks it: From, Sender, a client Return-Path header, MAIL FROM,
-    // every named identity, and in the sandbox every recipient.
+    // every named identity, and in the sandbox every recipient. An address is verified by an
+    // identity of the caller's own account that covers it, or by the named identity that
+    // stands for it (verified by its owner: a delegate needs no identity of its own).
+    let from_named = from_arn.as_ref().or(source_arn.as_ref());
+    let mail_from_named = return_path_arn.as_ref().or(source_arn.as_ref());
+    let own = |address: &str| account.identity_of(caller_account, address).is_some();
+    let named_covers = |named: Option<&NamedIdentity>, address: &str| {
+        named.is_some_and(|n| stands_for(n, address))
+    };
     let mut unverified = Vec::new();
-    let mut check = |address: &String| {
-        if account.identity_for(address).is_none() && !unverified.contains(address) {
+    let mut check = |address: &String, verified: bool| {
+        if !verified && !unverified.contains(address) {
             unverified.push(address.clone());
         }
     };
-    check(&from);
-    sender.iter().for_each(&mut check);
-    return_path_header.iter().for_each(&mut check);
-    mail_from.iter().for_each(&mut check);
+    // Aligned above: a From named identity stands for From, a MAIL FROM one for MAIL FROM.
+    check(&from, from_named.is_some() || own(&from));
+    if let Some(sender) = &sender {
+        check(sender, named_covers(from_named, sender) || own(sender));
+    }
+    if let Some(header) = &return_path_header {
+        let named = named_covers(mail_from_named, header) || named_covers(from_named, header);
+        check(header, named || own(header));
+    }
+    if let Some(mail_from) = &mail_from {
+        check(mail_from, mail_from_named.is_some() || own(mail_from));
+    }
     for named in [&from_arn, &source_arn, &return_path_arn]
         .into_iter()
         .flatten()
     {
-        if !account.identities.is_empty()
-            && !account.identities.contains(&named.identity)
+        // An identity of an account the gateway knows nothing of is another account's: the
+        // policy evaluation decides (and, with no policy of it known, refuses). The caller's own
+        // account and every configured owner verify their identities here.
+        let unknown_owner = named.owner != account.id && !account.others.contains_key(&named.owner);
+        let delegated = unknown_owner && named.owner != caller_account;
+        if !delegated
+            && !account.verifies(&named.owner, &named.identity)
             && !unverified.contains(&named.identity)
         {
             unverified.push(named.identity.clone());
@@ -504,26 +576,39 @@ pub fn build(
         return Err(Refusal::Unverified(unverified));
     }
 
-    // The From address's resource: its named identity, else the verified identity covering it.
-    let from_identity = match from_arn.as_ref().or(source_arn.as_ref()) {
-        Some(named) => named.identity.clone(),
-        None => account.identity_for(&from).expect("checked above"),
+    // The From address's resource: its named identity (of its owner), else the caller's own
+    // account's verified identity covering it.
+    let (from_owner, from_identity) = match from_named {
+        Some(named) => (named.owner.clone(), named.identity.clone()),
+        None => (
+            caller_account.to_owned(),
+            account
+                .identity_of(caller_account, &from)
+                .expect("checked above"),
+        ),
     };
-    let mut resources = vec![account.arn("identity", &from_identity)];
+    let mut resources = vec![account.arn_in(&from_owner, "identity", &from_identity)];
     for named in [&source_arn, &return_path_arn].into_iter().flatten() {
-        let arn = account.arn("identity", &named.identity);
+        let arn = account.arn_in(&named.owner, "identity", &named.identity);
         if !resources.contains(&arn) {
             resources.push(arn);
         }
     }
+    // Configuration sets are the sender's own (SES applies the caller account's sets); an
+    // identity's default set (`[account] default_configuration_sets`) is this account's, for
+    // this account's senders.
     let configuration_set = configuration_set.or_else(|| {
-        account
-            .default_configuration_sets
-            .get(&from_identity)
-            .cloned()
+        (from_owner == account.id && caller_account == account.id)
+            .then(|| {
+                account
+                    .default_configuration_sets
+                    .get(&from_identity)
+                    .cloned()
+            })
+            .flatten()
     });
     if let Some(set) = configuration_set {
-        resources.push(account.arn("configuration-set", &set));
+        resources.push(account.arn_in(caller_account, "configuration-set", &set));
     }
     for identity in recipient_identities {
         let arn = account.arn("identity", &identity);
@@ -552,7 +637,7 @@ pub fn build(
         )
         .set("aws:username", Value::new(principal.name.as_str()))
         .set("aws:PrincipalArn", Value::new(principal.arn.as_str()))
-        .set("aws:PrincipalAccount", Value::new(account.id.as_str()))
+        .set("aws:PrincipalAccount", Value::new(caller_account))
         .set("aws:PrincipalType", Value::new("User"))
         .set("aws:RequestedRegion", Value::new(account.region.as_str()));
     if let Some(id) = &principal.id {
@@ -592,6 +677,7 @@ mod tests {
             identities: identities.iter().map(|s| s.to_string()).collect(),
             default_configuration_sets: BTreeMap::new(),
             sandbox: false,
+            others: BTreeMap::new(),
         }
     }
 
@@ -600,6 +686,7 @@ mod tests {
             name: "app".into(),
             arn: "arn:aws:iam::123456789012:user/apps/app".into(),
             id: Some("AIDAEXAMPLE".into()),
+            account: "123456789012".into(),
         }
     }
 
@@ -748,12 +835,12 @@ mod tests {
         );
         assert_eq!(
             identity(
-                "From: news@example.com\r\nX-SES-FROM-ARN: arn:aws:ses:us-east-1:999999999999:identity/partner.com\r\n\r\n"
+                "From: news@partner.com\r\nX-SES-FROM-ARN: arn:aws:ses:us-east-1:999999999999:identity/partner.com\r\n\r\n"
             ),
-            Err(Refusal::OtherAccount(
-                "arn:aws:ses:us-east-1:999999999999:identity/partner.com".into()
-            )),
-            "another account's identity is refused before evaluation"
+            Ok(vec![
+                "arn:aws:ses:us-east-1:999999999999:identity/partner.com".to_owned()
+            ]),
+            "another account's identity is the resource: its owner verified it, the policies decide"
         );
         assert_eq!(
             identity("From: x@unverified.net\r\n\r\n"),
@@ -860,11 +947,12 @@ mod tests {
                         Some(from),
                         "line {line}"
                     );
-                    assert_eq!(
-                        request.resources[0],
-                        format!("arn:aws:ses:us-east-1:123456789012:{resource}"),
-                        "line {line}"
-                    );
+                    let expected = if resource.starts_with("arn:") {
+                        resource.clone()
+                    } else {
+                        format!("arn:aws:ses:us-east-1:123456789012:{resource}")
+                    };
+                    assert_eq!(request.resources[0], expected, "line {line}");
                 }
                 (hostile::Expect::Refuse { reply }, Err(refusal)) => {
                     let super::super::decide::Ruling::Refused { reply: got, .. } =
@@ -941,6 +1029,122 @@ mod tests {
         assert!(covers("example.com", "a@sub.example.com"));
         assert!(!covers("example.com", "a@badexample.com"));
         assert!(!covers("a@example.com", "b@example.com"));
+    }
+
+    #[test]
+    fn delegates_of_other_accounts() {
+        // The gateway account 888888888888 owns example.com; 123456789012 has its own identity
+        // partner.example; 555566667777 is unknown.
+        let mut account = account(&["example.com"]);
+        account.id = "888888888888".into();
+        account.default_configuration_sets = [("example.com".into(), "owners".into())].into();
+        account
+            .others
+            .insert("123456789012".into(), vec!["partner.example".into()]);
+        let delegate = Principal {
+            name: "partner".into(),
+            arn: "arn:aws:iam::123456789012:user/partner".into(),
+            id: None,
+            account: "123456789012".into(),
+        };
+        let recipients = vec!["x@example.org".to_owned()];
+        let build_as = |principal: &Principal, mail_from: &str, message: &str| {
+            build(
+                message.as_bytes(),
+                TransactionFacts {
+                    tls: true,
+                    client: "127.0.0.1".parse().unwrap(),
+                    mail_from,
+                    recipients: &recipients,
+                },
+                principal,
+                &account,
+                &headers::Limits::default(),
+                Timestamp::UNIX_EPOCH,
+            )
+        };
+        let owner_arn = "arn:aws:ses:us-east-1:888888888888:identity";
+        let source = format!("X-SES-SOURCE-ARN: {owner_arn}/example.com\r\n");
+        let request = build_as(
+            &delegate,
+            "b@example.com",
+            &format!("From: a@example.com\r\n{source}X-SES-CONFIGURATION-SET: mine\r\n\r\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            request.resources,
+            [
+                format!("{owner_arn}/example.com"),
+                "arn:aws:ses:us-east-1:123456789012:configuration-set/mine".into()
+            ],
+            "the identity is the owner's, the configuration set the delegate's own"
+        );
+        assert_eq!(
+            text(&request.context, "aws:PrincipalAccount").as_deref(),
+            Some("123456789012")
+        );
+        // The owner's default configuration set is not the delegate's.
+        let request = build_as(
+            &delegate,
+            "b@example.com",
+            &format!("From: a@example.com\r\n{source}\r\n"),
+        )
+        .unwrap();
+        assert_eq!(request.resources, [format!("{owner_arn}/example.com")]);
+        // A Sender or Return-Path header the named identity does not cover is the delegate's to
+        // verify, and its account has no identity covering it.
+        for header in ["Sender: s@evil.example", "Return-Path: <r@evil.example>"] {
+            let refused = build_as(
+                &delegate,
+                "b@example.com",
+                &format!("From: a@example.com\r\n{source}{header}\r\n\r\n"),
+            );
+            assert!(
+                matches!(&refused, Err(Refusal::Unverified(list)) if list[0].ends_with("@evil.example")),
+                "{header}: {refused:?}"
+            );
+        }
+        // The delegate's own identity needs no ARN header; an unknown name of the owner account
+        // is not verified; its own account's unknown identity neither.
+        let own = build_as(
+            &delegate,
+            "b@partner.example",
+            "From: a@partner.example\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            own.resources,
+            ["arn:aws:ses:us-east-1:123456789012:identity/partner.example"]
+        );
+        assert_eq!(
+            build_as(
+                &delegate,
+                "b@other.example",
+                &format!(
+                    "From: a@other.example\r\nX-SES-SOURCE-ARN: {owner_arn}/other.example\r\n\r\n"
+                )
+            )
+            .unwrap_err(),
+            Refusal::Unverified(vec!["other.example".into()])
+        );
+        assert_eq!(
+            build_as(
+                &delegate,
+                "b@other.example",
+                "From: a@other.example\r\nX-SES-SOURCE-ARN: arn:aws:ses:us-east-1:123456789012:identity/other.example\r\n\r\n"
+            )
+            .unwrap_err(),
+            Refusal::Unverified(vec!["other.example".into()])
+        );
+        // An account the gateway knows nothing of: no verification here, the policies refuse.
+        let unknown = "arn:aws:ses:us-east-1:555566667777:identity/example.com";
+        let request = build_as(
+            &delegate,
+            "b@example.com",
+            &format!("From: a@example.com\r\nX-SES-SOURCE-ARN: {unknown}\r\n\r\n"),
+        )
+        .unwrap();
+        assert_eq!(request.resources, [unknown]);
     }
 
     #[test]

@@ -62,6 +62,65 @@ impl Json {
         }
     }
 
+    /// The member `key` of an object.
+    pub fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The value as JSON text, indented by two spaces, keys in document order and numbers as
+    /// written: a policy written back means exactly what was read.
+    pub fn to_pretty(&self) -> String {
+        let mut out = String::new();
+        self.write_pretty(&mut out, 0);
+        out
+    }
+
+    fn write_pretty(&self, out: &mut String, depth: usize) {
+        let indent = |out: &mut String, depth: usize| {
+            out.push('\n');
+            out.push_str(&"  ".repeat(depth));
+        };
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::Number(text) => out.push_str(text),
+            Json::String(text) => {
+                out.push_str(&serde_json::to_string(text).expect("strings serialize"))
+            }
+            Json::Array(items) if items.is_empty() => out.push_str("[]"),
+            Json::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    indent(out, depth + 1);
+                    item.write_pretty(out, depth + 1);
+                }
+                indent(out, depth);
+                out.push(']');
+            }
+            Json::Object(members) if members.is_empty() => out.push_str("{}"),
+            Json::Object(members) => {
+                out.push('{');
+                for (i, (key, value)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    indent(out, depth + 1);
+                    out.push_str(&serde_json::to_string(key).expect("strings serialize"));
+                    out.push_str(": ");
+                    value.write_pretty(out, depth + 1);
+                }
+                indent(out, depth);
+                out.push('}');
+            }
+        }
+    }
+
     /// A scalar as the text IAM compares: strings as they are, numbers and booleans unquoted.
     pub fn scalar_text(&self) -> Option<String> {
         match self {
@@ -156,6 +215,28 @@ impl<'de> Visitor<'de> for JsonVisitor {
         }
         Ok(Json::Object(members))
     }
+}
+
+/// The length of a JSON text without the white space between tokens: what IAM counts against
+/// its size limits ("IAM does not count white space"), and SES presumably too.
+pub fn significant_len(text: &str) -> usize {
+    let (mut length, mut in_string, mut escaped) = (0, false, false);
+    for c in text.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c.is_whitespace() {
+            continue;
+        }
+        length += c.len_utf8();
+    }
+    length
 }
 
 /// A position in the policy text, as AWS's simulator reports it (1-based line and column).
@@ -266,6 +347,22 @@ pub fn statement_spans(text: &str) -> Vec<Span> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_back_it_reads_the_same() {
+        let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Condition":{"NumericLessThan":{"k":1e2,"j":5.0}},"Action":[],"Resource":"a\"b\u00e9"}],"Z":{},"A":null}"#;
+        let json = Json::parse(text).unwrap();
+        let pretty = json.to_pretty();
+        assert_eq!(Json::parse(&pretty).unwrap(), json);
+        assert!(
+            pretty.contains("\"k\": 1e2") && pretty.contains("\"j\": 5.0"),
+            "{pretty}"
+        );
+        assert!(
+            pretty.starts_with("{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [\n    {"),
+            "{pretty}"
+        );
+    }
 
     #[test]
     fn duplicate_keys_are_refused() {

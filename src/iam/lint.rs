@@ -79,6 +79,72 @@ pub fn lint(policy: &Policy) -> Vec<Warning> {
     warnings
 }
 
+/// Warnings about a sending authorization policy attached to the identity `identity_arn`, besides
+/// [`lint`]'s: who it lets in, and what else it names.
+pub fn lint_identity_policy(policy: &Policy, identity_arn: &str) -> Vec<Warning> {
+    use super::principal::PrincipalEntry;
+    let mut warnings = Vec::new();
+    for statement in &policy.statements {
+        let mut warn = |message: String, fix: &str| {
+            warnings.push(Warning {
+                policy: policy.name.to_string(),
+                statement: Some((statement.index, statement.sid.as_deref().map(str::to_owned))),
+                message,
+                fix: fix.to_owned(),
+            })
+        };
+        let Some(principals) = &statement.principal else {
+            continue;
+        };
+        if statement.effect == Effect::Allow
+            && principals.is_everyone()
+            && statement.conditions.is_empty()
+        {
+            warn(
+                format!(
+                    "Principal \"*\" without a Condition lets every AWS account send as {identity_arn} (in its own account, every user its IAM policies allow)."
+                ),
+                "name the delegate accounts or users in Principal, or add a Condition that limits who may send.",
+            );
+        }
+        if principals.negated && statement.effect == Effect::Allow {
+            warn(
+                "NotPrincipal with Allow grants every principal not listed, in every AWS account."
+                    .into(),
+                "name the principals to allow in Principal instead.",
+            );
+        }
+        if principals.negated && statement.effect == Effect::Deny {
+            warn(
+                "NotPrincipal with Deny always denies a user that has a permissions boundary, whatever it lists (IAM-UG, permissions boundaries).".into(),
+                "use Principal \"*\" with a Condition ArnNotEquals on aws:PrincipalArn instead.",
+            );
+        }
+        for entry in &principals.entries {
+            if let PrincipalEntry::Other { kind, value } = entry {
+                warn(
+                    format!(
+                        "Principal {kind} {value} is never a user of the gateway, so this entry never applies to an SMTP sender."
+                    ),
+                    "name the IAM users or accounts that send through sesgate.",
+                );
+            }
+        }
+        for resource in &statement.resources.patterns {
+            if resource.literal() != Some(identity_arn) {
+                warn(
+                    format!(
+                        "Resource {:?} also covers identities other than {identity_arn}; SES requires the ARN of the identity the policy is attached to.",
+                        resource.text()
+                    ),
+                    &format!("write \"{identity_arn}\"."),
+                );
+            }
+        }
+    }
+    warnings
+}
+
 fn lint_actions(statement: &Statement, warn: &mut impl FnMut(String, &str)) {
     let sends_other = OTHER_SEND_ACTIONS
         .iter()
@@ -102,10 +168,18 @@ fn lint_condition(
     let key = condition.key_id.as_str();
     let known = SMTP_KEYS.iter().find(|(k, _)| *k == key);
     let (operator, shown_key) = (&condition.operator, &condition.key);
+    let why = match key {
+        // SES-DG confused-deputy guidance: set when a service acts for the identity owner.
+        "aws:sourceaccount" | "aws:sourcearn" => {
+            " (SES sets it when an AWS service acts for the identity owner through a Service principal, never for an IAM user's request)"
+        }
+        "aws:principalorgid" => " (sesgate does not model AWS Organizations)",
+        _ => "",
+    };
     match known {
         None if !key.starts_with("aws:principaltag/") => warn(
             format!(
-                "{shown_key} is not a condition key SES sets for SendRawEmail over SMTP; the condition always sees it missing."
+                "{shown_key} is not a condition key SES sets for SendRawEmail over SMTP{why}; the condition always sees it missing."
             ),
             "use one of ses:Recipients, ses:FromAddress, ses:FromDisplayName, ses:FeedbackAddress, ses:ApiVersion, aws:CurrentTime, aws:EpochTime, aws:SecureTransport, aws:SourceIp, aws:UserAgent.",
         ),
@@ -271,6 +345,10 @@ mod tests {
             r#"{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*","Condition":{"StringEquals":{"ses:FromDomain":"example.com"}}}"#,
             "ses:FromDomain is not a condition key SES sets",
         );
+        one(
+            r#"{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*","Condition":{"StringEquals":{"aws:SourceAccount":"123456789012"}}}"#,
+            "aws:SourceAccount is not a condition key SES sets for SendRawEmail over SMTP (SES sets it when an AWS service acts",
+        );
     }
 
     #[test]
@@ -287,5 +365,53 @@ mod tests {
         // The Null condition that the ForAllValues warning asks for silences it (any key case).
         assert!(warnings(r#"{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*","Condition":{"ForAllValues:StringLike":{"ses:Recipients":"*@example.com"},"Null":{"SES:recipients":"false"}}}"#).is_empty());
         assert!(warnings(r#"{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*","Condition":{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::${aws:PrincipalAccount}:user/*"}}}"#).is_empty());
+    }
+
+    #[test]
+    fn identity_policy_lints() {
+        let identity = "arn:aws:ses:us-east-1:888888888888:identity/example.com";
+        let lints = |statement: &str| -> Vec<String> {
+            let policy = Policy::parse_resource(
+                "Delegate",
+                &format!(r#"{{"Version":"2012-10-17","Statement":{statement}}}"#),
+            )
+            .unwrap();
+            lint_identity_policy(&policy, identity)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        let has = |found: &[String], want: &str| {
+            assert!(
+                found.iter().any(|w| w.contains(want)),
+                "{found:?} lacks {want:?}"
+            )
+        };
+        has(
+            &lints(&format!(
+                r#"{{"Effect":"Allow","Principal":"*","Action":"ses:SendRawEmail","Resource":"{identity}"}}"#
+            )),
+            "Delegate Statement[0]: Principal \"*\" without a Condition lets every AWS account send",
+        );
+        has(
+            &lints(
+                r#"{"Effect":"Allow","Principal":{"AWS":"123456789012"},"Action":"ses:SendRawEmail","Resource":"arn:aws:ses:*:888888888888:identity/*"}"#,
+            ),
+            "also covers identities other than",
+        );
+        has(
+            &lints(&format!(
+                r#"{{"Effect":"Deny","NotPrincipal":{{"AWS":"123456789012"}},"Action":"ses:SendRawEmail","Resource":"{identity}"}}"#
+            )),
+            "always denies a user that has a permissions boundary",
+        );
+        has(
+            &lints(&format!(
+                r#"{{"Effect":"Allow","Principal":{{"Service":"cognito-idp.amazonaws.com"}},"Action":"ses:SendRawEmail","Resource":"{identity}"}}"#
+            )),
+            "is never a user of the gateway",
+        );
+        assert!(lints(&format!(r#"{{"Effect":"Allow","Principal":{{"AWS":"123456789012"}},"Action":"ses:SendRawEmail","Resource":"{identity}"}}"#)).is_empty());
+        assert!(lints(&format!(r#"{{"Effect":"Allow","Principal":"*","Action":"ses:SendRawEmail","Resource":"{identity}","Condition":{{"StringEquals":{{"aws:PrincipalAccount":"123456789012"}}}}}}"#)).is_empty());
     }
 }

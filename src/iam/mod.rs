@@ -1,4 +1,6 @@
-//! The IAM policy engine: AWS identity-based policy documents in, decisions with reasons out.
+//! The IAM policy engine: AWS policy documents (identity-based, permissions boundaries, and the
+//! resource-based sending authorization policies of SES identities) in, decisions with reasons
+//! out.
 //!
 //! ```text
 //! policy JSON --Policy::parse--> Policy (compiled once) --+
@@ -18,16 +20,22 @@ mod json;
 mod lint;
 mod pattern;
 mod policy;
+mod principal;
 mod scalar;
+pub mod sending_authorization;
 
 pub use arn::ArnPattern;
 pub use condition::{CompileError, Condition, SetQualifier, Test};
 pub use context::{Context, Entry, Value};
-pub use decision::{Authorization, Decision, Outcome, PolicyRole, PolicySet, StatementRef};
-pub use json::{Position, Span};
-pub use lint::{Warning, lint};
+pub use decision::{
+    Authorization, Decision, Outcome, PolicyRole, PolicySet, PolicyTypes, ResourceSide,
+    SideOutcomes, StatementRef,
+};
+pub use json::{Json, Position, Span};
+pub use lint::{Warning, lint, lint_identity_policy};
 pub use pattern::{Pattern, Token};
-pub use policy::{Effect, Element, LoadError, Policy, Statement, Version};
+pub use policy::{Effect, Element, LoadError, Policy, PolicyKind, Statement, Version};
+pub use principal::{Caller, Grant, PrincipalEntry, Principals};
 pub use scalar::{Decimal, Instant, parse_cidr, parse_date, parse_instant, parse_ip};
 
 /// The action every SMTP transaction is authorized as (the SES SMTP interface, API version 2).

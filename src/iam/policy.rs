@@ -1,5 +1,8 @@
-//! Loading one identity-based policy document: validation as IAM does it at creation time, then
-//! compilation into statements that evaluate without parsing.
+//! Loading one policy document: validation as IAM does it at creation time, then compilation into
+//! statements that evaluate without parsing. A policy is identity-based (attached to a user or a
+//! group, or a permissions boundary: `Principal` is refused, as IAM refuses it) or resource-based
+//! (an SES identity's sending authorization policy: every statement names its `Principal` or
+//! `NotPrincipal`, and a `Sid` may be any string, as SES-DG `policy-anatomy.md` allows).
 //!
 //! Choices where IAM's text is silent (documented in the README):
 //! - `Id` is accepted and ignored (the grammar says identity policies do not use it; whether IAM
@@ -16,6 +19,17 @@ use super::condition::{CompileError, Condition};
 use super::context::{Context, Key};
 use super::json::{Json, Span, first_forbidden_char, statement_spans};
 use super::pattern::{Pattern, Resolve, Syntax};
+use super::principal::{self, Principals};
+
+/// What a policy is attached to, which decides whether it names principals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// A user's or group's policy, or a permissions boundary: no `Principal`.
+    IdentityBased,
+    /// A policy attached to a resource (an SES identity): every statement has a `Principal` or
+    /// `NotPrincipal`.
+    ResourceBased,
+}
 
 /// `Effect`: exactly `Allow` or `Deny` (case-sensitive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +84,8 @@ pub struct Statement {
     pub actions: Element<Pattern>,
     pub resources: Element<ArnPattern>,
     pub conditions: Vec<Condition>,
+    /// `Principal`/`NotPrincipal`: present exactly in resource-based policies.
+    pub principal: Option<Principals>,
     /// Where the statement is in the policy text, for the simulator's output.
     pub span: Option<Span>,
 }
@@ -121,17 +137,43 @@ impl Resolve for NoVariables {
     }
 }
 
-/// A compiled identity-based policy.
+/// A compiled policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub name: Arc<str>,
     pub version: Version,
+    pub kind: PolicyKind,
     pub statements: Vec<Statement>,
+    /// Whether `Statement` is an array (JSON paths are `Statement[i]`) or one object
+    /// (`Statement`).
+    pub statement_array: bool,
 }
 
 impl Policy {
-    /// Parses and validates a policy document named `name`.
+    /// The JSON path of statement `index`, as load errors write it.
+    pub fn statement_path(&self, index: usize) -> String {
+        if self.statement_array {
+            format!("Statement[{index}]")
+        } else {
+            "Statement".to_owned()
+        }
+    }
+}
+
+impl Policy {
+    /// Parses and validates an identity-based policy document named `name`.
     pub fn parse(name: &str, text: &str) -> Result<Policy, LoadError> {
+        Self::parse_as(name, text, PolicyKind::IdentityBased)
+    }
+
+    /// Parses and validates a resource-based policy document (an SES identity's sending
+    /// authorization policy, or the simulator's `--resource-policy`).
+    pub fn parse_resource(name: &str, text: &str) -> Result<Policy, LoadError> {
+        Self::parse_as(name, text, PolicyKind::ResourceBased)
+    }
+
+    /// Parses and validates a policy document of `kind`.
+    pub fn parse_as(name: &str, text: &str, kind: PolicyKind) -> Result<Policy, LoadError> {
         let error = |path: &str, reason: String| LoadError {
             policy: name.to_owned(),
             path: path.to_owned(),
@@ -219,7 +261,7 @@ impl Policy {
             } else {
                 "Statement".to_owned()
             };
-            let mut statement = parse_statement(item, index, version)
+            let mut statement = parse_statement(item, index, version, kind)
                 .map_err(|(sub, reason)| error(&format!("{path}{sub}"), reason))?;
             if let Some(sid) = &statement.sid
                 && !sids.insert(sid.clone())
@@ -235,7 +277,9 @@ impl Policy {
         Ok(Policy {
             name: name.into(),
             version,
+            kind,
             statements,
+            statement_array: in_array,
         })
     }
 }
@@ -254,6 +298,7 @@ fn parse_statement(
     json: &Json,
     index: usize,
     version: Version,
+    kind: PolicyKind,
 ) -> Result<Statement, StatementError> {
     let at = |sub: &str, reason: String| (format!(".{sub}"), reason);
     let Json::Object(members) = json else {
@@ -268,13 +313,16 @@ fn parse_statement(
     let mut actions: Option<(&str, &Json)> = None;
     let mut resources: Option<(&str, &Json)> = None;
     let mut conditions = Vec::new();
+    let mut principals: Option<(&str, Principals)> = None;
     for (key, value) in members {
         match key.as_str() {
             "Sid" => {
                 let Json::String(s) = value else {
                     return Err(at("Sid", format!("must be a string, not {}", value.kind())));
                 };
-                if !s.chars().all(|c| c.is_ascii_alphanumeric()) {
+                if kind == PolicyKind::IdentityBased
+                    && !s.chars().all(|c| c.is_ascii_alphanumeric())
+                {
                     return Err(at(
                         "Sid",
                         format!(
@@ -318,19 +366,43 @@ fn parse_statement(
                 resources = Some((key, value));
             }
             "Condition" => conditions = parse_conditions(value, variables)?,
-            "Principal" | "NotPrincipal" => {
+            "Principal" | "NotPrincipal" if kind == PolicyKind::IdentityBased => {
                 return Err(at(
                     key,
                     "an identity-based policy should not specify a principal (IAM: MalformedPolicyDocument)".into(),
                 ));
             }
-            other => {
+            "Principal" | "NotPrincipal" => {
+                if let Some((first, _)) = principals {
+                    return Err(at(
+                        key,
+                        format!("a statement cannot have both {first} and {key}"),
+                    ));
+                }
+                let parsed = principal::parse(value, key == "NotPrincipal")
+                    .map_err(|(sub, reason)| (format!(".{key}{sub}"), reason))?;
+                principals = Some((key, parsed));
+            }
+            other if kind == PolicyKind::IdentityBased => {
                 return Err(at(
                     other,
                     "unknown statement element (expected Sid, Effect, Action, NotAction, Resource, NotResource, Condition)".into(),
                 ));
             }
+            other => {
+                return Err(at(
+                    other,
+                    "unknown statement element (expected Sid, Effect, Principal, NotPrincipal, Action, NotAction, Resource, NotResource, Condition)".into(),
+                ));
+            }
         }
+    }
+    if kind == PolicyKind::ResourceBased && principals.is_none() {
+        return Err(at(
+            "Principal",
+            "a resource-based policy statement needs Principal or NotPrincipal (who it applies to)"
+                .into(),
+        ));
     }
     let effect = effect.ok_or_else(|| at("Effect", "is required".into()))?;
     let (action_key, action_json) =
@@ -386,6 +458,7 @@ fn parse_statement(
             negated: resource_key == "NotResource",
         },
         conditions,
+        principal: principals.map(|(_, p)| p),
         span: None,
     })
 }
@@ -624,5 +697,42 @@ mod tests {
         assert_eq!(policy.statements[0].sid.as_deref(), Some("First"));
         assert_eq!(policy.statements[1].index, 1);
         assert_eq!(policy.statements[1].span.unwrap().start.line, 3);
+    }
+
+    #[test]
+    fn resource_based_policies_name_principals() {
+        // SES-DG sending-authorization-policy-examples.md, "Specifying the Delegate Sender".
+        let policy = Policy::parse_resource(
+            "Delegate",
+            r#"{"Id":"SampleAuthorizationPolicy","Version":"2012-10-17","Statement":[{"Sid":"Authorize Marketer","Effect":"Allow","Resource":"arn:aws:ses:us-east-1:888888888888:identity/example.com","Principal":{"AWS":["123456789012"]},"Action":["ses:SendEmail","ses:SendRawEmail"],"Condition":{"StringLike":{"ses:FromAddress":"marketing+.*@example.com"}}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(policy.kind, PolicyKind::ResourceBased);
+        assert!(policy.statements[0].principal.is_some());
+        assert_eq!(
+            policy.statements[0].sid.as_deref(),
+            Some("Authorize Marketer")
+        );
+        for (json, want) in [
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*"}}"#,
+                "Statement.Principal: a resource-based policy statement needs Principal or NotPrincipal",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Principal":"*","NotPrincipal":{"AWS":"123456789012"},"Action":"ses:SendRawEmail","Resource":"*"}}"#,
+                "Statement.NotPrincipal: a statement cannot have both Principal and NotPrincipal",
+            ),
+            (
+                r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":["123456789012","arn:aws:iam::1:user/x"]},"Action":"ses:SendRawEmail","Resource":"*"}]}"#,
+                "Statement[0].Principal.AWS[1]: \"arn:aws:iam::1:user/x\" is not a valid AWS principal",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"ses:SendRawEmail","Resource":"*","Extra":1}}"#,
+                "Statement.Extra: unknown statement element (expected Sid, Effect, Principal",
+            ),
+        ] {
+            let got = Policy::parse_resource("P", json).unwrap_err().to_string();
+            assert!(got.contains(want), "\n got: {got}\nwant: {want}");
+        }
     }
 }

@@ -27,6 +27,11 @@ pub enum RelayError {
     /// sesgate cannot hand it to the upstream (an address lettre refuses).
     #[error("refused: {0}")]
     Refused(String),
+    /// The upstream throttled it (SES's `454 Throttling failure: ...`): temporary, and a sign to
+    /// slow down. Carries the upstream's text (made safe by `reply_text`), for the log and to
+    /// tell a rate from a daily quota.
+    #[error("throttled by the upstream: {0}")]
+    Throttled(String),
 }
 
 /// The longest upstream text passed on to a client (an SMTP reply line is at most 512 bytes

@@ -391,6 +391,9 @@ fn classify(error: &WireError) -> RelayError {
             code: *code,
             text: super::reply_text(&reply_of(error)),
         },
+        WireError::Reply(reply) if reply.code == 454 && is_throttling_text(&reply.text()) => {
+            RelayError::Throttled(super::reply_text(&reply.text()))
+        }
         WireError::Reply(reply) => {
             RelayError::Deferred(format!("upstream replied {}: {}", reply.code, reply.text()))
         }
@@ -405,9 +408,34 @@ fn reply_of(error: &WireError) -> String {
     }
 }
 
+/// SES's throttling replies: `454 Throttling failure: Maximum sending rate exceeded` and
+/// `... Daily message quota exceeded` (also the SigV2 variant). Its other 454s ("Temporary
+/// authentication failure", "Temporary service failure") are not about pace.
+fn is_throttling_text(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    text.contains("throttl") || text.contains("rate exceeded") || text.contains("quota exceeded")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_texts() {
+        for text in [
+            "Throttling failure: Maximum sending rate exceeded",
+            "4.7.0 Throttling failure: Daily message quota exceeded.",
+            "Throttling failure: Maximum SigV2 SMTP sending rate exceeded",
+        ] {
+            assert!(is_throttling_text(text), "{text}");
+        }
+        for text in [
+            "Temporary authentication failure",
+            "4.3.0 Temporary service failure",
+        ] {
+            assert!(!is_throttling_text(text), "{text}");
+        }
+    }
 
     #[test]
     fn urls() {

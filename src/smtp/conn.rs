@@ -159,6 +159,7 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
             };
             match step {
                 Step::Reply(reply) => {
+                    let reply = self.check_recipient().await.unwrap_or(reply);
                     self.log_refusal(&reply);
                     self.send(&reply);
                 }
@@ -206,6 +207,24 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
                 }
             }
         }
+    }
+
+    /// When the line just handled added a recipient, asks the handler about it; its refusal
+    /// (the recipient taken back) replaces the `250`.
+    async fn check_recipient(&mut self) -> Option<Reply> {
+        let envelope = self.session.added_recipient()?;
+        let (user, identified_by) = self.session.identity()?;
+        let check = super::RecipientCheck {
+            session_id: &self.id,
+            user,
+            identified_by,
+            client: self.client,
+            mail_from: &envelope.mail_from,
+            recipients: &envelope.recipients,
+        };
+        let refusal = self.shared.handler.check_recipient(&check).await?;
+        self.session.withdraw_recipient();
+        Some(refusal)
     }
 
     /// One line for every refusal of a command before DATA (530 without AUTH, 552 SIZE, 5xx

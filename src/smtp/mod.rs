@@ -52,6 +52,30 @@ use session::Session;
 /// as given: a handler must not return 250 before the message is safe (SPEC §7).
 pub trait Handler: Send + Sync + 'static {
     fn deliver(&self, transaction: Transaction) -> impl Future<Output = Reply> + Send;
+
+    /// Asked for each RCPT the session would accept, before its `250`: `None` accepts it, a
+    /// reply refuses this recipient only (the transaction goes on with the others). For the
+    /// refusals that are certain at RCPT whatever the message says (SPEC §2), such as a 24-hour
+    /// quota with no room for one more recipient. The default accepts every recipient.
+    fn check_recipient(
+        &self,
+        _recipient: &RecipientCheck<'_>,
+    ) -> impl Future<Output = Option<Reply>> + Send {
+        async { None }
+    }
+}
+
+/// A recipient about to be accepted, with the transaction so far.
+#[derive(Debug, Clone, Copy)]
+pub struct RecipientCheck<'a> {
+    pub session_id: &'a str,
+    /// Who sends, as the authenticator named them.
+    pub user: &'a str,
+    pub identified_by: IdentifiedBy,
+    pub client: IpAddr,
+    pub mail_from: &'a str,
+    /// Every recipient of the transaction, the new one last.
+    pub recipients: &'a [String],
 }
 
 /// Where connections get the TLS acceptor when they start TLS: the caller's current one (the

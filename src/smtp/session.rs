@@ -147,6 +147,9 @@ pub struct Session {
     envelope: Option<Envelope>,
     errors: u32,
     auth_failures: u32,
+    /// The last line was a RCPT that added a recipient (the envelope's last), not yet confirmed
+    /// by the handler (`Handler::check_recipient`).
+    recipient_added: bool,
 }
 
 impl Session {
@@ -161,6 +164,22 @@ impl Session {
             envelope: None,
             errors: 0,
             auth_failures: 0,
+            recipient_added: false,
+        }
+    }
+
+    /// The envelope, when the line just handled added a recipient (its last one): the connection
+    /// asks the handler about it before the `250` goes out.
+    pub fn added_recipient(&self) -> Option<&Envelope> {
+        self.envelope.as_ref().filter(|_| self.recipient_added)
+    }
+
+    /// Takes back the recipient the last line added (the handler refused it).
+    pub fn withdraw_recipient(&mut self) {
+        if std::mem::take(&mut self.recipient_added)
+            && let Some(envelope) = &mut self.envelope
+        {
+            envelope.recipients.pop();
         }
     }
 
@@ -223,6 +242,7 @@ impl Session {
 
     /// Handles one command line (terminator included).
     pub fn on_line(&mut self, line: &[u8]) -> Step {
+        self.recipient_added = false;
         if line.starts_with(b"PROXY ") {
             // A PROXY header from a peer that is not a trusted proxy: refuse, never parse it.
             return Step::Close(reply::untrusted_proxy());
@@ -422,6 +442,7 @@ impl Session {
         }
         if let Some(envelope) = &mut self.envelope {
             envelope.recipients.push(address.to_owned());
+            self.recipient_added = true;
         }
         Step::Reply(reply::recipient_ok())
     }
@@ -568,6 +589,33 @@ mod tests {
         ));
         s.on_auth_result(Ok("user".into()));
         s
+    }
+
+    #[test]
+    fn a_recipient_the_handler_refuses_is_taken_back() {
+        let mut s = authenticated();
+        s.on_line(b"MAIL FROM:<a@b.c>\r\n");
+        assert!(s.added_recipient().is_none(), "MAIL adds no recipient");
+        s.on_line(b"RCPT TO:<x@b.c>\r\n");
+        assert_eq!(s.added_recipient().unwrap().recipients, ["x@b.c"]);
+        s.on_line(b"RCPT TO:<y@b.c>\r\n");
+        assert_eq!(s.added_recipient().unwrap().recipients, ["x@b.c", "y@b.c"]);
+        s.withdraw_recipient();
+        assert!(s.added_recipient().is_none());
+        // Only once, and only the recipient the last line added.
+        s.withdraw_recipient();
+        s.on_line(b"NOOP\r\n");
+        s.withdraw_recipient();
+        // The refused one freed its place under max_recipients (2).
+        assert_eq!(reply_of(s.on_line(b"RCPT TO:<z@b.c>\r\n")), "250 2.1.5 Ok");
+        assert_eq!(s.added_recipient().unwrap().recipients, ["x@b.c", "z@b.c"]);
+        // A refused RCPT (past the limit) added nothing to take back.
+        assert!(reply_of(s.on_line(b"RCPT TO:<w@b.c>\r\n")).starts_with("452"));
+        assert!(s.added_recipient().is_none());
+        s.withdraw_recipient();
+        assert_eq!(s.on_line(b"DATA\r\n"), Step::ReadData);
+        let (envelope, _) = s.on_data_end(Ok(b"x\r\n".to_vec())).unwrap();
+        assert_eq!(envelope.recipients, ["x@b.c", "z@b.c"]);
     }
 
     #[test]

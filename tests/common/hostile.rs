@@ -9,7 +9,7 @@ pub const TABLE: &str = include_str!("../data/hostile_headers.txt");
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
     /// Evaluated with this From address and this identity resource (after
-    /// `arn:aws:ses:us-east-1:123456789012:`).
+    /// `arn:aws:ses:us-east-1:123456789012:`, or a whole ARN of another account's identity).
     Allow { from: String, resource: String },
     /// Refused before any policy; the reply contains this text.
     Refuse { reply: String },

@@ -5,6 +5,7 @@
 
 #[path = "../common/mod.rs"]
 pub mod common;
+pub mod redis;
 pub mod sink;
 
 #[allow(unused_imports)] // not every test crate uses it

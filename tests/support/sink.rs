@@ -55,6 +55,8 @@ pub struct Sink {
     /// Keep accepted messages (tests) or only count them (benchmarks).
     pub record: bool,
     pub count: Arc<std::sync::atomic::AtomicUsize>,
+    /// Messages that reached the end of DATA, whatever the reply to them.
+    pub data_attempts: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Sink {
@@ -86,6 +88,7 @@ impl Sink {
             close_after_accept: Arc::default(),
             record,
             count: Arc::default(),
+            data_attempts: Arc::default(),
         };
         let shared = sink.clone();
         tokio::spawn(async move {
@@ -231,6 +234,8 @@ impl Sink {
                     let unstuffed = raw.strip_prefix(b".").unwrap_or(&raw);
                     data.extend_from_slice(unstuffed);
                 }
+                self.data_attempts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 match reply {
                     DataReply::Accept => {
                         counter += 1;
