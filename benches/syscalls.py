@@ -10,6 +10,7 @@ message. strace slows the traced process a lot; the counts, not the rate, are th
     cargo build --release --bin sesgate
     python3 benches/syscalls.py                     # 2000 messages, 100 per session
     python3 benches/syscalls.py --per-session 1
+    python3 benches/syscalls.py --client pipelined  # MAIL, RCPT and DATA in one write
 """
 
 import argparse
@@ -31,6 +32,8 @@ def main():
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--per-session", type=int, default=100)
     ap.add_argument("--size", type=int, default=10240)
+    ap.add_argument("--client", choices=["smtp-source", "pipelined"], default="smtp-source",
+                    help="smtp-source (one command per write) or pipelined_source.py (RFC 2920)")
     ap.add_argument("--binary", default=os.path.join(anchor.ROOT, "target", "release", "sesgate"))
     args = ap.parse_args()
     if not shutil.which("strace"):
@@ -46,7 +49,13 @@ def main():
                                   stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # attach to every thread
         base = sink.count()
-        anchor.run_source(sesgate.port, args.messages, args.per_session, args.sessions, args.size)
+        if args.client == "pipelined":
+            subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "pipelined_source.py"),
+                            str(sesgate.port), "--sessions", str(args.sessions), "--messages",
+                            str(args.messages), "--per-session", str(args.per_session),
+                            "--size", str(args.size)], check=True)
+        else:
+            anchor.run_source(sesgate.port, args.messages, args.per_session, args.sessions, args.size)
         deadline = time.monotonic() + 120
         while sink.count() - base < args.messages and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -57,7 +66,7 @@ def main():
         print(table)
         total = next((line.split() for line in table.splitlines() if line.strip().endswith("total")), None)
         calls = int(total[3]) if total and len(total) >= 5 else 0
-        print(f"{relayed} messages relayed, {args.per_session} per session: "
+        print(f"{relayed} messages relayed, {args.per_session} per session, {args.client}: "
               f"{calls} system calls, {calls / max(relayed, 1):.1f} per message")
     finally:
         sesgate.stop()
