@@ -9,8 +9,8 @@ served, then reports sesgate's RSS per connection (kernel socket buffers not inc
     python3 benches/connections.py               # 10,000 connections
     python3 benches/connections.py --connections 2000
 
-The file-descriptor limit of this script and of the sesgate it starts is raised to 65,536
-(the systemd units set LimitNOFILE=65536 for the same reason).
+The soft file-descriptor limit of this script and of the sesgate it starts is raised to the
+connections plus 1,000 (the hard limit must allow it; the systemd units set LimitNOFILE=65536).
 """
 
 import argparse
@@ -64,7 +64,11 @@ def main():
     ap.add_argument("--connections", type=int, default=10000)
     ap.add_argument("--binary", default=os.path.join(anchor.ROOT, "target", "release", "sesgate"))
     args = ap.parse_args()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = args.connections + 1000  # per process: this script and sesgate each hold one end
+    if hard != resource.RLIM_INFINITY and hard < want:
+        sys.exit(f"the hard file-descriptor limit is {hard}; {want} are needed (ulimit -Hn)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     workdir = tempfile.mkdtemp(prefix="sesgate-connections-")
     os.chmod(workdir, 0o755)
     sink = anchor.Sink(workdir)
