@@ -55,7 +55,13 @@ fn previous_iam_toml() -> String {
         ("legacy-app", "/legacy/"),
         ("retired", "/"),
     ] {
-        toml.push_str(&user_toml(user, path, &login(user), PASSWORD, ""));
+        // The operator's own quota for billing-app (never in an AWS export) must survive.
+        let extra = if user == "billing-app" {
+            "max_send_rate = 2.5\nmax_24_hour_send = 100"
+        } else {
+            ""
+        };
+        toml.push_str(&user_toml(user, path, &login(user), PASSWORD, extra));
     }
     toml.push_str(&user_toml(
         "partner",
@@ -156,6 +162,17 @@ async fn import_round_trip() {
         ]
     );
     assert!(iam.contains("networks = [\"192.0.2.0/28\"]"), "{iam}");
+    let billing = parsed
+        .users
+        .iter()
+        .find(|u| u.name == "billing-app")
+        .expect("billing-app imported");
+    assert_eq!(
+        billing.max_send_rate.as_ref().map(|r| *r.get_ref()),
+        Some(2.5),
+        "{iam}"
+    );
+    assert_eq!(billing.max_24_hour_send, Some(100), "{iam}");
     // The default version of SesSendRawOnly (v2), not the older ses:* one.
     let send_raw = std::fs::read_to_string(out.join("SesSendRawOnly.json")).unwrap();
     assert!(

@@ -7,7 +7,7 @@
 //!
 //! Re-importing updates everything from the export but keeps what never comes from AWS: each
 //! user's `[[user.credentials]]` (secrets are never in an export), `networks`,
-//! `client_certificates` and `enforce`, groups' `enforce`, users of other accounts (delegates
+//! `client_certificates`, `enforce` and quotas, groups' `enforce` and quotas, users of other accounts (delegates
 //! configured by hand) and `[[identity]]`s not in this import. Every policy is checked as `serve`
 //! would load it before anything is written; `iam.toml` is written last, atomically. Users
 //! without SES-relevant permission are imported and reported, never dropped.
@@ -90,6 +90,26 @@ fn kept_fields(previous: Option<&User>) -> String {
     }
     if let Some(enforce) = user.enforce {
         let _ = writeln!(out, "enforce = {enforce}");
+    }
+    out.push_str(&kept_quotas(
+        user.max_send_rate.as_ref(),
+        user.max_24_hour_send,
+    ));
+    out
+}
+
+/// The per-user or per-group quotas of the previous `iam.toml`: they are the operator's, not
+/// AWS's (an export has no SES quotas), so a re-import keeps them.
+fn kept_quotas(
+    max_send_rate: Option<&toml::Spanned<f64>>,
+    max_24_hour_send: Option<u64>,
+) -> String {
+    let mut out = String::new();
+    if let Some(rate) = max_send_rate {
+        let _ = writeln!(out, "max_send_rate = {:?}", rate.get_ref());
+    }
+    if let Some(daily) = max_24_hour_send {
+        let _ = writeln!(out, "max_24_hour_send = {daily}");
     }
     out
 }
@@ -356,7 +376,7 @@ pub fn import(options: &Options) -> Result<String, String> {
 
     let mut report = Vec::new();
     let mut toml = format!(
-        "# Written by `sesgate import` from {} (account {account}).\n# Re-importing rewrites this file but keeps every [[user.credentials]], networks,\n# client_certificates and enforce, users of other accounts and identities not re-imported.\n",
+        "# Written by `sesgate import` from {} (account {account}).\n# Re-importing rewrites this file but keeps every [[user.credentials]], networks,\n# client_certificates, enforce and quotas, users of other accounts and identities not re-imported.\n",
         source
             .file_name()
             .and_then(|f| f.to_str())
@@ -382,8 +402,14 @@ pub fn import(options: &Options) -> Result<String, String> {
         if !names.is_empty() {
             let _ = writeln!(toml, "policies = {}", list(&names));
         }
-        if let Some(enforce) = previous_group(&group.name).and_then(|g| g.enforce) {
-            let _ = writeln!(toml, "enforce = {enforce}");
+        if let Some(previous) = previous_group(&group.name) {
+            if let Some(enforce) = previous.enforce {
+                let _ = writeln!(toml, "enforce = {enforce}");
+            }
+            toml.push_str(&kept_quotas(
+                previous.max_send_rate.as_ref(),
+                previous.max_24_hour_send,
+            ));
         }
         toml.push_str(&inline_table("group", &group.inline));
     }

@@ -9,7 +9,24 @@
 //! numbers as written, so the two forms import to identical files. Only the fields sesgate needs
 //! are read; anything missing that it needs is an error naming the entry.
 
+use crate::config::iam::{is_iam_name, is_iam_path};
 use crate::iam::Json;
+
+/// `name` when IAM could have given it (`kind`: "user", "group", "policy"): a hostile export must
+/// not make `sesgate import` write a policy file outside `--out` (policy files are named by
+/// policy name) or give two users one ARN (`config::iam::is_iam_name`).
+fn iam_name(name: String, kind: &str, max: usize, what: &str) -> Result<String, ExportError> {
+    if is_iam_name(&name, max) {
+        Ok(name)
+    } else {
+        Err(error(
+            what,
+            format!(
+                "{name:?} is not a valid IAM {kind} name (1 to {max} of A-Z, a-z, 0-9 and +=,.@_-)"
+            ),
+        ))
+    }
+}
 
 /// Why an export cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +171,7 @@ fn attached(json: &Json, what: &str) -> Result<Vec<Attached>, ExportError> {
         .map(|(i, item)| {
             let what = format!("{what} AttachedManagedPolicies[{i}]");
             Ok(Attached {
-                name: string(item, "PolicyName", &what)?,
+                name: iam_name(string(item, "PolicyName", &what)?, "policy", 128, &what)?,
                 arn: string(item, "PolicyArn", &what)?,
             })
         })
@@ -167,7 +184,7 @@ fn inline(json: &Json, key: &str, what: &str) -> Result<Vec<(String, Document)>,
         .enumerate()
         .map(|(i, item)| {
             let what = format!("{what} {key}[{i}]");
-            let name = string(item, "PolicyName", &what)?;
+            let name = iam_name(string(item, "PolicyName", &what)?, "policy", 128, &what)?;
             let json = item
                 .get("PolicyDocument")
                 .ok_or_else(|| error(&what, "PolicyDocument is missing"))?;
@@ -195,7 +212,7 @@ impl AuthorizationDetails {
             .enumerate()
         {
             let what = format!("UserDetailList[{i}]");
-            let name = string(user, "UserName", &what)?;
+            let name = iam_name(string(user, "UserName", &what)?, "user", 64, &what)?;
             let what = format!("{what} ({name})");
             let groups = list(user, "GroupList", &what)?
                 .iter()
@@ -212,8 +229,17 @@ impl AuthorizationDetails {
                     &format!("{what} PermissionsBoundary"),
                 )?),
             };
+            let path = optional_string(user, "Path", &what)?.unwrap_or_else(|| "/".into());
+            if !is_iam_path(&path) {
+                return Err(error(
+                    &what,
+                    format!(
+                        "{path:?} is not a valid IAM path (printable ASCII without spaces between two /)"
+                    ),
+                ));
+            }
             details.users.push(ExportedUser {
-                path: optional_string(user, "Path", &what)?.unwrap_or_else(|| "/".into()),
+                path,
                 id: optional_string(user, "UserId", &what)?,
                 arn: string(user, "Arn", &what)?,
                 groups,
@@ -228,7 +254,7 @@ impl AuthorizationDetails {
             .enumerate()
         {
             let what = format!("GroupDetailList[{i}]");
-            let name = string(group, "GroupName", &what)?;
+            let name = iam_name(string(group, "GroupName", &what)?, "group", 128, &what)?;
             let what = format!("{what} ({name})");
             details.groups.push(ExportedGroup {
                 arn: string(group, "Arn", &what)?,
@@ -239,7 +265,7 @@ impl AuthorizationDetails {
         }
         for (i, policy) in list(&json, "Policies", "the export")?.iter().enumerate() {
             let what = format!("Policies[{i}]");
-            let name = string(policy, "PolicyName", &what)?;
+            let name = iam_name(string(policy, "PolicyName", &what)?, "policy", 128, &what)?;
             let what = format!("{what} ({name})");
             let versions = list(policy, "PolicyVersionList", &what)?;
             let defaults: Vec<&Json> = versions

@@ -323,6 +323,26 @@ impl IamFile {
                     ),
                 });
             }
+            // The user's ARN is built from path and name: only IAM's own names and paths, so
+            // no two users can share an ARN (and a policy naming one never names the other).
+            if !is_iam_name(&user.name, 64) {
+                return Err(ConfigError::Invalid {
+                    file: file.to_owned(),
+                    message: format!(
+                        "{:?} is not a valid IAM user name (1 to 64 of A-Z, a-z, 0-9 and +=,.@_-)",
+                        user.name
+                    ),
+                });
+            }
+            if !is_iam_path(&user.path) {
+                return Err(ConfigError::Invalid {
+                    file: file.to_owned(),
+                    message: format!(
+                        "user {:?}: {:?} is not a valid IAM path (printable ASCII without spaces between two /)",
+                        user.name, user.path
+                    ),
+                });
+            }
         }
         let rates = parsed
             .users
@@ -360,6 +380,27 @@ impl IamFile {
             })
             .collect()
     }
+}
+
+/// Whether `name` is a name IAM gives a user (`max` 64), a group or a policy (`max` 128): 1 to
+/// `max` of `[A-Za-z0-9+=,.@_-]` (IAM API reference, pattern `[\w+=,.@-]+`). Anything else
+/// is refused: a `/` or `:` in a user name would give it another user's ARN
+/// (`user/apps/john` is John at `/apps/`), and `sesgate import` names policy files by policy
+/// name, so a `/` would write outside its output directory.
+pub fn is_iam_name(name: &str, max: usize) -> bool {
+    (1..=max).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
+/// Whether `path` is an IAM path: `/`, or `/` and printable ASCII without spaces ending in `/`,
+/// at most 512 bytes (IAM API reference, `Path`).
+pub fn is_iam_path(path: &str) -> bool {
+    path.len() <= 512
+        && path.starts_with('/')
+        && path.ends_with('/')
+        && path.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
 #[cfg(test)]

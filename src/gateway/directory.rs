@@ -143,6 +143,7 @@ impl Directory {
         dir: &Path,
         managed: &HashMap<String, Arc<Policy>>,
         account_id: &str,
+        region: &str,
     ) -> Result<Directory, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             file: iam_file.to_owned(),
@@ -247,7 +248,14 @@ impl Directory {
                 .map_or(account_id, |a| a.get_ref().as_str());
             let principal = Principal {
                 name: user.name.clone(),
-                arn: format!("arn:aws:iam::{account}:user{}{}", user.path, user.name),
+                // In the region's partition, as AWS writes it: an `arn:aws:` ARN in China or
+                // GovCloud never matches the Deny naming the user's real ARN.
+                arn: format!(
+                    "arn:{}:iam::{account}:user{}{}",
+                    super::request::partition(region),
+                    user.path,
+                    user.name
+                ),
                 id: user.id.clone(),
                 account: account.to_owned(),
             };
@@ -280,8 +288,15 @@ mod tests {
             .into_iter()
             .map(|(_, policy)| (policy.name.to_string(), Arc::new(policy)))
             .collect();
-        Directory::load(&iam, Path::new("iam.toml"), &dir, &managed, "123456789012")
-            .map_err(|e| e.to_string())
+        Directory::load(
+            &iam,
+            Path::new("iam.toml"),
+            &dir,
+            &managed,
+            "123456789012",
+            "us-east-1",
+        )
+        .map_err(|e| e.to_string())
     }
 
     #[test]

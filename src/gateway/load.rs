@@ -247,6 +247,7 @@ fn authorizer_of(config: &Config, source: &IamSource) -> Result<Authorizer, Star
         &source.dir,
         &managed,
         &config.account.id,
+        &config.account.region,
     )?;
     let identities = Identities::load(
         &source.iam,

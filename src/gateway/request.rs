@@ -594,6 +594,33 @@ pub fn build(
             resources.push(arn);
         }
     }
+    // A named identity never stands in for the identity its owner would use for the same
+    // address without the header: naming `identity/example.com` for `ceo@example.com` must not
+    // skip the Deny (or the sending authorization policies) written on the more specific
+    // `identity/ceo@example.com`, since "policies that you attach to email address identities
+    // take precedence over policies that you attach to their corresponding domain identities"
+    // (ses-iam-facts.md B6); and with no identities configured (the From domain is the
+    // identity), naming `identity/ceo@example.com` must not skip a Deny on
+    // `identity/example.com`. Both are evaluated, so the request needs both to allow it.
+    let more_specific = |named: Option<&NamedIdentity>, address: &str| {
+        let named = named.filter(|n| stands_for(n, address))?;
+        let default = account.identity_of(&named.owner, address)?;
+        (default != named.identity).then(|| account.arn_in(&named.owner, "identity", &default))
+    };
+    let addresses_named = [
+        (from_named, Some(&from)),
+        (mail_from_named, mail_from.as_ref()),
+        (from_named, sender.as_ref()),
+        (mail_from_named, return_path_header.as_ref()),
+        (from_named, return_path_header.as_ref()),
+    ];
+    for (named, address) in addresses_named {
+        if let Some(arn) = address.and_then(|a| more_specific(named, a))
+            && !resources.contains(&arn)
+        {
+            resources.push(arn);
+        }
+    }
     // Configuration sets are the sender's own (SES applies the caller account's sets); an
     // identity's default set (`[account] default_configuration_sets`) is this account's, for
     // this account's senders.
@@ -982,12 +1009,19 @@ mod tests {
         };
         assert_eq!(
             resources(&format!("X-SES-FROM-ARN: {arn}/EXAMPLE.com\r\n")).unwrap(),
-            [format!("{arn}/example.com")],
-            "the FROM-ARN replaces the default news@example.com identity, canonical"
+            [
+                format!("{arn}/example.com"),
+                format!("{arn}/news@example.com")
+            ],
+            "the FROM-ARN is evaluated, canonical, and so is the more specific news@example.com \
+             identity it would otherwise stand in for"
         );
         assert_eq!(
             resources(&format!("X-SES-SOURCE-ARN: {arn}/example.com\r\n")).unwrap(),
-            [format!("{arn}/example.com")],
+            [
+                format!("{arn}/example.com"),
+                format!("{arn}/news@example.com")
+            ],
             "SOURCE-ARN covers From and MAIL FROM bounce@example.com"
         );
         assert_eq!(

@@ -10,8 +10,9 @@
 //! How a principal is matched where AWS's text is silent, failing closed both ways (SPEC §4,
 //! README "Sending authorization"):
 //! - a user ARN in an Allow must be the caller's ARN exactly (path included, case-sensitive); in
-//!   a Deny, the user part may differ in case (IAM user names are unique ignoring case, so such an
-//!   ARN can only mean the same user);
+//!   a Deny, the user name may differ in case and the path may differ or be missing (IAM user
+//!   names are unique in an account ignoring case and path, so such an ARN can only mean the
+//!   same user);
 //! - `NotPrincipal` in an Allow excludes the caller when any entry could name it (its account
 //!   included); in a Deny only the caller's exact ARN excludes it, and (IAM-UG "Permissions
 //!   boundaries") a `NotPrincipal` Deny always applies to a caller with a permissions boundary;
@@ -150,11 +151,15 @@ impl PrincipalEntry {
     }
 }
 
-/// `arn:P:iam::A:user/...` equal up to the case of the part after `user/`.
+/// `arn:P:iam::A:user/PATH/NAME` of the same account with the same user name up to case,
+/// whatever the path: IAM user names are unique in an account ignoring case and path, so such an
+/// ARN can only mean that user (AWS refuses to store a principal ARN naming no user), and a Deny
+/// or a `NotPrincipal` exclusion written with a wrong or missing path must still apply.
 fn same_user_ignoring_case(a: &str, b: &str) -> bool {
     match (a.split_once(":user/"), b.split_once(":user/")) {
         (Some((head_a, user_a)), Some((head_b, user_b))) => {
-            head_a == head_b && user_a.eq_ignore_ascii_case(user_b)
+            let name = |user: &str| user.rsplit('/').next().unwrap_or(user).to_owned();
+            head_a == head_b && name(user_a).eq_ignore_ascii_case(&name(user_b))
         }
         _ => false,
     }
@@ -382,9 +387,18 @@ mod tests {
         assert!(deny(r#"{"AWS":"AIDAJOHNEXAMPLE00001"}"#));
         assert!(deny(r#"{"AWS":"111122223333"}"#));
         assert!(
-            !deny(r#"{"AWS":"arn:aws:iam::111122223333:user/John"}"#),
-            "another path"
+            deny(r#"{"AWS":"arn:aws:iam::111122223333:user/John"}"#),
+            "another path, the same user name: the same user"
         );
+        assert!(deny(
+            r#"{"AWS":"arn:aws:iam::111122223333:user/other/john"}"#
+        ));
+        assert!(!deny(
+            r#"{"AWS":"arn:aws:iam::111122223333:user/apps/Johnny"}"#
+        ));
+        assert!(!deny(
+            r#"{"AWS":"arn:aws:iam::444455556666:user/apps/John"}"#
+        ));
         assert!(!deny(r#"{"AWS":"444455556666"}"#));
     }
 
