@@ -28,6 +28,8 @@ struct Script {
     greeting: Option<Vec<u8>>,
     /// Offer STARTTLS and, after its 220, pipeline these bytes before any handshake.
     starttls_injection: Option<Vec<u8>>,
+    /// An extra reply nobody asked for, in the same write as the 250 to a message.
+    extra_after_accept: bool,
 }
 
 /// What the scripted upstream saw.
@@ -165,11 +167,12 @@ async fn session(mut stream: TcpStream, script: Script, seen: Arc<Mutex<Seen>>) 
                 seen.messages.push(message);
                 seen.recipients.push(std::mem::take(&mut recipients));
             }
-            if stream
-                .write_all(b"250 2.0.0 Ok: queued as 4Xq1\r\n")
-                .await
-                .is_err()
-            {
+            let reply: &[u8] = if script.extra_after_accept {
+                b"250 2.0.0 Ok: queued as 4Xq1\r\n250 2.0.0 Ok: extra\r\n"
+            } else {
+                b"250 2.0.0 Ok: queued as 4Xq1\r\n"
+            };
+            if stream.write_all(reply).await.is_err() {
                 return;
             }
         }
@@ -404,4 +407,23 @@ async fn per_recipient_mode_sets_refused_recipients_aside() {
         .await;
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(upstream.messages().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_holding_an_unasked_reply_is_not_reused() {
+    let upstream = Upstream::start(Script {
+        extra_after_accept: true,
+        ..Script::default()
+    })
+    .await;
+    let server = gateway(&upstream, 5).await;
+    let mut client = client(&server).await;
+    for _ in 0..2 {
+        // Read as the next transaction's replies, the extra one would shift them all.
+        let reply = client.send_plain().await;
+        assert!(reply.starts_with("250 "), "{reply}");
+    }
+    assert_eq!(upstream.messages().len(), 2);
+    assert_eq!(upstream.connections(), 2);
+    server.stop().await;
 }

@@ -295,8 +295,8 @@ impl SmtpUpstream {
                 .transfer(mail_from, recipients, parts, per_recipient)
                 .await;
             if unchecked && matches!(outcome, Err(TransferError::BeforeMail(_))) {
-                // The reused connection was dead; nothing was accepted on it. Once, on a
-                // fresh one.
+                // The reused connection was dead (or held a reply nobody asked for); nothing
+                // was accepted on it. Once, on a fresh one.
                 conn = self.connect().await?;
                 outcome = conn
                     .transfer(mail_from, recipients, parts, per_recipient)

@@ -331,6 +331,14 @@ impl Connection {
         parts: &[&[u8]],
         per_recipient: bool,
     ) -> Result<Accepted, TransferError> {
+        if !self.input.is_empty() {
+            // Bytes nobody asked for (an extra reply after the last one): read as the replies
+            // to this transaction they would shift every reply by one. The connection is in
+            // an unknown state; nothing of this transaction was sent on it.
+            return Err(TransferError::BeforeMail(WireError::Protocol(
+                "the upstream sent an unexpected reply".into(),
+            )));
+        }
         let eight_bit = !parts.iter().all(|p| p.is_ascii());
         if eight_bit && !self.extensions.eight_bit {
             return Err(TransferError::Refused(
