@@ -317,10 +317,7 @@ impl SmtpUpstream {
                 }
                 // Every other outcome leaves the connection in a state not tracked (a 354 not
                 // followed by a message, replies not read): it is dropped, never reused.
-                Err(TransferError::NoRecipient(refused)) => {
-                    conn.quit().await;
-                    Ok((None, refused))
-                }
+                Err(TransferError::NoRecipient(refused)) => Ok((None, refused)),
                 Err(TransferError::BeforeMail(error) | TransferError::Later(error)) => {
                     Err(classify(&error))
                 }

@@ -420,6 +420,11 @@ impl Connection {
             .await
             .map_err(|e| TransferError::BeforeMail(e.into()))?;
         let mail = self.read_reply().await.map_err(TransferError::BeforeMail)?;
+        if !mail.is(2) {
+            // The transaction failed with MAIL's reply; the rest is not read (an upstream may
+            // close after a 421) and the connection is dropped.
+            return Ok((mail, Vec::new(), None));
+        }
         let mut rcpts = Vec::with_capacity(recipients);
         for _ in 0..recipients {
             rcpts.push(self.read_reply().await.map_err(TransferError::Later)?);
