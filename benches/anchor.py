@@ -340,9 +340,9 @@ def main():
             row = {r["path"]: r for r in results if r["per_session"] == per_session}
             if "direct" in row and "sesgate" in row:
                 d, s = row["direct"], row["sesgate"]
+                cpu = f"{s['relay_us'] / d['sink_us']:.2f}" if d["sink_us"] else "n/a (no sink CPU measured)"
                 print(f"per_session={per_session}: sesgate/direct throughput "
-                      f"{s['rate'] / d['rate']:.2f}; sesgate CPU / smtp-sink CPU (direct run) "
-                      f"{s['relay_us'] / d['sink_us']:.2f}")
+                      f"{s['rate'] / d['rate']:.2f}; sesgate CPU / smtp-sink CPU (direct run) {cpu}")
             if "postfix" in row and "sesgate" in row:
                 print(f"per_session={per_session}: sesgate/postfix throughput "
                       f"{row['sesgate']['rate'] / row['postfix']['rate']:.1f}")
