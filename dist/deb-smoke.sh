@@ -94,7 +94,8 @@ ok "sesgate --version is sesgate $version"
 
 # Man pages, one per subcommand, and completions for bash, zsh and fish.
 for page in sesgate sesgate-serve sesgate-check sesgate-simulate sesgate-simulate-custom-policy \
-  sesgate-smtp-password sesgate-hash-password sesgate-replay sesgate-promote; do
+  sesgate-smtp-password sesgate-hash-password sesgate-replay sesgate-promote sesgate-import \
+  sesgate-queue sesgate-queue-list; do
   [ -f "/usr/share/man/man1/$page.1.gz" ] || fail "no man page $page.1.gz"
 done
 if command -v man >/dev/null 2>&1; then

@@ -10,6 +10,8 @@
 //!                  -> iam::PolicySet::authorize_for (pure; identities.rs gives each
 //!                     resource's sending authorization policies) -> Ruling (+ SES reply)
 //!             -> relay::Relay::send (relay/mod.rs) -> outbox.rs | upstream.rs -> SES
+//!             or, with [spool]: relay::spool (store.rs: durable file, then 250)
+//!                  -> worker.rs -> Relay::send_each -> upstream.rs -> SES (dsn.rs on failure)
 //! ```
 //! One message from socket to upstream, in reading order: `smtp/mod.rs`, `smtp/conn.rs`,
 //! `smtp/session.rs`, `smtp/data.rs`, `gateway/handler.rs`, `gateway/decide.rs`,

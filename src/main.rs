@@ -113,6 +113,75 @@ enum Command {
         #[arg(long, default_value = "policies")]
         out: PathBuf,
     },
+    /// Show and change the spool ([spool]), also while the gateway runs.
+    Queue(Queue),
+}
+
+#[derive(Args)]
+struct Queue {
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    verb: QueueVerb,
+}
+
+#[derive(Subcommand)]
+enum QueueVerb {
+    /// Every spooled message: id, size, arrival, state, attempts, sender, recipients.
+    List,
+    /// One message's envelope, state and headers (with --body: the message as spooled).
+    Show {
+        id: String,
+        /// Print the whole message instead (mail content).
+        #[arg(long)]
+        body: bool,
+    },
+    /// Make every deferred message due now.
+    Flush,
+    /// Keep a message from delivery until released.
+    Hold { id: String },
+    /// Return a held message to delivery, due now.
+    Release { id: String },
+    /// Remove a message without a DSN.
+    Delete { id: String },
+}
+
+/// `sesgate queue ...`: the output is bytes (`show --body` prints the message as spooled).
+fn queue(args: Queue) -> ExitCode {
+    use commands::queue::Verb;
+    let verb = match args.verb {
+        QueueVerb::List => Verb::List,
+        QueueVerb::Show { id, body } => Verb::Show { id, body },
+        QueueVerb::Flush => Verb::Flush,
+        QueueVerb::Hold { id } => Verb::Hold { id },
+        QueueVerb::Release { id } => Verb::Release { id },
+        QueueVerb::Delete { id } => Verb::Delete { id },
+    };
+    let config = match config_source(args.config.as_ref()).load() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("sesgate: error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match commands::queue::run(&config, &verb) {
+        Ok(output) => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            if stdout
+                .write_all(&output)
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("sesgate: error: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
 }
 
 /// `sesgate generate-assets --out DIR`: writes the Debian package's man pages and shell
@@ -487,6 +556,9 @@ fn main() -> ExitCode {
     if let Command::Check { config, strict } = cli.command {
         return check(config, strict);
     }
+    if let Command::Queue(args) = cli.command {
+        return queue(args);
+    }
     if let Command::Replay {
         config,
         policies,
@@ -541,7 +613,9 @@ fn main() -> ExitCode {
             .load()
             .map_err(CliError::from)
             .and_then(|c| commands::replay::promote(&c).map_err(CliError::Input)),
-        Command::Check { .. } | Command::Replay { .. } => unreachable!("handled above"),
+        Command::Check { .. } | Command::Replay { .. } | Command::Queue(_) => {
+            unreachable!("handled above")
+        }
     };
     match result {
         Ok(output) => {

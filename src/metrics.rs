@@ -71,6 +71,13 @@ pub struct Metrics {
     pub certificate_expiry: Gauge,
     /// Sending quotas, throttling and the quota store.
     pub quota: QuotaMetrics,
+    /// `[spool]` counters (retries, expiries, deliveries, DSNs), owned by the spool.
+    pub spool: crate::relay::spool::SpoolCounters,
+    /// `[spool]` gauges, set from the spool at each scrape.
+    pub spool_messages: Gauge,
+    pub spool_held: Gauge,
+    pub spool_bytes: Gauge,
+    pub spool_oldest_age: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -173,8 +180,56 @@ impl Default for Metrics {
             certificate_expiry.clone(),
         );
         let quota = QuotaMetrics::register(&mut registry);
+        let spool = crate::relay::spool::SpoolCounters::default();
+        registry.register(
+            "spool_retries",
+            "Spooled delivery attempts that failed temporarily and were rescheduled",
+            spool.retries.clone(),
+        );
+        registry.register(
+            "spool_expired",
+            "Spooled messages that expired ([spool] max_age_secs) and were bounced",
+            spool.expired.clone(),
+        );
+        registry.register(
+            "spool_delivered",
+            "Spooled messages the upstream accepted",
+            spool.delivered.clone(),
+        );
+        registry.register(
+            "spool_bounces",
+            "Delivery status notifications generated",
+            spool.bounces.clone(),
+        );
+        let (spool_messages, spool_held, spool_bytes, spool_oldest_age) = (
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+        );
+        registry.register(
+            "spool_messages",
+            "Spooled messages waiting for delivery or in flight (the queue depth)",
+            spool_messages.clone(),
+        );
+        registry.register(
+            "spool_held",
+            "Spooled messages on hold (sesgate queue hold)",
+            spool_held.clone(),
+        );
+        registry.register("spool_bytes", "Bytes in the spool", spool_bytes.clone());
+        registry.register(
+            "spool_oldest_age_seconds",
+            "Age of the oldest spooled message waiting for delivery",
+            spool_oldest_age.clone(),
+        );
         Metrics {
             quota,
+            spool,
+            spool_messages,
+            spool_held,
+            spool_bytes,
+            spool_oldest_age,
             registry,
             reloads,
             last_reload,
@@ -253,6 +308,14 @@ impl Metrics {
             self.last_reload.set(jiff::Timestamp::now().as_second());
             self.reload_unapplied.set(unapplied as i64);
         }
+    }
+
+    /// The spool's gauges from its current figures.
+    pub fn set_spool(&self, stats: &crate::relay::spool::SpoolStats) {
+        self.spool_messages.set(stats.messages as i64);
+        self.spool_held.set(stats.held as i64);
+        self.spool_bytes.set(stats.bytes as i64);
+        self.spool_oldest_age.set(stats.oldest_age_secs as i64);
     }
 
     /// The serving certificate's expiry, from its PEM text.

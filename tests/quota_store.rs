@@ -150,7 +150,8 @@ async fn accounts_do_not_share_counters() {
     assert!(allowed(&a.check_and_consume(&limits, 1).await.unwrap()));
     assert!(allowed(&b.check_and_consume(&limits, 1).await.unwrap()));
     assert!(!allowed(&a.check_and_consume(&limits, 1).await.unwrap()));
-    let keys = server.command("KEYS *").unwrap();
+    // (Reservation records aside: `sesgate:{ACCOUNT}:reservation:...`.)
+    let keys = server.command("KEYS sesgate:*:account").unwrap();
     assert!(keys.starts_with("*2"), "{keys}");
     let ttl = server
         .command("PTTL sesgate:{333333333333}:account")
@@ -263,7 +264,7 @@ async fn the_lua_window_slides_as_the_memory_store_does() {
     ];
     let start = now.load(Ordering::Relaxed);
     let mut seen = Vec::new();
-    for (at, recipients) in steps {
+    for (step, (at, recipients)) in steps.into_iter().enumerate() {
         now.store(start + at, Ordering::Relaxed);
         let _: () = redis::cmd("SET")
             .arg("test:now")
@@ -281,6 +282,7 @@ async fn the_lua_window_slides_as_the_memory_store_does() {
             .unwrap();
         let reply: Vec<i64> = reserve
             .key("w")
+            .key(format!("test:reservation:{step}"))
             .arg(recipients)
             .arg("0")
             .arg(3)
@@ -319,4 +321,76 @@ async fn the_lua_window_slides_as_the_memory_store_does() {
             daily()
         ]
     );
+}
+
+/// CANCEL, sent after a RESERVE whose reply timed out, whichever runs first: after the RESERVE
+/// it gives back what it took (once, however often it is sent); before it (the RESERVE still
+/// on its way over a connection being replaced) it leaves a tombstone and the RESERVE takes
+/// nothing.
+#[tokio::test]
+async fn a_cancelled_reservation_takes_nothing_whichever_runs_first() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/quota/redis.lua"))
+            .unwrap();
+    let section = |name: &str| {
+        let marker = format!("--@{name}\n");
+        let start = source.find(&marker).unwrap() + marker.len();
+        let end = source[start..]
+            .find("\n--@")
+            .map_or(source.len(), |e| start + e + 1);
+        source[start..end].to_owned()
+    };
+    let prelude = section("PRELUDE");
+    let reserve = redis::Script::new(&format!("{prelude}\n{}", section("RESERVE")));
+    let cancel = redis::Script::new(&format!("{prelude}\n{}", section("CANCEL")));
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    // One scope with a rate of 1 per second and a 24-hour quota of 5.
+    fn run<'a>(script: &'a redis::Script, record: &str) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation.key("scope").key(record).arg(1).arg("1").arg(5);
+        invocation
+    }
+    let total = |server: &RedisServer| server.command("HGET scope total").unwrap();
+    // RESERVE first, then CANCEL twice: taken, then given back once.
+    let reply: Vec<i64> = run(&reserve, "r1")
+        .invoke_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(reply[0], 2);
+    let given: i64 = run(&cancel, "r1")
+        .invoke_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(given, 1);
+    let again: i64 = run(&cancel, "r1")
+        .invoke_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    assert_eq!(total(&server), "$1");
+    assert_eq!(server.command("HGET scope tokens").unwrap(), "$1");
+    // CANCEL first: the late RESERVE takes nothing.
+    let given: i64 = run(&cancel, "r2")
+        .invoke_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(given, 0);
+    let reply: Vec<i64> = run(&reserve, "r2")
+        .invoke_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(reply[0], 3);
+    // Nothing counted: the whole quota is left (a bucket of one recipient, full).
+    let reply: Vec<i64> = run(&reserve, "r3")
+        .invoke_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!((reply[0], reply[4]), (2, 1));
+    let ttl = server.command("PTTL r2").unwrap();
+    let ttl: i64 = ttl.trim_start_matches(':').parse().unwrap();
+    assert!(ttl > 0 && ttl <= 10 * 60 * 1000, "{ttl}");
 }

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod import;
 pub mod principals;
+pub mod queue;
 pub mod replay;
 pub mod simulate;
 pub mod simulate_custom_policy;

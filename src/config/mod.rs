@@ -76,6 +76,8 @@ pub struct Config {
     pub log: Log,
     pub metrics: Metrics,
     pub quotas: Quotas,
+    /// `[spool]`: store and forward; absent: pass-through.
+    pub spool: Option<Spool>,
     /// Where relative paths start; not a TOML field.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -109,6 +111,7 @@ impl Default for Config {
             log: Log::default(),
             metrics: Metrics::default(),
             quotas: Quotas::default(),
+            spool: None,
             base_dir: PathBuf::new(),
             allow_demo_password: false,
         }
@@ -509,6 +512,41 @@ impl Default for Quotas {
     }
 }
 
+/// `[spool]`: accept once decided and stored, deliver with retries (SPEC §7).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Spool {
+    /// The spool directory (one gateway per directory).
+    pub dir: PathBuf,
+    /// Past this many bytes spooled, new messages get `452 4.3.1`; 0: the disk is the limit.
+    pub max_bytes: u64,
+    /// How long a message is retried before it bounces (Postfix's maximal_queue_lifetime).
+    pub max_age_secs: u64,
+    /// Delays after the 1st, 2nd, ... failed attempt; the last one repeats.
+    pub retry_schedule_secs: Vec<u64>,
+    /// Messages delivered at once; 0: `[upstream] pool_size`.
+    pub workers: usize,
+    /// The sender of DSNs; empty: `MAILER-DAEMON@` + `hostname`.
+    pub bounce_from: String,
+    /// How often the spool is re-read for changes made by `sesgate queue`.
+    pub rescan_interval_secs: u64,
+}
+
+impl Default for Spool {
+    fn default() -> Self {
+        Spool {
+            dir: "/var/spool/sesgate".into(),
+            max_bytes: 0,
+            max_age_secs: 5 * 24 * 3600,
+            // SES's advice for 4xx replies: 5 s, 10 s, 30 s, then every 20 minutes.
+            retry_schedule_secs: vec![5, 10, 30, 1200],
+            workers: 0,
+            bounce_from: String::new(),
+            rescan_interval_secs: 300,
+        }
+    }
+}
+
 /// `[quotas] on_store_error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -518,6 +556,54 @@ pub enum OnStoreError {
     Refuse,
     /// Relay without counting (fail open).
     Allow,
+}
+
+impl Spool {
+    /// The DSN sender: `bounce_from`, else `MAILER-DAEMON@hostname`.
+    pub fn bounce_from(&self, hostname: &str) -> String {
+        if self.bounce_from.is_empty() {
+            format!("MAILER-DAEMON@{hostname}")
+        } else {
+            self.bounce_from.clone()
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.dir.as_os_str().is_empty() {
+            return Err("spool.dir must be set".into());
+        }
+        if self.max_age_secs == 0 || self.rescan_interval_secs == 0 {
+            return Err(
+                "spool.max_age_secs and spool.rescan_interval_secs must be at least 1".into(),
+            );
+        }
+        if self.retry_schedule_secs.is_empty() || self.retry_schedule_secs.contains(&0) {
+            return Err(
+                "spool.retry_schedule_secs needs at least one delay, each at least 1".into(),
+            );
+        }
+        if !self.bounce_from.is_empty() {
+            let well_formed = self
+                .bounce_from
+                .split_once('@')
+                .is_some_and(|(local, domain)| {
+                    !local.is_empty()
+                        && !domain.is_empty()
+                        && !domain.contains('@')
+                        && self
+                            .bounce_from
+                            .bytes()
+                            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+                });
+            if !well_formed {
+                return Err(format!(
+                    "spool.bounce_from {:?} is not an address (e.g. \"MAILER-DAEMON@example.com\")",
+                    self.bounce_from
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -600,6 +686,9 @@ impl Config {
                 "quotas.store {:?}: expected \"memory\" or a redis:// URL, e.g. \"redis://127.0.0.1:6379/0\"",
                 q.store
             )));
+        }
+        if let Some(spool) = &config.spool {
+            spool.validate().map_err(invalid)?;
         }
         Ok(config)
     }

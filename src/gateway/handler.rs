@@ -73,6 +73,8 @@ pub(super) struct Gateway {
     pub per_user_metrics: bool,
     /// Sending quotas and the pace after upstream throttling (`quota.rs`).
     pub quotas: Arc<super::quota::QuotaGate>,
+    /// `[spool]`: allowed messages are stored and acknowledged, then delivered by workers.
+    pub spool: Option<crate::relay::spool::Spool>,
 }
 
 /// How one transaction ended: its reply and what its log line and metrics say.
@@ -126,6 +128,9 @@ impl Gateway {
             recipients: transaction.envelope.recipients.clone(),
             message,
         };
+        if let Some(spool) = &self.spool {
+            return self.spool_message(spool, delivery).await;
+        }
         let started = Instant::now();
         let sent = self.relay.send(delivery).await;
         let result = match &sent {

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::credentials::VerificationGate;
 use crate::metrics::Metrics;
 use crate::relay::MessageIds;
+use crate::relay::spool::{Spool, Unlimited};
 use crate::smtp::{Server, TlsSource};
 
 /// A started gateway.
@@ -38,6 +39,8 @@ pub struct Running {
     started: Config,
     /// The quota store and pace, which outlive reloads.
     quotas: Arc<QuotaGate>,
+    /// `[spool]`, when configured.
+    spool: Option<Spool>,
 }
 
 /// The sections of `new` that differ from `old` and that only a restart applies. Compared by
@@ -78,6 +81,9 @@ fn unapplied_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     {
         changed.push("quotas");
     }
+    if differs(&old.spool, &new.spool) {
+        changed.push("spool");
+    }
     changed
 }
 
@@ -112,6 +118,11 @@ impl Running {
                 Err(error)
             }
         }
+    }
+
+    /// The spool's current figures (`None` without `[spool]`).
+    pub fn spool_stats(&self) -> Option<crate::relay::spool::SpoolStats> {
+        self.spool.as_ref().map(Spool::stats)
     }
 
     /// Connections open now.
@@ -211,6 +222,10 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     };
     let quotas = quota_gate(config, &metrics)?;
     seed_quotas(&quotas, &snapshot.load());
+    // The spool opens before the listeners: what a crash left is recovered and scheduled
+    // before the first new message is accepted. Nothing here touches the upstream, so a
+    // gateway with a spool starts (and accepts mail) while the upstream is unreachable.
+    let spool = super::spooling::open(config, &metrics)?;
     let users = snapshot.load().authorizer.directory.len();
     let tls: TlsSource = {
         let snapshot = Arc::clone(&snapshot);
@@ -225,7 +240,8 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             clock,
             hostname: config.hostname.clone(),
             snapshot: Arc::clone(&snapshot),
-            relay,
+            relay: relay.clone(),
+            spool: spool.clone(),
             ids: MessageIds::default(),
             metrics: Arc::clone(&metrics),
             decisions,
@@ -271,6 +287,10 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         bound.push((socket, address, settings));
     }
     let (shutdown, stop) = watch::channel(false);
+    if let Some(spool) = &spool {
+        // The pace is the quotas' seam: unlimited until the quota module is connected.
+        spool.start(relay, Arc::new(Unlimited), stop.clone());
+    }
     let mut listeners = JoinSet::new();
     let mut addresses = Vec::new();
     for (socket, address, settings) in bound {
@@ -296,10 +316,14 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             .map_err(|source| StartError::Bind { address, source })?;
         let connections = server.clone();
         let pace = Arc::clone(&quotas);
+        let spooled = spool.clone();
         let refresh: Arc<dyn Fn(&Metrics) + Send + Sync> = Arc::new(move |m: &Metrics| {
             m.open_connections
                 .set(connections.open_connections() as i64);
             pace.refresh_metrics();
+            if let Some(spool) = &spooled {
+                m.set_spool(&spool.stats());
+            }
         });
         // Served once every listener is bound and the configuration loaded, until the drain:
         // what remains to ask is the quota store.
@@ -328,5 +352,6 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         metrics_address,
         started: config.clone(),
         quotas,
+        spool,
     })
 }

@@ -337,6 +337,7 @@ pub fn load(config: &Config, effects: Effects) -> Result<Loaded, StartError> {
     let shadow = super::shadow::load_shadow(config)?;
     let quotas = super::quota::QuotaPlan::load(config, &source.iam)?;
     let relay = load_relay(config, effects)?;
+    super::spooling::check(config, &authorizer.account)?;
     Ok(Loaded {
         snapshot: Snapshot {
             authorizer,
@@ -386,7 +387,7 @@ fn load_relay(config: &Config, effects: Effects) -> Result<Option<Relay>, StartE
 
 /// What `Outbox::open` would refuse, without creating anything: the path, or the nearest
 /// existing ancestor it would be created in, must be a directory.
-fn check_outbox_dir(dir: &Path) -> std::io::Result<()> {
+pub(super) fn check_outbox_dir(dir: &Path) -> std::io::Result<()> {
     let mut path = dir;
     loop {
         match std::fs::metadata(path) {

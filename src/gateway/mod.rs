@@ -18,6 +18,7 @@ mod quota;
 pub mod replies;
 pub mod request;
 pub mod shadow;
+mod spooling;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ pub enum StartError {
     DecisionLog(String),
     #[error("[quotas] store {0}")]
     QuotaStore(String),
+    #[error("[spool] {0}")]
+    Spool(String),
 }
 
 /// Where the gateway reads the time of a request (`aws:CurrentTime`); tests set it.

@@ -105,12 +105,15 @@ impl QuotaPlan {
             .map(|u| {
                 let rate = u.max_send_rate.as_ref().map(|r| *r.get_ref());
                 let own = limit(Scope::User(u.name.clone()), rate, u.max_24_hour_send);
-                let member_of = u
-                    .groups
-                    .iter()
-                    .map(|g| g.get_ref().clone())
-                    .filter(|g| groups.contains_key(g))
-                    .collect();
+                let mut member_of: Vec<String> = Vec::new();
+                for group in u.groups.iter().map(|g| g.get_ref()) {
+                    // A group listed twice is one limit: given twice, one check would count
+                    // its recipients twice in memory, and in Redis once in the window's total
+                    // but twice in its minute, so the window later gave back more than it took.
+                    if groups.contains_key(group) && !member_of.contains(group) {
+                        member_of.push(group.clone());
+                    }
+                }
                 (u.name.clone(), (own.is_set().then_some(own), member_of))
             })
             .collect();

@@ -60,6 +60,12 @@ pub fn internal_failure() -> Reply {
     Reply::new(451, "4.3.0 Temporary service failure")
 }
 
+/// The spool cannot take the message: the disk is full or `[spool] max_bytes` is reached
+/// (RFC 3463 4.3.1; a client retries, an MTA keeps it queued).
+pub fn insufficient_storage() -> Reply {
+    Reply::new(452, "4.3.1 Insufficient system storage")
+}
+
 /// The upstream accepted the message under `id` (SPEC §6).
 pub fn relayed(id: &str) -> Reply {
     Reply::new(250, format!("2.0.0 Ok {id}"))

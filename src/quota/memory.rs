@@ -76,6 +76,7 @@ impl MemoryStore {
             let rate = limit.max_send_rate;
             let counters = scopes.entry(limit.scope.clone()).or_default();
             let bucket = counters.rate.get_or_insert(RateBucket::full(rate, now));
+            bucket.rebase(now);
             if let Err(wait) = bucket.admits(rate, recipients, now)
                 && slowest.is_none_or(|(w, _)| wait > w)
             {
@@ -278,6 +279,28 @@ mod tests {
             Verdict::DailyExceeded { .. }
         ));
         now.fetch_add(60 * 1000, Ordering::Relaxed);
+        assert!(matches!(
+            store.check_and_consume(&limits, 1),
+            Verdict::Allowed(_)
+        ));
+    }
+
+    #[test]
+    fn a_clock_stepping_back_does_not_stop_the_rate() {
+        let (store, now) = store();
+        let limits = [limit(Scope::Account, 10.0, 0)];
+        for _ in 0..10 {
+            assert!(matches!(
+                store.check_and_consume(&limits, 1),
+                Verdict::Allowed(_)
+            ));
+        }
+        now.fetch_sub(3600 * 1000, Ordering::Relaxed);
+        assert!(matches!(
+            store.check_and_consume(&limits, 1),
+            Verdict::RateExceeded { retry_after, .. } if retry_after == Duration::from_millis(100)
+        ));
+        now.fetch_add(100, Ordering::Relaxed);
         assert!(matches!(
             store.check_and_consume(&limits, 1),
             Verdict::Allowed(_)

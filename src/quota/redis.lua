@@ -81,16 +81,48 @@ local function keep_ms(rate, tokens, daily)
   return math.max(1000, math.ceil((capacity(rate) - tokens) / rate * 1000) + 1000)
 end
 
+-- How long a reservation's record (RESERVE's last key) lives: long enough for a CANCEL sent
+-- after a timed-out RESERVE to find it, or for its tombstone to stop a RESERVE still on its way.
+local RECORD_TTL_MS = 10 * MINUTE_MS
+
+-- Gives back n recipients counted in `minute` to the first `scopes` keys (ARGV as RESERVE's):
+-- the tokens (at most to a full bucket) and the recipients still in that minute.
+local function give_back(scopes, n, minute, now)
+  for i = 1, scopes do
+    local rate, daily = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+    local state = read(KEYS[i])
+    if rate > 0 and state[1] then
+      local t = math.min(capacity(rate), tokens_at(state, rate, now) + n)
+      redis.call('HSET', KEYS[i], 'tokens', string.format('%.17g', t), 'at', now)
+    end
+    if daily > 0 then
+      local counted = tonumber(redis.call('HGET', KEYS[i], minute) or '0')
+      local taken = math.min(n, counted)
+      if taken > 0 then
+        redis.call('HINCRBY', KEYS[i], minute, -taken)
+        redis.call('HINCRBY', KEYS[i], 'total', -taken)
+      end
+    end
+  end
+end
+
 --@RESERVE
 -- Checks every scope's 24-hour quota, then every rate, and only when all admit takes the
 -- recipients from each. Replies {status, scope, wait_ms, minute, total_1, ..., total_k}:
 -- status 0 a 24-hour quota is exhausted (scope is its index), 1 a rate needs wait_ms more, 2
--- taken (total_i the window's recipients after this, -1 where the scope has no 24-hour quota).
+-- taken (total_i the window's recipients after this, -1 where the scope has no 24-hour quota);
+-- 3 the caller gave up on this reservation already (CANCEL ran first): nothing taken.
+-- The last key is the reservation's record: what CANCEL needs, written when taken.
+local scopes = #KEYS - 1
+local record = KEYS[#KEYS]
+if redis.call('EXISTS', record) == 1 then
+  return {3, 0, 0, 0}
+end
 local n = tonumber(ARGV[1])
 local now = now_ms()
 local minute = math.floor(now / MINUTE_MS)
 local states, totals, tokens = {}, {}, {}
-for i = 1, #KEYS do
+for i = 1, scopes do
   states[i] = read(KEYS[i])
   local daily = tonumber(ARGV[2 * i + 1])
   if daily > 0 then
@@ -101,9 +133,15 @@ for i = 1, #KEYS do
   end
 end
 local wait, slowest = 0, 0
-for i = 1, #KEYS do
+for i = 1, scopes do
   local rate = tonumber(ARGV[2 * i])
   if rate > 0 then
+    if states[i][2] and states[i][2] > now then
+      -- The server's clock stepped back: the refill counts from now on. Left as it was, the
+      -- bucket refilled nothing until the clock caught up, refusing all for as long.
+      states[i][2] = now
+      redis.call('HSET', KEYS[i], 'at', now)
+    end
     local t = tokens_at(states[i], rate, now)
     tokens[i] = t
     if not (t >= n or t >= capacity(rate)) then
@@ -118,7 +156,8 @@ if wait > 0 then
   return {1, slowest, wait, minute}
 end
 local reply = {2, 0, 0, minute}
-for i = 1, #KEYS do
+redis.call('SET', record, minute, 'PX', RECORD_TTL_MS)
+for i = 1, scopes do
   local rate, daily = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
   local fields = {}
   if rate > 0 then
@@ -146,24 +185,21 @@ return reply
 --@REFUND
 -- Gives back what RESERVE took for a message that was not relayed: the tokens (at most to a
 -- full bucket) and the recipients counted in ARGV[2k+2], the minute RESERVE replied.
-local n = tonumber(ARGV[1])
-local minute = ARGV[2 * #KEYS + 2]
-local now = now_ms()
-for i = 1, #KEYS do
-  local rate, daily = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
-  local state = read(KEYS[i])
-  if rate > 0 and state[1] then
-    local t = math.min(capacity(rate), tokens_at(state, rate, now) + n)
-    redis.call('HSET', KEYS[i], 'tokens', string.format('%.17g', t), 'at', now)
-  end
-  if daily > 0 then
-    local counted = tonumber(redis.call('HGET', KEYS[i], minute) or '0')
-    local taken = math.min(n, counted)
-    if taken > 0 then
-      redis.call('HINCRBY', KEYS[i], minute, -taken)
-      redis.call('HINCRBY', KEYS[i], 'total', -taken)
-    end
-  end
+give_back(#KEYS, tonumber(ARGV[1]), ARGV[2 * #KEYS + 2], now_ms())
+return 0
+
+--@CANCEL
+-- After a RESERVE whose reply never came (a timeout: the caller refused the message or relayed
+-- it uncounted): gives back what it took, if it ran, and leaves a tombstone so that, if it has
+-- not run yet, it takes nothing when it does. KEYS and ARGV are RESERVE's; sent on the same
+-- connection, it runs after that RESERVE. Replies 1 when something was given back.
+local scopes = #KEYS - 1
+local record = KEYS[#KEYS]
+local minute = redis.call('GET', record)
+redis.call('SET', record, 'cancelled', 'PX', RECORD_TTL_MS)
+if minute and minute ~= 'cancelled' then
+  give_back(scopes, tonumber(ARGV[1]), minute, now_ms())
+  return 1
 end
 return 0
 

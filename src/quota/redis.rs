@@ -11,6 +11,8 @@
 //!
 //! Keys: one hash per scope, `sesgate:{ACCOUNT}:SCOPE`, where SCOPE is `account`, `user:NAME`
 //! or `group:NAME`. The `{ACCOUNT}` hash tag keeps one account's keys in one Redis Cluster slot.
+//! Each reservation also writes a short-lived record, `sesgate:{ACCOUNT}:reservation:ID`, so that
+//! one whose reply timed out can be cancelled (`CANCEL` in `redis.lua`): a failed call takes nothing.
 //! A key with a 24-hour quota expires a minute after its newest bucket leaves the window, one
 //! with a rate only once its bucket would be full again: nothing is left behind for users who
 //! no longer send.
@@ -23,6 +25,13 @@ use redis::{Client, Script};
 use super::{Limit, Reservation, Scope, StoreError, Verdict};
 
 const SOURCE: &str = include_str!("redis.lua");
+
+/// 64 random bits from the operating system.
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the operating system provides random bytes");
+    u64::from_le_bytes(bytes)
+}
 
 /// One `--@NAME` section of `redis.lua`, after the prelude every script shares.
 fn script_source(name: &str) -> String {
@@ -47,8 +56,14 @@ pub struct RedisStore {
     timeout: Duration,
     reserve: Script,
     refund: Script,
+    /// CANCEL's source: sent whole with EVAL, never EVALSHA, since a server that did not
+    /// answer may have lost its scripts, and EVALSHA's NOSCRIPT retry would come too late.
+    cancel: Box<str>,
     exceeds: Script,
     raise: Script,
+    /// Names each reservation's record: a counter from a random start, so that instances
+    /// sharing Redis never name the same one.
+    reservations: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -82,8 +97,10 @@ impl RedisStore {
             timeout,
             reserve: script("RESERVE"),
             refund: script("REFUND"),
+            cancel: script_source("CANCEL").into(),
             exceeds: script("EXCEEDS"),
             raise: script("RAISE"),
+            reservations: std::sync::atomic::AtomicU64::new(random_u64()),
         })
     }
 
@@ -121,14 +138,34 @@ impl RedisStore {
         }
     }
 
+    /// A new reservation's record key.
+    fn record_key(&self) -> String {
+        let id = self
+            .reservations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}reservation:{id:016x}", self.prefix)
+    }
+
     pub async fn check_and_consume(
         &self,
         limits: &[Limit],
         recipients: u32,
     ) -> Result<Verdict, StoreError> {
-        let reply: Vec<i64> = self
-            .run(self.invocation(&self.reserve, limits, recipients))
-            .await?;
+        let record = self.record_key();
+        let mut invocation = self.invocation(&self.reserve, limits, recipients);
+        invocation.key(&record);
+        let reply: Vec<i64> = match self.run(invocation).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                // A timed-out script still runs once the server answers again (a frozen or
+                // overloaded Redis works through its backlog): it would take recipients for a
+                // message that was refused (451), and a stall during which clients retry
+                // would use up the day's quota. A failed call takes nothing: CANCEL, queued
+                // behind it on the same connection, gives back what it took, or stops it.
+                self.cancel(limits, recipients, record);
+                return Err(error);
+            }
+        };
         let field = |i: usize| {
             reply
                 .get(i)
@@ -165,10 +202,42 @@ impl RedisStore {
                     })
                     .collect(),
             })),
+            3 => Err(StoreError::Unavailable(
+                "the reservation was cancelled before it ran".into(),
+            )),
             other => Err(StoreError::Unavailable(format!(
                 "unknown status {other} from the quota script"
             ))),
         }
+    }
+
+    /// Sends CANCEL for the reservation named `record` without waiting for it: it is queued on
+    /// the connection now, behind the RESERVE, and runs when the server does.
+    fn cancel(&self, limits: &[Limit], recipients: u32, record: String) {
+        let mut command = redis::cmd("EVAL");
+        command.arg(&*self.cancel).arg(limits.len() + 1);
+        for limit in limits {
+            command.arg(self.key(&limit.scope));
+        }
+        command.arg(record).arg(recipients);
+        for limit in limits {
+            command
+                .arg(format!("{}", limit.max_send_rate.max(0.0)))
+                .arg(limit.max_24_hour_send);
+        }
+        let mut connection = self.connection.clone();
+        let timeout = self.timeout;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            // Bounded like every call: the request is queued on its first poll and runs when
+            // the server does; its reply is not needed.
+            let cancelled = command.query_async::<i64>(&mut connection);
+            if let Ok(Err(error)) = tokio::time::timeout(timeout, cancelled).await {
+                tracing::warn!(%error, "quota store: a timed-out reservation could not be cancelled");
+            }
+        });
     }
 
     pub async fn refund(&self, reservation: &Reservation) -> Result<(), StoreError> {
@@ -218,12 +287,13 @@ mod tests {
 
     #[test]
     fn every_script_is_the_prelude_and_its_own_section_only() {
-        for name in ["RESERVE", "REFUND", "EXCEEDS", "RAISE"] {
+        for name in ["RESERVE", "REFUND", "CANCEL", "EXCEEDS", "RAISE"] {
             let source = script_source(name);
             assert!(source.contains("local function trim"), "{name}");
             let others = [
                 "--@RESERVE",
                 "--@REFUND",
+                "--@CANCEL",
                 "--@EXCEEDS",
                 "--@RAISE",
                 "--@PRELUDE",

@@ -60,16 +60,24 @@ impl RateBucket {
         admits(tokens, rate, recipients)
     }
 
+    /// After the clock stepped back: counts the refill from `now_ms` on, keeping the tokens.
+    /// Without it a bucket last updated before the step refilled nothing until the clock
+    /// caught up again: an empty bucket refused everything for as long as the step.
+    pub fn rebase(&mut self, now_ms: u64) {
+        self.at_ms = self.at_ms.min(now_ms);
+    }
+
     /// Takes `recipients` at `now_ms` (after `admits` said yes).
     pub fn take(&mut self, rate: f64, recipients: u32, now_ms: u64) {
         self.tokens = self.tokens_at(rate, now_ms) - f64::from(recipients);
-        self.at_ms = self.at_ms.max(now_ms);
+        // `tokens_at` counted the refill up to `now_ms` (none when the clock went back).
+        self.at_ms = now_ms;
     }
 
     /// Gives back `recipients` taken for a message that was not relayed.
     pub fn give_back(&mut self, rate: f64, recipients: u32, now_ms: u64) {
         self.tokens = (self.tokens_at(rate, now_ms) + f64::from(recipients)).min(capacity(rate));
-        self.at_ms = self.at_ms.max(now_ms);
+        self.at_ms = now_ms;
     }
 }
 
@@ -200,6 +208,19 @@ mod tests {
         let mut bucket = RateBucket::full(rate, 10 * S);
         bucket.take(rate, 1, 10 * S);
         assert!(bucket.admits(rate, 1, 5 * S).is_err());
+    }
+
+    #[test]
+    fn after_the_clock_steps_back_the_bucket_refills_from_the_new_time() {
+        let rate = 1.0;
+        let mut bucket = RateBucket::full(rate, 3600 * S);
+        bucket.take(rate, 1, 3600 * S);
+        // The clock steps back an hour: nothing refilled for the step, one second refills one.
+        bucket.rebase(0);
+        assert_eq!(bucket.admits(rate, 1, 0), Err(S));
+        assert_eq!(bucket.admits(rate, 1, S), Ok(()));
+        bucket.take(rate, 1, S);
+        assert_eq!(bucket.admits(rate, 1, 2 * S), Ok(()));
     }
 
     #[test]

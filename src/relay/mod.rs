@@ -2,14 +2,18 @@
 //! upstream. Either way a message is acknowledged only once it is safe: written durably, or
 //! accepted by the upstream with a 250.
 
+pub mod durable;
 pub mod outbox;
+pub mod spool;
 pub mod upstream;
 pub mod wire;
 
 use std::sync::Arc;
 
 pub use outbox::{MessageIds, Outbox};
-pub use upstream::{SmtpUpstream, UpstreamOptions, UpstreamUrl, UrlError};
+pub use upstream::{
+    RecipientFailure, SentEach, SmtpUpstream, UpstreamOptions, UpstreamUrl, UrlError,
+};
 
 /// Why a message was not relayed. `Deferred` carries detail for the log only (it may hold
 /// internal detail such as `Connection refused (os error 111)`); the client hears
@@ -115,16 +119,51 @@ impl Relay {
                 let text = upstream
                     .send(&delivery.mail_from, &delivery.recipients, &delivery.message)
                     .await?;
-                // The id goes to the log as a field and, SES's, to the client: only a
-                // bounded token of printable ASCII, never anything that could fake a field.
-                let ses = ses_message_id(&text).filter(|id| is_id_token(id));
-                let queued = postfix_queue_id(&text).filter(|id| is_id_token(id));
-                Ok(Relayed {
-                    id: ses.map_or(delivery.id, str::to_owned),
-                    upstream_id: ses.or(queued).map(str::to_owned),
+                Ok(relayed(&text, delivery.id))
+            }
+        }
+    }
+}
+
+impl Relay {
+    /// Relays one message for the spool: recipients the upstream refuses at RCPT come back in
+    /// `failed` while the others get the message (`relayed` is `None` when none did).
+    pub async fn send_each(&self, delivery: Delivery) -> Result<SentEachRelayed, RelayError> {
+        match self {
+            Relay::Outbox(_) => Ok(SentEachRelayed {
+                relayed: Some(self.send(delivery).await?),
+                failed: Vec::new(),
+            }),
+            Relay::Smtp(upstream) => {
+                let sent = upstream
+                    .send_each(&delivery.mail_from, &delivery.recipients, &delivery.message)
+                    .await?;
+                Ok(SentEachRelayed {
+                    relayed: sent.text.map(|text| relayed(&text, delivery.id)),
+                    failed: sent.failed,
                 })
             }
         }
+    }
+}
+
+/// What `Relay::send_each` did: the ids of the relayed message (`None` when every recipient
+/// was refused) and the recipients the upstream refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentEachRelayed {
+    pub relayed: Option<Relayed>,
+    pub failed: Vec<RecipientFailure>,
+}
+
+/// The ids of a message the upstream accepted with `text`. The id goes to the log as a field
+/// and, SES's, to the client: only a bounded token of printable ASCII, never anything that
+/// could fake a field.
+fn relayed(text: &str, own_id: String) -> Relayed {
+    let ses = ses_message_id(text).filter(|id| is_id_token(id));
+    let queued = postfix_queue_id(text).filter(|id| is_id_token(id));
+    Relayed {
+        id: ses.map_or(own_id, str::to_owned),
+        upstream_id: ses.or(queued).map(str::to_owned),
     }
 }
 

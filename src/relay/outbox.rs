@@ -2,14 +2,15 @@
 //! fsync of the directory) as `ID.eml`, after its envelope `ID.json`, so a reader that sees the
 //! message also sees its envelope, and nothing acknowledged is lost in a crash.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Delivery;
+use super::durable::{self, create_dir, write_atomically};
+#[cfg(test)]
+use super::durable::{DIR_MODE, FILE_MODE};
 
 /// Message ids: time, process and sequence, unique per process and sortable by arrival.
 #[derive(Debug, Default)]
@@ -38,11 +39,6 @@ fn process_id() -> u32 {
     *PID.get_or_init(std::process::id)
 }
 
-/// The mode of directories the outbox creates.
-const DIR_MODE: u32 = 0o750;
-/// The mode of message and envelope files.
-const FILE_MODE: u32 = 0o640;
-
 /// A directory of delivered messages.
 #[derive(Debug)]
 pub struct Outbox {
@@ -56,10 +52,7 @@ impl Outbox {
     /// local user. An existing directory keeps the mode its owner gave it.
     pub fn open(dir: &Path) -> io::Result<Outbox> {
         let tmp = dir.join("tmp");
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(&tmp)?;
+        create_dir(&tmp)?;
         Ok(Outbox {
             dir: dir.to_owned(),
             tmp,
@@ -74,29 +67,20 @@ impl Outbox {
             .to_string()
             .into();
         let json = serde_json::to_vec_pretty(&envelope).map_err(io::Error::other)?;
-        self.write_atomically(&format!("{}.json", delivery.id), &json)?;
-        self.write_atomically(&format!("{}.eml", delivery.id), &delivery.message)?;
-        File::open(&self.dir)?.sync_all()
-    }
-
-    fn write_atomically(&self, name: &str, contents: &[u8]) -> io::Result<()> {
-        let temporary = self.tmp.join(name);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(FILE_MODE)
-            .open(&temporary)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&temporary, self.dir.join(name))
+        for (name, contents) in [
+            (format!("{}.json", delivery.id), json.as_slice()),
+            (format!("{}.eml", delivery.id), delivery.message.as_slice()),
+        ] {
+            write_atomically(&self.tmp.join(&name), &self.dir.join(&name), &[contents])?;
+        }
+        durable::sync_dir(&self.dir)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn stores_envelope_and_message() {

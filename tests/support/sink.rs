@@ -57,6 +57,11 @@ pub struct Sink {
     pub count: Arc<std::sync::atomic::AtomicUsize>,
     /// Messages that reached the end of DATA, whatever the reply to them.
     pub data_attempts: Arc<std::sync::atomic::AtomicUsize>,
+    /// Recipients answered at RCPT with a reply of their own (e.g. `550 5.1.1 ...`).
+    pub refused_recipients: Arc<Mutex<Vec<(String, String)>>>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    /// The accept loop and every session, so that `stop` can end them all.
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Sink {
@@ -77,9 +82,8 @@ impl Sink {
             .with_single_cert(chain, key)
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sink = Sink {
-            port: listener.local_addr().unwrap().port(),
+            port: 0,
             cert_pem,
             accepted: Arc::default(),
             data_reply: Arc::new(Mutex::new(DataReply::Accept)),
@@ -89,17 +93,52 @@ impl Sink {
             record,
             count: Arc::default(),
             data_attempts: Arc::default(),
+            refused_recipients: Arc::default(),
+            acceptor,
+            tasks: Arc::default(),
         };
-        let shared = sink.clone();
-        tokio::spawn(async move {
+        sink.listen(0).await
+    }
+
+    /// Listens on `port` (0: any) and serves until `stop`.
+    async fn listen(mut self, port: u16) -> Sink {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        self.port = listener.local_addr().unwrap().port();
+        let shared = self.clone();
+        let accepting = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let _ = stream.set_nodelay(true);
                 *shared.connections.lock().unwrap() += 1;
-                let (sink, acceptor) = (shared.clone(), acceptor.clone());
-                tokio::spawn(async move { sink.session(Box::new(stream), acceptor).await });
+                let (sink, acceptor) = (shared.clone(), shared.acceptor.clone());
+                let session =
+                    tokio::spawn(async move { sink.session(Box::new(stream), acceptor).await });
+                shared.tasks.lock().unwrap().push(session.abort_handle());
             }
         });
-        sink
+        self.tasks.lock().unwrap().push(accepting.abort_handle());
+        self
+    }
+
+    /// Stops listening and drops every open connection, as a stopped server would.
+    pub fn stop(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Stops, then listens again on the same port with the same certificate, keeping what
+    /// was accepted before.
+    pub async fn restart(&self) -> Sink {
+        self.stop();
+        self.clone().listen(self.port).await
+    }
+
+    /// Answers RCPT TO for `recipient` with `reply` (e.g. `550 5.1.1 No such user`).
+    pub fn refuse_recipient(&self, recipient: &str, reply: &str) {
+        self.refused_recipients
+            .lock()
+            .unwrap()
+            .push((recipient.to_owned(), reply.to_owned()));
     }
 
     pub fn set_reply(&self, reply: DataReply) {
@@ -203,12 +242,22 @@ impl Sink {
                     continue;
                 }
                 let address = command[8..].split_whitespace().next().unwrap_or_default();
-                recipients.push(
-                    address
-                        .trim_start_matches('<')
-                        .trim_end_matches('>')
-                        .to_owned(),
-                );
+                let address = address
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned();
+                let refusal = self
+                    .refused_recipients
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|(r, _)| *r == address)
+                    .map(|(_, reply)| reply.clone());
+                if let Some(reply) = refusal {
+                    say!("{reply}");
+                    continue;
+                }
+                recipients.push(address);
                 say!("250 2.1.5 Ok");
             } else if upper == "DATA" {
                 if recipients.is_empty() {
