@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use sesgate::relay::{SmtpUpstream, UpstreamOptions, UpstreamUrl};
 use support::{Setup, TestServer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// How the scripted upstream behaves.
 #[derive(Clone, Default)]
@@ -72,7 +72,7 @@ impl Upstream {
 }
 
 /// Reads one line (with its CR LF) from `buffer`, reading more as needed; None at EOF.
-async fn line(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Vec<u8>> {
+async fn line<S: AsyncRead + Unpin>(stream: &mut S, buffer: &mut Vec<u8>) -> Option<Vec<u8>> {
     loop {
         if let Some(at) = buffer.iter().position(|&b| b == b'\n') {
             return Some(buffer.drain(..=at).collect());
@@ -86,7 +86,11 @@ async fn line(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Vec<u8>> {
     }
 }
 
-async fn session(mut stream: TcpStream, script: Script, seen: Arc<Mutex<Seen>>) {
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    script: Script,
+    seen: Arc<Mutex<Seen>>,
+) {
     if let Some(greeting) = &script.greeting {
         let _ = stream.write_all(greeting).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -426,4 +430,64 @@ async fn a_connection_holding_an_unasked_reply_is_not_reused() {
     assert_eq!(upstream.messages().len(), 2);
     assert_eq!(upstream.connections(), 2);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_upstream_gets_the_pipelined_transaction() {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_pem = key.cert.pem();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![key.cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let shared = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            shared.lock().unwrap().connections += 1;
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            let script = Script {
+                require_pipelining: true,
+                ..Script::default()
+            };
+            tokio::spawn(session(tls, script, Arc::clone(&shared)));
+        }
+    });
+    let url = UpstreamUrl::parse(&format!("smtps://localhost:{port}")).unwrap();
+    let upstream = SmtpUpstream::new(
+        &url,
+        UpstreamOptions {
+            extra_root_pem: Some(cert_pem.into_bytes()),
+            pool_size: 1,
+            timeout: Duration::from_secs(5),
+            hello_name: "gw.test".into(),
+            ..UpstreamOptions::default()
+        },
+    )
+    .unwrap();
+    for n in 0..2 {
+        let text = upstream
+            .send_parts(
+                "a@example.com",
+                &["b@example.com".to_owned()],
+                &[b"Received: x\r\n", format!(".{n}\r\n").as_bytes()],
+            )
+            .await
+            .unwrap();
+        assert!(text.contains("queued as"), "{text}");
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        seen.messages,
+        [b"Received: x\r\n..0\r\n", b"Received: x\r\n..1\r\n"]
+    );
+    assert_eq!(seen.connections, 1, "the TLS connection is pooled");
 }
