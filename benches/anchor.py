@@ -253,9 +253,13 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         )
         subprocess.run(["postfix", "-c", self.conf, "start"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        with open(os.path.join(self.queue, "pid", "master.pid")) as f:
-            self.master = int(f.read().strip())
-        wait_port(self.port)
+        try:
+            with open(os.path.join(self.queue, "pid", "master.pid")) as f:
+                self.master = int(f.read().strip())
+            wait_port(self.port)
+        except BaseException:
+            self.stop()
+            raise
 
     def cpu(self):
         return tree_ticks(self.master)
@@ -309,11 +313,13 @@ def main():
     paths = args.paths.split(",")
     workdir = tempfile.mkdtemp(prefix="sesgate-anchor-")
     os.chmod(workdir, 0o755)
-    sink = Sink(workdir)
-    sesgate = Sesgate(workdir, sink.port, args.binary) if "sesgate" in paths else None
-    postfix = Postfix(workdir, sink.port) if "postfix" in paths else None
+    sink = sesgate = postfix = None
     results = []
     try:
+        # Inside the try: whatever started is stopped even if a later start fails.
+        sink = Sink(workdir)
+        sesgate = Sesgate(workdir, sink.port, args.binary) if "sesgate" in paths else None
+        postfix = Postfix(workdir, sink.port) if "postfix" in paths else None
         with open("/proc/loadavg") as f:
             load = f.read().split()[0]
         print(f"load average before: {load}; {args.sessions} sessions, {args.size} bytes", flush=True)
@@ -353,7 +359,8 @@ def main():
             postfix.stop()
         if sesgate:
             sesgate.stop()
-        sink.stop()
+        if sink:
+            sink.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
