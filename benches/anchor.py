@@ -171,7 +171,12 @@ class Sesgate:
             stdout=self.log,
             stderr=self.log,
         )
-        wait_port(self.port)
+        try:
+            wait_port(self.port)
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
     def cpu(self):
         return ticks(self.proc.pid, children=False)

@@ -72,7 +72,11 @@ def main():
     workdir = tempfile.mkdtemp(prefix="sesgate-connections-")
     os.chmod(workdir, 0o755)
     sink = anchor.Sink(workdir)
-    sesgate = anchor.Sesgate(workdir, sink.port, args.binary)
+    try:
+        sesgate = anchor.Sesgate(workdir, sink.port, args.binary)
+    except BaseException:
+        sink.stop()
+        raise
     socks = []
     try:
         time.sleep(0.5)

@@ -41,7 +41,11 @@ def main():
     workdir = tempfile.mkdtemp(prefix="sesgate-syscalls-")
     os.chmod(workdir, 0o755)
     sink = anchor.Sink(workdir)
-    sesgate = anchor.Sesgate(workdir, sink.port, args.binary)
+    try:
+        sesgate = anchor.Sesgate(workdir, sink.port, args.binary)
+    except BaseException:
+        sink.stop()
+        raise
     try:
         anchor.run_source(sesgate.port, 200, args.per_session, args.sessions, args.size)
         out = os.path.join(workdir, "strace.txt")
