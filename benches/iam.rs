@@ -103,6 +103,51 @@ fn hostile_resource(c: &mut Criterion) {
     });
 }
 
+/// Issue 15 §4: what one transaction really pays before the relay, through the gateway's own
+/// `Authorizer::decide` on the embedded default configuration (user `demo`, AllowSendingOnly):
+/// the strict header read, the request (context, resources, identities) and the decision, for
+/// a 10 KB message with 20 header fields and two recipients.
+fn whole_decision_path(c: &mut Criterion) {
+    use sesgate::gateway::request::TransactionFacts;
+    use sesgate::gateway::{Input, Ruling};
+    let config = sesgate::config::Config::embedded_default(std::env::temp_dir());
+    let (authorizer, ..) = sesgate::gateway::load_authorizer(&config).expect("embedded config");
+    let mut message = String::from(
+        "From: Marketing <marketing@example.com>\r\nTo: alice@example.com, bob@example.com\r\n\
+         Subject: the monthly letter\r\nDate: Sat, 15 Sep 2018 10:00:00 +0000\r\n\
+         Message-ID: <1234567890.abcdef@example.com>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\
+         Return-Path: <feedback@example.com>\r\nReply-To: marketing@example.com\r\n",
+    );
+    for n in 0..10 {
+        message.push_str(&format!(
+            "X-Campaign-{n}: spring-{n}; segment=all; batch={n}\r\n"
+        ));
+    }
+    message.push_str("\r\n");
+    while message.len() < 10 * 1024 {
+        message
+            .push_str("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiu.\r\n");
+    }
+    let recipients = vec!["alice@example.com".to_owned(), "bob@example.com".to_owned()];
+    let input = Input {
+        user: "demo",
+        facts: TransactionFacts {
+            tls: true,
+            client: "203.0.113.7".parse().unwrap(),
+            mail_from: "feedback@example.com",
+            recipients: &recipients,
+        },
+        message: message.as_bytes(),
+    };
+    let now = jiff::Timestamp::now();
+    let ruling = authorizer.decide(input, now);
+    assert!(matches!(ruling, Ruling::Allowed { .. }), "{ruling:?}");
+    c.bench_function("whole_decision_path_10kb_20_fields", |b| {
+        b.iter(|| authorizer.decide(black_box(input), black_box(now)))
+    });
+}
+
 /// Issue 11: a delegate of another account sending through an identity with the SES guide's
 /// sending authorization policy (a grant to the delegate's account with a From condition, and a
 /// Deny): both sides are evaluated.
@@ -148,6 +193,7 @@ criterion_group!(
     guide_examples,
     twenty_by_ten,
     hostile_resource,
+    whole_decision_path,
     delegate_with_sending_authorization
 );
 criterion_main!(benches);

@@ -404,7 +404,9 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     // Dependencies are capped at INFO and every field is escaped, whatever RUST_LOG says.
-    sesgate::logging::subscriber(format, filter, std::io::stderr, ansi).init();
+    // Batched: one write per batch of lines (see BatchedStderr); main flushes it at the end.
+    let writer = sesgate::logging::BatchedStderr::get();
+    sesgate::logging::subscriber(format, filter, writer, ansi).init();
 }
 
 fn serve(args: Serve) -> Result<(), CliError> {
@@ -579,7 +581,11 @@ fn main() -> ExitCode {
         };
     }
     let result = match cli.command {
-        Command::Serve(args) => serve(args).map(|()| String::new()),
+        Command::Serve(args) => {
+            let served = serve(args).map(|()| String::new());
+            sesgate::logging::flush_batched();
+            served
+        }
         Command::SimulateCustomPolicy(args) => simulate_custom_policy(args),
         Command::SmtpPassword { region } if !credentials::is_aws_region(&region) => {
             Err(CliError::Input(format!(

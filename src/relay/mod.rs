@@ -6,6 +6,7 @@ pub mod durable;
 pub mod outbox;
 pub mod spool;
 pub mod upstream;
+pub mod wire;
 
 use std::sync::Arc;
 

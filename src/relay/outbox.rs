@@ -28,9 +28,15 @@ impl MessageIds {
             "{}.{:06}.{}.{sequence}",
             now.as_secs(),
             now.subsec_micros(),
-            std::process::id()
+            process_id()
         )
     }
+}
+
+/// The process id, read once: `std::process::id()` is a system call each time.
+fn process_id() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 /// A directory of delivered messages.

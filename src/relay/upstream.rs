@@ -1,22 +1,17 @@
-//! The SMTP upstream (the SES SMTP endpoint in production), through lettre's SMTP client.
-//! TLS is STARTTLS-required (`smtp://host:587?tls=required`) or implicit (`smtps://host:465`);
-//! lettre's opportunistic mode, which an attacker can downgrade, is never used. A plain
-//! `smtp://host:port` is accepted for local relays only (SPEC §7) and logged as such.
-
-use std::time::Duration;
+//! The SMTP upstream (the SES SMTP endpoint in production), through sesgate's own pipelining
+//! client (`wire.rs`) and a small pool. TLS is STARTTLS-required
+//! (`smtp://host:587?tls=required`) or implicit (`smtps://host:465`); an opportunistic mode,
+//! which an attacker can downgrade, does not exist. A plain `smtp://host:port` is accepted for
+//! local relays only (SPEC §7) and logged as such.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use lettre::address::{Address, Envelope};
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
-use lettre::transport::smtp::response::Response;
-use tokio::net::TcpStream;
+use lettre::address::Address;
 use tokio::sync::Semaphore;
 
 use super::RelayError;
+use super::wire::{Connection, Reply, Settings, TransferError, WireError};
 
 /// How the upstream URL asks for TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,26 +111,14 @@ pub struct UpstreamOptions {
 
 /// An idle connection and when it last finished a message.
 struct Pooled {
-    conn: AsyncSmtpConnection,
+    conn: Connection,
     since: tokio::time::Instant,
 }
 
 /// An idle connection used within this long is reused without a NOOP check first; if it turns
-/// out dead, the failure comes at MAIL FROM, before any DATA, and the message is retried once on
-/// a fresh connection.
+/// out dead, the failure comes before any reply to MAIL FROM was read (so nothing of the
+/// message can have been accepted), and the message is retried once on a fresh connection.
 const TRUST_RECENT: Duration = Duration::from_secs(2);
-
-/// How far a transfer got before it failed.
-enum Failure {
-    /// MAIL FROM did not get an SMTP reply: nothing of the message was sent.
-    BeforeMail(lettre::transport::smtp::Error),
-    /// Anything else.
-    Later(lettre::transport::smtp::Error),
-    /// The upstream cannot take this message at all.
-    Refused(String),
-    /// Every recipient was refused at RCPT (only when refusals are tolerated per recipient).
-    NoRecipient(Vec<(usize, lettre::transport::smtp::Error)>),
-}
 
 /// A recipient the upstream refused at RCPT (`send_each`): `Rejected` for a 5xx, `Deferred`
 /// for a 4xx.
@@ -153,19 +136,14 @@ pub struct SentEach {
     pub failed: Vec<RecipientFailure>,
 }
 
-/// A pooled SMTP upstream on lettre's connection API. lettre's own pooled transport is not
-/// used because it cannot set TCP_NODELAY: it writes the final `.` of DATA separately, and
-/// Nagle's algorithm then holds it until the server's delayed ACK, about 40 ms per message.
+/// A pooled SMTP upstream.
 #[derive(Clone)]
 pub struct SmtpUpstream {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    url: UpstreamUrl,
-    tls: Option<TlsParameters>,
-    credentials: Option<Credentials>,
-    hello: ClientId,
+    settings: Settings,
     timeout: Duration,
     /// Connections not in use, most recently used last.
     idle: Mutex<Vec<Pooled>>,
@@ -173,28 +151,53 @@ struct Inner {
     permits: Semaphore,
 }
 
+/// The TLS client configuration: the system's roots, plus `extra_root_pem` if given.
+fn tls_config(extra_root_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // A system root rustls cannot parse is skipped, as lettre did.
+        let _ = roots.add(cert);
+    }
+    if let Some(pem) = extra_root_pem {
+        use rustls_pki_types::pem::PemObject;
+        let mut found = false;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| format!("bad CA certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("bad CA certificate: {e}"))?;
+            found = true;
+        }
+        if !found {
+            return Err("the CA file holds no CERTIFICATE block".into());
+        }
+    }
+    Ok(Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
+}
+
 impl SmtpUpstream {
     pub fn new(url: &UpstreamUrl, options: UpstreamOptions) -> Result<SmtpUpstream, String> {
         let tls = match url.tls {
             UpstreamTls::None => None,
             UpstreamTls::Starttls | UpstreamTls::Implicit => {
-                let mut builder = TlsParameters::builder(url.host.clone());
-                if let Some(pem) = &options.extra_root_pem {
-                    builder = builder.add_root_certificate(
-                        Certificate::from_pem(pem).map_err(|e| e.to_string())?,
-                    );
-                }
-                Some(builder.build_rustls().map_err(|e| e.to_string())?)
+                Some(tls_config(options.extra_root_pem.as_deref())?)
             }
         };
         Ok(SmtpUpstream {
             inner: Arc::new(Inner {
-                url: url.clone(),
-                tls,
-                credentials: options
-                    .credentials
-                    .map(|(user, password)| Credentials::new(user, password)),
-                hello: ClientId::Domain(options.hello_name),
+                settings: Settings {
+                    host: url.host.clone(),
+                    port: url.port,
+                    tls,
+                    implicit_tls: url.tls == UpstreamTls::Implicit,
+                    credentials: options.credentials,
+                    hello: options.hello_name,
+                },
                 timeout: options.timeout,
                 idle: Mutex::new(Vec::new()),
                 permits: Semaphore::new(options.pool_size.max(1) as usize),
@@ -202,50 +205,17 @@ impl SmtpUpstream {
         })
     }
 
-    /// Opens and authenticates a new connection.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, RelayError> {
-        let inner = &self.inner;
-        let address = (inner.url.host.as_str(), inner.url.port);
-        let mut conn = if inner.url.tls == UpstreamTls::Implicit {
-            // lettre wraps TLS itself here; this path keeps Nagle's delay (see the type's doc).
-            AsyncSmtpConnection::connect_tokio1(
-                address,
-                Some(inner.timeout),
-                &inner.hello,
-                inner.tls.clone(),
-                None,
-            )
+    /// Opens, secures and authenticates a new connection.
+    async fn connect(&self) -> Result<Connection, RelayError> {
+        Connection::open(&self.inner.settings)
             .await
-            .map_err(|e| classify(&e))?
-        } else {
-            let unavailable =
-                |e: std::io::Error| RelayError::Deferred(format!("upstream unavailable: {e}"));
-            let stream = TcpStream::connect(address).await.map_err(unavailable)?;
-            stream.set_nodelay(true).map_err(unavailable)?;
-            let mut conn =
-                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &inner.hello)
-                    .await
-                    .map_err(|e| classify(&e))?;
-            if let Some(tls) = &inner.tls {
-                // STARTTLS is required: lettre fails when the server does not offer it.
-                conn.starttls(tls.clone(), &inner.hello)
-                    .await
-                    .map_err(|e| classify(&e))?;
-            }
-            conn
-        };
-        if let Some(credentials) = &inner.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
-                .await
-                .map_err(|e| classify(&e))?;
-        }
-        Ok(conn)
+            .map_err(|e| classify(&e))
     }
 
     /// A connection ready to send, and whether it was reused without a NOOP check: a recently
     /// used idle one; an older idle one that still answers NOOP (a stale one is dropped and
     /// replaced); else a new one.
-    async fn checkout(&self) -> Result<(AsyncSmtpConnection, bool), RelayError> {
+    async fn checkout(&self) -> Result<(Connection, bool), RelayError> {
         loop {
             let idle = self
                 .inner
@@ -259,69 +229,32 @@ impl SmtpUpstream {
             if since.elapsed() < TRUST_RECENT {
                 return Ok((conn, true));
             }
-            if conn.test_connected().await {
+            if conn.is_alive().await {
                 return Ok((conn, false));
             }
-            conn.abort().await;
         }
     }
 
-    /// One transaction on `conn`, as lettre's `send` does it, but telling whether it failed
-    /// before anything of the message was sent.
-    /// With `per_recipient`, a recipient the upstream refuses at RCPT (4xx or 5xx) is set
-    /// aside and the message goes to the others; the refused ones come back by index.
-    async fn transfer(
-        conn: &mut AsyncSmtpConnection,
-        envelope: &Envelope,
-        body: &[u8],
-        per_recipient: bool,
-    ) -> Result<(Response, Vec<(usize, lettre::transport::smtp::Error)>), Failure> {
-        let mut options = Vec::new();
-        if !body.is_ascii() {
-            if !conn.server_info().supports_feature(Extension::EightBitMime) {
-                return Err(Failure::Refused(
-                    "5.6.3 the message has 8-bit content and the upstream does not offer 8BITMIME"
-                        .into(),
-                ));
-            }
-            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-        }
-        match conn
-            .command(Mail::new(envelope.from().cloned(), options))
-            .await
-        {
-            Ok(_) => {}
-            Err(error) if !error.is_permanent() && !error.is_transient() => {
-                return Err(Failure::BeforeMail(error));
-            }
-            Err(error) => return Err(Failure::Later(error)),
-        }
-        let mut refused = Vec::new();
-        for (index, recipient) in envelope.to().iter().enumerate() {
-            match conn.command(Rcpt::new(recipient.clone(), vec![])).await {
-                Ok(_) => {}
-                Err(error) if per_recipient && (error.is_permanent() || error.is_transient()) => {
-                    refused.push((index, error));
-                }
-                Err(error) => return Err(Failure::Later(error)),
-            }
-        }
-        if !refused.is_empty() && refused.len() == envelope.to().len() {
-            return Err(Failure::NoRecipient(refused));
-        }
-        conn.command(Data).await.map_err(Failure::Later)?;
-        let response = conn.message(body).await.map_err(Failure::Later)?;
-        Ok((response, refused))
-    }
-
-    /// Sends one message; the upstream's reply text on success.
+    /// Sends one message; the upstream's reply text on success. One recipient refused fails
+    /// the whole message (SES's all-or-nothing rule).
     pub async fn send(
         &self,
         mail_from: &str,
         recipients: &[String],
         message: &[u8],
     ) -> Result<String, RelayError> {
-        self.send_with(mail_from, recipients, message, false)
+        self.send_parts(mail_from, recipients, &[message]).await
+    }
+
+    /// `send` for a message in parts (a trace header and the client's message), written
+    /// one after the other without joining them.
+    pub async fn send_parts(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        parts: &[&[u8]],
+    ) -> Result<String, RelayError> {
+        self.send_with(mail_from, recipients, parts, false)
             .await
             .map(|sent| sent.text.unwrap_or_default())
     }
@@ -335,42 +268,18 @@ impl SmtpUpstream {
         recipients: &[String],
         message: &[u8],
     ) -> Result<SentEach, RelayError> {
-        self.send_with(mail_from, recipients, message, true).await
+        self.send_with(mail_from, recipients, &[message], true)
+            .await
     }
 
     async fn send_with(
         &self,
         mail_from: &str,
         recipients: &[String],
-        message: &[u8],
+        parts: &[&[u8]],
         per_recipient: bool,
     ) -> Result<SentEach, RelayError> {
-        let address = |a: &str| {
-            a.parse::<Address>().map_err(|e| {
-                // lettre's reason goes to the log only.
-                tracing::info!(address = %a, error = %e, "the upstream client refuses an address");
-                RelayError::Refused(format!(
-                    "5.1.3 <{}> address cannot be relayed",
-                    super::reply_text(a)
-                ))
-            })
-        };
-        let from = if mail_from.is_empty() {
-            None
-        } else {
-            Some(address(mail_from)?)
-        };
-        let to = recipients
-            .iter()
-            .map(|r| address(r))
-            .collect::<Result<Vec<_>, _>>()?;
-        let envelope = Envelope::new(from, to).map_err(|e| {
-            tracing::info!(error = %e, "the upstream client refuses the envelope");
-            RelayError::Refused("5.5.1 Transaction failed: the envelope cannot be relayed".into())
-        })?;
-        // lettre always ends DATA with CR LF . CR LF; without this the upstream would receive
-        // one extra empty line at the end of every message.
-        let body = message.strip_suffix(b"\r\n").unwrap_or(message);
+        check_envelope(mail_from, recipients)?;
         // The wait for a pool slot counts inside the timeout: with a hung upstream every slot
         // is held until its own timeout, and a message queued behind them must not wait for
         // all of those in turn.
@@ -382,15 +291,19 @@ impl SmtpUpstream {
                 .await
                 .expect("the semaphore is never closed");
             let (mut conn, unchecked) = self.checkout().await?;
-            let mut outcome = Self::transfer(&mut conn, &envelope, body, per_recipient).await;
-            if unchecked && matches!(outcome, Err(Failure::BeforeMail(_))) {
-                // The reused connection was dead; nothing was sent on it. Once, on a fresh one.
-                conn.abort().await;
+            let mut outcome = conn
+                .transfer(mail_from, recipients, parts, per_recipient)
+                .await;
+            if unchecked && matches!(outcome, Err(TransferError::BeforeMail(_))) {
+                // The reused connection was dead (or held a reply nobody asked for); nothing
+                // was accepted on it. Once, on a fresh one.
                 conn = self.connect().await?;
-                outcome = Self::transfer(&mut conn, &envelope, body, per_recipient).await;
+                outcome = conn
+                    .transfer(mail_from, recipients, parts, per_recipient)
+                    .await;
             }
             match outcome {
-                Ok((response, refused)) => {
+                Ok(accepted) => {
                     let pooled = Pooled {
                         conn,
                         since: tokio::time::Instant::now(),
@@ -400,19 +313,16 @@ impl SmtpUpstream {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .push(pooled);
-                    Ok((Some(response), refused))
+                    Ok((Some(accepted.reply), accepted.refused))
                 }
-                Err(Failure::NoRecipient(refused)) => {
-                    conn.abort().await;
-                    Ok((None, refused))
-                }
-                Err(Failure::BeforeMail(error) | Failure::Later(error)) => {
-                    // A failed transaction leaves the connection half-way; never reuse it.
-                    conn.abort().await;
+                // Every other outcome leaves the connection in a state not tracked (a 354 not
+                // followed by a message, replies not read): it is dropped, never reused.
+                Err(TransferError::NoRecipient(refused)) => Ok((None, refused)),
+                Err(TransferError::BeforeMail(error) | TransferError::Later(error)) => {
                     Err(classify(&error))
                 }
-                Err(Failure::Refused(text)) => {
-                    conn.abort().await;
+                Err(TransferError::Refused(text)) => {
+                    conn.quit().await;
                     Err(RelayError::Refused(text))
                 }
             }
@@ -422,13 +332,13 @@ impl SmtpUpstream {
                 "upstream timed out after {:?}",
                 self.inner.timeout
             ))),
-            Ok(Ok((response, refused))) => Ok(SentEach {
-                text: response.map(|r| r.message().collect::<Vec<_>>().join(" ")),
+            Ok(Ok((reply, refused))) => Ok(SentEach {
+                text: reply.map(|r| r.text()),
                 failed: refused
                     .into_iter()
-                    .map(|(index, error)| RecipientFailure {
+                    .map(|(index, reply)| RecipientFailure {
                         recipient: recipients[index].clone(),
-                        error: classify(&error),
+                        error: classify(&WireError::Reply(reply)),
                     })
                     .collect(),
             }),
@@ -437,42 +347,67 @@ impl SmtpUpstream {
     }
 }
 
-/// Maps lettre's error to what the client is told: the upstream's 5xx passes through, anything
-/// else (4xx, unreachable, TLS, timeout, connection lost mid-DATA) is temporary.
-fn classify(error: &lettre::transport::smtp::Error) -> RelayError {
-    let text = std::error::Error::source(error)
-        .map(ToString::to_string)
-        .unwrap_or_else(|| error.to_string());
-    if error.is_permanent() {
-        let code = error
-            .status()
-            .and_then(|c| c.to_string().parse().ok())
-            .filter(|code| (500..600).contains(code))
-            .unwrap_or(554);
-        RelayError::Rejected {
-            code,
-            text: super::reply_text(&text),
+/// Refuses what cannot be put in a MAIL or RCPT command: an address lettre's parser refuses
+/// (as before this client was sesgate's own), and anything that could end or extend the command
+/// line (CR, LF, `>`, controls), whatever the parser allows.
+fn check_envelope(mail_from: &str, recipients: &[String]) -> Result<(), RelayError> {
+    let check = |a: &str| {
+        let unsafe_byte = a
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b'>' || b == b'<');
+        match a.parse::<Address>() {
+            Ok(_) if !unsafe_byte => Ok(()),
+            other => {
+                // The parser's reason goes to the log only.
+                let error = other.err().map(|e| e.to_string()).unwrap_or_default();
+                tracing::info!(address = %a, error = %error, "the upstream client refuses an address");
+                Err(RelayError::Refused(format!(
+                    "5.1.3 <{}> address cannot be relayed",
+                    super::reply_text(a)
+                )))
+            }
         }
-    } else if error.is_transient() && is_throttling(error, &text) {
-        RelayError::Throttled(super::reply_text(&text))
-    } else if error.is_transient() {
-        RelayError::Deferred(format!(
-            "upstream replied {}: {text}",
-            error.status().map(|c| c.to_string()).unwrap_or_default()
-        ))
-    } else {
-        RelayError::Deferred(format!("upstream unavailable: {error}"))
+    };
+    if !mail_from.is_empty() {
+        check(mail_from)?;
+    }
+    if recipients.is_empty() {
+        tracing::info!("the upstream client refuses an envelope without recipients");
+        return Err(RelayError::Refused(
+            "5.5.1 Transaction failed: the envelope cannot be relayed".into(),
+        ));
+    }
+    recipients.iter().try_for_each(|r| check(r))
+}
+
+/// Maps a wire failure to what the client is told: the upstream's 5xx passes through, anything
+/// else (4xx, unreachable, TLS, timeout, connection lost mid-DATA) is temporary.
+fn classify(error: &WireError) -> RelayError {
+    match error {
+        WireError::Reply(Reply { code, .. }) if (500..600).contains(code) => RelayError::Rejected {
+            code: *code,
+            text: super::reply_text(&reply_of(error)),
+        },
+        WireError::Reply(reply) if reply.code == 454 && is_throttling_text(&reply.text()) => {
+            RelayError::Throttled(super::reply_text(&reply.text()))
+        }
+        WireError::Reply(reply) => {
+            RelayError::Deferred(format!("upstream replied {}: {}", reply.code, reply.text()))
+        }
+        other => RelayError::Deferred(format!("upstream unavailable: {other}")),
+    }
+}
+
+fn reply_of(error: &WireError) -> String {
+    match error {
+        WireError::Reply(reply) => reply.text(),
+        other => other.to_string(),
     }
 }
 
 /// SES's throttling replies: `454 Throttling failure: Maximum sending rate exceeded` and
 /// `... Daily message quota exceeded` (also the SigV2 variant). Its other 454s ("Temporary
 /// authentication failure", "Temporary service failure") are not about pace.
-fn is_throttling(error: &lettre::transport::smtp::Error, text: &str) -> bool {
-    let code = error.status().map(|c| c.to_string());
-    code.as_deref() == Some("454") && is_throttling_text(text)
-}
-
 fn is_throttling_text(text: &str) -> bool {
     let text = text.to_ascii_lowercase();
     text.contains("throttl") || text.contains("rate exceeded") || text.contains("quota exceeded")

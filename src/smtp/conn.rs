@@ -49,9 +49,11 @@ impl From<std::io::Error> for End {
     }
 }
 
-/// A command line, or the fact that one was too long (and has been discarded).
+/// A command line (its length: the line is the first bytes of the input buffer, left there
+/// for the caller to read in place and then consume), or the fact that one was too long (and
+/// has been discarded).
 enum Line {
-    Complete(Vec<u8>),
+    Complete(usize),
     TooLong,
 }
 
@@ -148,7 +150,11 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
                 .read_line(self.shared.limits.idle_timeout, true)
                 .await?
             {
-                Line::Complete(line) => self.session.on_line(&line),
+                Line::Complete(length) => {
+                    let step = self.session.on_line(&self.input[..length]);
+                    self.input.drain(..length);
+                    step
+                }
                 Line::TooLong => self.session.on_line_too_long(),
             };
             match step {
@@ -232,7 +238,7 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
     }
 
     fn send(&mut self, reply: &Reply) {
-        self.output.extend_from_slice(&reply.to_wire());
+        reply.write_wire(&mut self.output);
     }
 
     async fn flush(&mut self) -> Result<(), End> {
@@ -307,12 +313,12 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
         let mut discarding = false;
         loop {
             if let Some(newline) = memchr::memchr(b'\n', &self.input) {
-                let line: Vec<u8> = self.input.drain(..=newline).collect();
-                let too_long = discarding || line.len() > MAX_COMMAND_LINE;
-                return Ok(if too_long {
+                let length = newline + 1;
+                return Ok(if discarding || length > MAX_COMMAND_LINE {
+                    self.input.drain(..length);
                     Line::TooLong
                 } else {
-                    Line::Complete(line)
+                    Line::Complete(length)
                 });
             }
             if self.input.len() > MAX_COMMAND_LINE {
@@ -478,7 +484,11 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
             .read_line(self.shared.limits.idle_timeout, false)
             .await?
         {
-            Line::Complete(line) => Ok(String::from_utf8(line).unwrap_or_default()),
+            Line::Complete(length) => {
+                let line = String::from_utf8(self.input[..length].to_vec()).unwrap_or_default();
+                self.input.drain(..length);
+                Ok(line)
+            }
             Line::TooLong => Ok(String::new()),
         }
     }

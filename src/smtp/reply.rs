@@ -26,17 +26,29 @@ impl Reply {
     /// early or carry a second one.
     pub fn to_wire(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
+        self.write_wire(&mut out);
+        out
+    }
+
+    /// Appends the reply's wire form to `out` (a connection's output buffer): no allocation
+    /// of its own.
+    pub fn write_wire(&self, out: &mut Vec<u8>) {
         let last = self.lines.len().saturating_sub(1);
+        // The code is three digits (100..=599 by construction); written without formatting.
+        let code = [
+            b'0' + (self.code / 100 % 10) as u8,
+            b'0' + (self.code / 10 % 10) as u8,
+            b'0' + (self.code % 10) as u8,
+        ];
         for (i, line) in self.lines.iter().enumerate() {
-            let separator = if i == last { ' ' } else { '-' };
-            out.extend_from_slice(format!("{}{separator}", self.code).as_bytes());
+            out.extend_from_slice(&code);
+            out.push(if i == last { b' ' } else { b'-' });
             out.extend(
                 line.bytes()
                     .map(|b| if b < 0x20 || b == 0x7f { b'?' } else { b }),
             );
             out.extend_from_slice(b"\r\n");
         }
-        out
     }
 }
 

@@ -110,14 +110,26 @@ pub fn load_with_client_ca(
 /// Builds the rustls configuration from PEM files.
 pub fn load(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, TlsError> {
     let (chain, key) = read_pair(cert_path, key_path)?;
-    ServerConfig::builder()
+    let config = ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Pair {
             cert: cert_path.into(),
             key: key_path.into(),
             reason: e.to_string(),
-        })
+        })?;
+    with_tickets(config)
+}
+
+/// Offers clients session resumption with stateless tickets (RFC 5077 / TLS 1.3 tickets):
+/// an MTA that reconnects for each message skips the full handshake (benches/README.md). The
+/// ticket keys live in memory only and rotate (rustls's `Ticketer`: every 6 hours); they are
+/// never written anywhere. Not used with client certificates: a resumed session would carry
+/// the certificate identity of a past handshake.
+fn with_tickets(mut config: ServerConfig) -> Result<ServerConfig, TlsError> {
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    Ok(config)
 }
 
 type Pair = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
