@@ -314,6 +314,11 @@ fn serve_with_a_config_refuses_the_demo_password() {
     )
     .unwrap();
     let serve = Serve::start(&dir, "", &[], None);
+    // The port opens before the batched log writer has written the ready line: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !serve.log().contains("sesgate ready") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(serve.log().contains("sesgate ready"), "{}", serve.log());
     drop(serve);
     let _ = std::fs::remove_dir_all(&dir);
