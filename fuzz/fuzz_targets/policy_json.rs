@@ -15,6 +15,9 @@ use libfuzzer_sys::fuzz_target;
 use sesgate::commands::simulate_custom_policy as simulator;
 use sesgate::iam::{Context, Policy, PolicySet, SEND_RAW_EMAIL, Value, lint};
 
+/// An identity-based policy that allows everything, so the resource policy decides.
+const ALLOW_ALL: &str = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#;
+
 const RESOURCES: [&str; 3] = [
     "arn:aws:ses:us-east-1:123456789012:identity/example.com",
     "arn:aws:ses:us-east-1:123456789012:identity/marketing@example.com",
@@ -148,6 +151,18 @@ fuzz_target!(|input: &[u8]| {
                 actions: vec![SEND_RAW_EMAIL.to_owned(), "ses:SendEmail".to_owned()],
                 resources: RESOURCES.iter().map(|r| (*r).to_owned()).collect(),
                 context,
+                ..simulator::Input::default()
+            };
+            if let Ok(output) = simulator::simulate(&input) {
+                let _ = simulator::render(&output);
+            }
+            // The same document as an identity's sending authorization policy (resource-based,
+            // with Principal), for a caller of another account whose IAM policy allows all.
+            let input = simulator::Input {
+                policies: vec![ALLOW_ALL.to_owned()],
+                resource_policy: Some(policy.to_owned()),
+                caller_arn: Some("arn:aws:iam::444455556666:user/apps/delegate".to_owned()),
+                ..input
             };
             if let Ok(output) = simulator::simulate(&input) {
                 let _ = simulator::render(&output);

@@ -7,7 +7,8 @@
 //! bit 3 appends an empty line and a body. Checked, when a request is built: the evaluated From
 //! address is a syntactically valid addr-spec (ASCII, exactly one `@`, a dot-atom local part (a
 //! quoted one is unquoted or refused), a lower-case letter-digit-hyphen domain) and is what
-//! `ses:FromAddress` holds; every resource is an SES ARN of the configured region and account.
+//! `ses:FromAddress` holds; every resource is an SES ARN of the configured region, of the
+//! gateway's account or of the one other account with a configured identity.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,6 +18,9 @@ use sesgate::gateway::request::{
 };
 
 const REGION_ACCOUNT: &str = "arn:aws:ses:us-east-1:123456789012:";
+/// The one other account with a configured identity (`[[identity]]` with an owner): its
+/// identity's ARN may be named in an `X-SES-*-ARN` header, as a delegate sender does.
+const PARTNER_ACCOUNT: &str = "arn:aws:ses:us-east-1:111122223333:";
 
 fn build_request(message: &[u8], identities: bool, sandbox: bool) -> Result<SendRequest, Refusal> {
     let account = Account {
@@ -29,11 +33,17 @@ fn build_request(message: &[u8], identities: bool, sandbox: bool) -> Result<Send
         },
         default_configuration_sets: [("allowed.com".to_owned(), "audit".to_owned())].into(),
         sandbox,
+        others: [(
+            "111122223333".to_owned(),
+            vec!["partner.example".to_owned()],
+        )]
+        .into(),
     };
     let principal = Principal {
         name: "app".into(),
         arn: "arn:aws:iam::123456789012:user/apps/app".into(),
         id: Some("AIDAEXAMPLE".into()),
+        account: "123456789012".into(),
     };
     let recipients = vec!["rcpt@allowed.com".to_owned()];
     let connection = TransactionFacts {
@@ -116,8 +126,8 @@ fuzz_target!(|input: &[u8]| {
     );
     for resource in &request.resources {
         assert!(
-            resource.starts_with(REGION_ACCOUNT),
-            "resource {resource:?} is not an SES ARN of the account"
+            resource.starts_with(REGION_ACCOUNT) || resource.starts_with(PARTNER_ACCOUNT),
+            "resource {resource:?} is not an SES ARN of a known account in the region"
         );
     }
 });
