@@ -8,57 +8,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::quotas::*;
 use support::redis::RedisServer;
 use support::sink::{DataReply, Sink};
 use support::*;
 
-const DAILY: &str = "454 4.7.0 Throttling failure: Daily message quota exceeded";
-const RATE: &str = "454 4.7.0 Throttling failure: Maximum sending rate exceeded";
-const UNAVAILABLE: &str = "451 4.3.0 Temporary service failure";
-const MESSAGE: &str = "From: a@example.com\r\nSubject: quota\r\n\r\nHello.\r\n";
 /// The Redis key of the test account's own counters.
 const ACCOUNT_KEY: &str = "sesgate:{123456789012}:account";
-
-type QuotasChange = Box<dyn FnOnce(&mut sesgate::config::Quotas) + Send>;
-
-#[derive(Default)]
-struct Gateway {
-    store: Option<String>,
-    quotas: Vec<QuotasChange>,
-    users: Option<String>,
-    groups: String,
-    upstream: Option<Sink>,
-}
-
-impl Gateway {
-    fn quotas(mut self, f: impl FnOnce(&mut sesgate::config::Quotas) + Send + 'static) -> Self {
-        self.quotas.push(Box::new(f));
-        self
-    }
-
-    async fn start(self) -> TestServer {
-        let mut setup = Setup {
-            users: self.users,
-            groups: self.groups,
-            upstream: self.upstream,
-            ..Setup::default()
-        };
-        if let Some(store) = self.store {
-            setup.config.quotas.store = store;
-        }
-        for adjust in self.quotas {
-            adjust(&mut setup.config.quotas);
-        }
-        TestServer::start_setup(setup).await
-    }
-}
-
-async fn client(server: &TestServer) -> Client {
-    let mut client = server.connect(PLAINTEXT_AUTH).await;
-    client.hello(false).await;
-    client.login_as(USER, PASSWORD).await;
-    client
-}
 
 /// One message to `recipients` on a fresh transaction.
 async fn send(client: &mut Client, recipients: &[&str]) -> String {
@@ -66,14 +22,6 @@ async fn send(client: &mut Client, recipients: &[&str]) -> String {
     client
         .transaction("a@example.com", recipients, MESSAGE)
         .await
-}
-
-fn relayed_recipients(server: &TestServer) -> usize {
-    server
-        .outbox()
-        .iter()
-        .map(|(_, envelope)| envelope["recipients"].as_array().unwrap().len())
-        .sum()
 }
 
 fn recipients(n: usize) -> Vec<String> {

@@ -9,75 +9,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use sesgate::config::OnStoreError;
+use support::quotas::*;
 use support::redis::RedisServer;
 use support::sink::{DataReply, Sink};
 use support::*;
-
-const DAILY: &str = "454 4.7.0 Throttling failure: Daily message quota exceeded";
-const RATE: &str = "454 4.7.0 Throttling failure: Maximum sending rate exceeded";
-const UNAVAILABLE: &str = "451 4.3.0 Temporary service failure";
-const MESSAGE: &str = "From: a@example.com\r\nSubject: quota\r\n\r\nHello.\r\n";
-
-/// A change to a test server's `[quotas]`.
-type QuotasChange = Box<dyn FnOnce(&mut sesgate::config::Quotas) + Send>;
-
-/// What a test server is started with.
-#[derive(Default)]
-struct Gateway {
-    store: Option<String>,
-    quotas: Vec<QuotasChange>,
-    users: Option<String>,
-    groups: String,
-    upstream: Option<Sink>,
-    files: Vec<(String, Vec<u8>)>,
-}
-
-impl Gateway {
-    fn quotas(mut self, f: impl FnOnce(&mut sesgate::config::Quotas) + Send + 'static) -> Self {
-        self.quotas.push(Box::new(f));
-        self
-    }
-
-    async fn start(self) -> TestServer {
-        let mut setup = Setup {
-            users: self.users,
-            groups: self.groups,
-            upstream: self.upstream,
-            files: self.files,
-            ..Setup::default()
-        };
-        setup.config.metrics.listen = "127.0.0.1:0".into();
-        setup.config.metrics.per_user = true;
-        if let Some(store) = self.store {
-            setup.config.quotas.store = store;
-        }
-        for adjust in self.quotas {
-            adjust(&mut setup.config.quotas);
-        }
-        TestServer::start_setup(setup).await
-    }
-}
-
-/// A logged-in client on the plaintext-AUTH listener.
-async fn client(server: &TestServer) -> Client {
-    client_as(server, USER).await
-}
-
-async fn client_as(server: &TestServer, username: &str) -> Client {
-    let mut client = server.connect(PLAINTEXT_AUTH).await;
-    client.hello(false).await;
-    client.login_as(username, PASSWORD).await;
-    client
-}
-
-/// Recipients the server relayed to its outbox.
-fn relayed_recipients(server: &TestServer) -> usize {
-    server
-        .outbox()
-        .iter()
-        .map(|(_, envelope)| envelope["recipients"].as_array().unwrap().len())
-        .sum()
-}
 
 async fn http(server: &TestServer, path: &str) -> String {
     let address = server.running.as_ref().unwrap().metrics_address.unwrap();
