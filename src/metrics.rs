@@ -296,6 +296,36 @@ impl Metrics {
         self.upstream_latency.observe(seconds);
     }
 
+    /// One transaction of a configured IAM user (`[metrics] per_user`), by decision.
+    pub fn count_user_transaction(&self, user: &str, decision: &'static str) {
+        self.user_transactions
+            .get_or_create(&UserDecisionLabel {
+                user: user.to_owned(),
+                decision: decision.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A policy refusal of a report-only principal, relayed anyway.
+    pub fn count_would_refuse(&self, user: &str, decision: &'static str) {
+        self.would_refuse
+            .get_or_create(&UserDecisionLabel {
+                user: user.to_owned(),
+                decision: decision.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A transaction the shadow set decides otherwise (`direction`: which way).
+    pub fn count_shadow_disagreement(&self, user: &str, direction: &'static str) {
+        self.shadow_disagreements
+            .get_or_create(&ShadowLabel {
+                user: user.to_owned(),
+                direction: direction.to_owned(),
+            })
+            .inc();
+    }
+
     /// One reload: whether it loaded, and how many changed sections it could not apply.
     pub fn count_reload(&self, ok: bool, unapplied: usize) {
         let result = if ok { "success" } else { "failure" };
@@ -421,6 +451,26 @@ impl QuotaMetrics {
                 cause: cause.to_owned(),
             })
             .inc();
+    }
+
+    /// `recipients` relayed, counted against a quota scope (`kind`: account, group or user).
+    pub fn count_recipients(&self, kind: &'static str, name: &str, recipients: u64) {
+        self.recipients
+            .get_or_create(&ScopeLabel {
+                scope: kind.into(),
+                name: name.into(),
+            })
+            .inc_by(recipients);
+    }
+
+    /// What is left of a scope's 24-hour quota, as this instance last saw it.
+    pub fn set_remaining_24h(&self, kind: &'static str, name: &str, remaining: i64) {
+        self.remaining_24h
+            .get_or_create(&ScopeLabel {
+                scope: kind.into(),
+                name: name.into(),
+            })
+            .set(remaining);
     }
 
     pub fn count_store_error(&self, operation: &str, outcome: &str) {

@@ -189,12 +189,7 @@ impl Gateway {
         let (live_decision, live_reason) = shadow::verdict(live);
         let (shadow_decision, shadow_reason) = shadow::verdict(shadow_ruling);
         self.metrics
-            .shadow_disagreements
-            .get_or_create(&crate::metrics::ShadowLabel {
-                user: transaction.user.clone(),
-                direction: direction.as_str().to_owned(),
-            })
-            .inc();
+            .count_shadow_disagreement(&transaction.user, direction.as_str());
         info!(
             session = %transaction.session_id,
             user = %transaction.user,
@@ -311,13 +306,7 @@ impl Handler for Gateway {
             // enforced.
             Ruling::Denied { request, .. } | Ruling::Allowed { request, .. } => {
                 if policy_refused {
-                    self.metrics
-                        .would_refuse
-                        .get_or_create(&crate::metrics::UserDecisionLabel {
-                            user: transaction.user.clone(),
-                            decision: verdict.to_owned(),
-                        })
-                        .inc();
+                    self.metrics.count_would_refuse(&transaction.user, verdict);
                 }
                 let recipients = transaction.envelope.recipients.len();
                 match self
@@ -359,12 +348,7 @@ impl Handler for Gateway {
                 .is_some()
         {
             self.metrics
-                .user_transactions
-                .get_or_create(&crate::metrics::UserDecisionLabel {
-                    user: transaction.user.clone(),
-                    decision: outcome.decision.to_owned(),
-                })
-                .inc();
+                .count_user_transaction(&transaction.user, outcome.decision);
         }
         // Client text, so a list whose items are quoted (a quoted local part may hold a comma);
         // the log layer then escapes it like every other field.

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 use super::replies;
 use crate::config::iam::IamFile;
 use crate::config::{Config, ConfigError, OnStoreError};
-use crate::metrics::{Metrics, ScopeLabel};
+use crate::metrics::Metrics;
 use crate::quota::{AdaptivePace, Limit, QuotaStore, Reservation, Scope, SendQuota, Verdict};
 use crate::smtp::Reply;
 
@@ -346,11 +346,11 @@ impl QuotaGate {
                         && self.labelled(scope)
                     {
                         let remaining = limit.max_24_hour_send.saturating_sub(*used);
-                        self.metrics
-                            .quota
-                            .remaining_24h
-                            .get_or_create(&scope_label(scope))
-                            .set(i64::try_from(remaining).unwrap_or(i64::MAX));
+                        self.metrics.quota.set_remaining_24h(
+                            scope.kind(),
+                            scope.name(),
+                            i64::try_from(remaining).unwrap_or(i64::MAX),
+                        );
                     }
                 }
                 Ok(Admitted {
@@ -532,23 +532,17 @@ impl QuotaGate {
     /// `recipients` relayed, counted for the account and (per-user metrics) `limits`' scopes.
     fn count_relayed<'a>(&self, limits: impl Iterator<Item = &'a Limit>, recipients: u32) {
         let recipients = u64::from(recipients);
-        let account = ScopeLabel {
-            scope: "account".into(),
-            name: String::new(),
-        };
         self.metrics
             .quota
-            .recipients
-            .get_or_create(&account)
-            .inc_by(recipients);
+            .count_recipients("account", "", recipients);
         if self.per_user_metrics {
             for limit in limits {
                 if limit.scope != Scope::Account {
-                    self.metrics
-                        .quota
-                        .recipients
-                        .get_or_create(&scope_label(&limit.scope))
-                        .inc_by(recipients);
+                    self.metrics.quota.count_recipients(
+                        limit.scope.kind(),
+                        limit.scope.name(),
+                        recipients,
+                    );
                 }
             }
         }
@@ -598,13 +592,6 @@ impl QuotaGate {
     pub fn refresh_metrics(&self) {
         let pace = self.pace.limit(Instant::now()).unwrap_or(0.0);
         self.metrics.quota.pace.set(pace);
-    }
-}
-
-fn scope_label(scope: &Scope) -> ScopeLabel {
-    ScopeLabel {
-        scope: scope.kind().into(),
-        name: scope.name().into(),
     }
 }
 
