@@ -19,26 +19,52 @@ use tracing::{debug, info};
 
 use crate::accept::{AcceptBackoff, accept_with_backoff};
 
+// Label values are `&'static str` (a fixed set, written in the code) or an interned name
+// (`Names`): finding an existing series allocates nothing, so the per-message updates cost no
+// allocation (benches/metrics.rs).
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabel {
-    pub decision: String,
+    pub decision: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
-    pub result: String,
+    pub result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UserDecisionLabel {
-    pub user: String,
-    pub decision: String,
+    pub user: Arc<str>,
+    pub decision: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ShadowLabel {
-    pub user: String,
-    pub direction: String,
+    pub user: Arc<str>,
+    pub direction: &'static str,
+}
+
+/// Names used as label values (IAM users, groups), each allocated once: a label then holds a
+/// shared reference. Callers pass only names of the configuration, never client text, so the
+/// set is bounded as the series are.
+#[derive(Debug, Default)]
+pub struct Names(std::sync::RwLock<std::collections::HashSet<Arc<str>>>);
+
+impl Names {
+    /// The shared copy of `name`, made on its first use.
+    pub fn get(&self, name: &str) -> Arc<str> {
+        if let Some(known) = self.0.read().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return Arc::clone(known);
+        }
+        let mut names = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = names.get(name) {
+            return Arc::clone(known);
+        }
+        let new: Arc<str> = Arc::from(name);
+        names.insert(Arc::clone(&new));
+        new
+    }
 }
 
 /// Every metric sesgate exports.
@@ -78,6 +104,8 @@ pub struct Metrics {
     pub spool_held: Gauge,
     pub spool_bytes: Gauge,
     pub spool_oldest_age: Gauge,
+    /// The user names of the per-user series.
+    names: Names,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -224,6 +252,7 @@ impl Default for Metrics {
             spool_oldest_age.clone(),
         );
         Metrics {
+            names: Names::default(),
             quota,
             spool,
             spool_messages,
@@ -251,21 +280,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn count_transaction(&self, decision: &str) {
+    pub fn count_transaction(&self, decision: &'static str) {
         self.transactions
-            .get_or_create(&DecisionLabel {
-                decision: decision.to_owned(),
-            })
+            .get_or_create(&DecisionLabel { decision })
             .inc();
     }
 
     pub fn count_auth(&self, ok: bool) {
         let result = if ok { "success" } else { "failure" };
-        self.auth
-            .get_or_create(&ResultLabel {
-                result: result.to_owned(),
-            })
-            .inc();
+        self.auth.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// One checked AUTH: `success`, `failure` or `unavailable` (verifier saturated), and
@@ -277,22 +300,14 @@ impl Metrics {
             Verification::Invalid => ("failure", true),
             Verification::Busy => ("unavailable", false),
         };
-        self.auth
-            .get_or_create(&ResultLabel {
-                result: result.to_owned(),
-            })
-            .inc();
+        self.auth.get_or_create(&ResultLabel { result }).inc();
         if ran_argon2 {
             self.auth_verifications.inc();
         }
     }
 
-    pub fn count_upstream(&self, result: &str, seconds: f64) {
-        self.upstream
-            .get_or_create(&ResultLabel {
-                result: result.to_owned(),
-            })
-            .inc();
+    pub fn count_upstream(&self, result: &'static str, seconds: f64) {
+        self.upstream.get_or_create(&ResultLabel { result }).inc();
         self.upstream_latency.observe(seconds);
     }
 
@@ -300,8 +315,8 @@ impl Metrics {
     pub fn count_user_transaction(&self, user: &str, decision: &'static str) {
         self.user_transactions
             .get_or_create(&UserDecisionLabel {
-                user: user.to_owned(),
-                decision: decision.to_owned(),
+                user: self.names.get(user),
+                decision,
             })
             .inc();
     }
@@ -310,8 +325,8 @@ impl Metrics {
     pub fn count_would_refuse(&self, user: &str, decision: &'static str) {
         self.would_refuse
             .get_or_create(&UserDecisionLabel {
-                user: user.to_owned(),
-                decision: decision.to_owned(),
+                user: self.names.get(user),
+                decision,
             })
             .inc();
     }
@@ -320,8 +335,8 @@ impl Metrics {
     pub fn count_shadow_disagreement(&self, user: &str, direction: &'static str) {
         self.shadow_disagreements
             .get_or_create(&ShadowLabel {
-                user: user.to_owned(),
-                direction: direction.to_owned(),
+                user: self.names.get(user),
+                direction,
             })
             .inc();
     }
@@ -329,11 +344,7 @@ impl Metrics {
     /// One reload: whether it loaded, and how many changed sections it could not apply.
     pub fn count_reload(&self, ok: bool, unapplied: usize) {
         let result = if ok { "success" } else { "failure" };
-        self.reloads
-            .get_or_create(&ResultLabel {
-                result: result.to_owned(),
-            })
-            .inc();
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
         if ok {
             self.last_reload.set(jiff::Timestamp::now().as_second());
             self.reload_unapplied.set(unapplied as i64);
@@ -366,22 +377,22 @@ impl Metrics {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ScopeLabel {
     /// `account`, `group` or `user`.
-    pub scope: String,
+    pub scope: &'static str,
     /// The group's or user's name from the configuration; empty for the account.
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CauseLabel {
-    pub cause: String,
+    pub cause: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StoreErrorLabel {
     /// `rcpt`, `data`, `refund`, `seed` or `ready`.
-    pub operation: String,
+    pub operation: &'static str,
     /// What the client got: `refused` (451), `allowed` (uncounted), or `none`.
-    pub outcome: String,
+    pub outcome: &'static str,
 }
 
 /// The quota metrics. Group and user series exist only with `[metrics] per_user` and only for
@@ -399,6 +410,8 @@ pub struct QuotaMetrics {
     pub store_latency: Histogram,
     /// This instance's adaptive pace in recipients per second; 0 when not pacing.
     pub pace: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// The group and user names of the per-scope series.
+    names: Names,
 }
 
 impl QuotaMetrics {
@@ -411,6 +424,7 @@ impl QuotaMetrics {
             // 50 µs .. ~1.6 s
             store_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             pace: Gauge::default(),
+            names: Names::default(),
         };
         registry.register(
             "quota_recipients",
@@ -445,20 +459,16 @@ impl QuotaMetrics {
         metrics
     }
 
-    pub fn count_throttled(&self, cause: &str) {
-        self.throttled
-            .get_or_create(&CauseLabel {
-                cause: cause.to_owned(),
-            })
-            .inc();
+    pub fn count_throttled(&self, cause: &'static str) {
+        self.throttled.get_or_create(&CauseLabel { cause }).inc();
     }
 
     /// `recipients` relayed, counted against a quota scope (`kind`: account, group or user).
     pub fn count_recipients(&self, kind: &'static str, name: &str, recipients: u64) {
         self.recipients
             .get_or_create(&ScopeLabel {
-                scope: kind.into(),
-                name: name.into(),
+                scope: kind,
+                name: self.names.get(name),
             })
             .inc_by(recipients);
     }
@@ -467,18 +477,15 @@ impl QuotaMetrics {
     pub fn set_remaining_24h(&self, kind: &'static str, name: &str, remaining: i64) {
         self.remaining_24h
             .get_or_create(&ScopeLabel {
-                scope: kind.into(),
-                name: name.into(),
+                scope: kind,
+                name: self.names.get(name),
             })
             .set(remaining);
     }
 
-    pub fn count_store_error(&self, operation: &str, outcome: &str) {
+    pub fn count_store_error(&self, operation: &'static str, outcome: &'static str) {
         self.store_errors
-            .get_or_create(&StoreErrorLabel {
-                operation: operation.to_owned(),
-                outcome: outcome.to_owned(),
-            })
+            .get_or_create(&StoreErrorLabel { operation, outcome })
             .inc();
     }
 }
@@ -680,6 +687,28 @@ mod tests {
                 families.contains(&family),
                 "{sample} has no # TYPE in\n{classic}"
             );
+        }
+    }
+
+    #[test]
+    fn names_are_shared_and_series_render_as_before() {
+        let names = Names::default();
+        let first = names.get("demo");
+        assert!(Arc::ptr_eq(&first, &names.get("demo")));
+        assert!(!Arc::ptr_eq(&first, &names.get("other")));
+        let metrics = Metrics::default();
+        for _ in 0..2 {
+            metrics.count_user_transaction("demo", "allowed");
+            metrics.quota.count_recipients("account", "", 3);
+            metrics.quota.count_recipients("user", "demo", 3);
+        }
+        let text = metrics.render();
+        for expected in [
+            "sesgate_user_transactions_total{user=\"demo\",decision=\"allowed\"} 2\n",
+            "sesgate_quota_recipients_total{scope=\"account\",name=\"\"} 6\n",
+            "sesgate_quota_recipients_total{scope=\"user\",name=\"demo\"} 6\n",
+        ] {
+            assert!(text.contains(expected), "{expected:?} not in\n{text}");
         }
     }
 

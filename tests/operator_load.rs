@@ -400,8 +400,8 @@ fn grafana_dashboard_queries_only_exported_metrics() {
     metrics.quota.count_throttled("rate");
     metrics.quota.count_store_error("data", "refused");
     let account = sesgate::metrics::ScopeLabel {
-        scope: "account".into(),
-        name: String::new(),
+        scope: "account",
+        name: "".into(),
     };
     metrics.quota.remaining_24h.get_or_create(&account).set(1);
     let rendered = metrics.render();
