@@ -113,11 +113,13 @@ impl Gateway {
         header
     }
 
-    /// Relays an allowed transaction: the client's reply and what the log says of it.
-    async fn relay(&self, transaction: &Transaction) -> (Reply, String, String) {
+    /// Relays an allowed transaction's `message` (taken out of it, not copied): the client's
+    /// reply and what the log says of it.
+    async fn relay(&self, transaction: &Transaction, message: Vec<u8>) -> (Reply, String, String) {
         let id = self.ids.next_id();
-        let mut message = self.received_header(transaction).into_bytes();
-        message.extend_from_slice(&transaction.message);
+        // The trace header travels apart and is written in front of the message (vectored
+        // writes upstream and to disk): the body is never copied behind it.
+        let header = self.received_header(transaction).into_bytes();
         let delivery = Delivery {
             id,
             session: transaction.session_id.clone(),
@@ -126,7 +128,8 @@ impl Gateway {
             tls: transaction.tls,
             mail_from: transaction.envelope.mail_from.clone(),
             recipients: transaction.envelope.recipients.clone(),
-            message,
+            header,
+            message: bytes::Bytes::from(message),
         };
         if let Some(spool) = &self.spool {
             return self.spool_message(spool, delivery).await;
@@ -253,8 +256,9 @@ impl Handler for Gateway {
             .await
     }
 
-    async fn deliver(&self, transaction: Transaction) -> Reply {
+    async fn deliver(&self, mut transaction: Transaction) -> Reply {
         let started = Instant::now();
+        let size = transaction.message.len();
         // This transaction is decided on the snapshot current at its end of DATA, even if a
         // reload swaps it meanwhile.
         let snapshot = self.snapshot.load_full();
@@ -322,7 +326,9 @@ impl Handler for Gateway {
                         upstream_id: String::new(),
                     },
                     Ok(admitted) => {
-                        let (reply, upstream, upstream_id) = self.relay(&transaction).await;
+                        let message = std::mem::take(&mut transaction.message);
+                        let (reply, upstream, upstream_id) =
+                            self.relay(&transaction, message).await;
                         self.settle_quotas(admitted, &reply, &transaction.user)
                             .await;
                         Settled {
@@ -365,7 +371,7 @@ impl Handler for Gateway {
             from = %outcome.from,
             recipients = transaction.envelope.recipients.len(),
             rcpt_to = rcpt_to.as_deref(),
-            size = transaction.message.len(),
+            size,
             decision = outcome.decision,
             enforced,
             reason = %outcome.reason,

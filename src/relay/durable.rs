@@ -4,7 +4,7 @@
 //! not at all. Directories are created 0750 and files 0640 (before the umask): they hold mail.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -22,7 +22,9 @@ pub fn create_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
-/// Writes `parts` one after the other to `temporary`, fsyncs it and renames it to `target`.
+/// Writes `parts` one after the other to `temporary` (vectored writes: one `writev` for them
+/// all when the kernel takes it whole, and never a copy to join them), fsyncs it and renames it
+/// to `target`.
 /// On any error the temporary file is removed (it was never visible under `target`). The
 /// directory of `target` is not synced: call [`sync_dir`] once the batch is renamed.
 pub fn write_atomically(temporary: &Path, target: &Path, parts: &[&[u8]]) -> io::Result<()> {
@@ -33,9 +35,7 @@ pub fn write_atomically(temporary: &Path, target: &Path, parts: &[&[u8]]) -> io:
             .truncate(true)
             .mode(FILE_MODE)
             .open(temporary)?;
-        for part in parts {
-            file.write_all(part)?;
-        }
+        write_all_vectored(&mut file, parts)?;
         file.sync_all()?;
         drop(file);
         fs::rename(temporary, target)
@@ -44,6 +44,25 @@ pub fn write_atomically(temporary: &Path, target: &Path, parts: &[&[u8]]) -> io:
         let _ = fs::remove_file(temporary);
     }
     written
+}
+
+/// Writes every byte of `parts`, in order, with as few `writev` calls as the kernel allows.
+fn write_all_vectored(file: &mut File, parts: &[&[u8]]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| IoSlice::new(p))
+        .collect();
+    let mut rest = slices.as_mut_slice();
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut rest, written),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Makes the renames and removals in `dir` durable.

@@ -65,7 +65,8 @@ pub fn reply_text(text: &str) -> String {
     }
 }
 
-/// One message to relay. Everything but the message is what the outbox records beside it.
+/// One message to relay. Everything but the header and the message is what the outbox records
+/// beside it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Delivery {
     pub id: String,
@@ -75,8 +76,21 @@ pub struct Delivery {
     pub tls: bool,
     pub mail_from: String,
     pub recipients: Vec<String>,
+    /// This hop's trace header (`Received:`), relayed and stored in front of `message`
+    /// without joining them (vectored writes: the body is never copied behind it). Empty for a
+    /// message read back from the spool, whose stored bytes already begin with it.
     #[serde(skip)]
-    pub message: Vec<u8>,
+    pub header: Vec<u8>,
+    /// The message: the client's as the DATA reader unstuffed it, or the spool's stored bytes.
+    #[serde(skip)]
+    pub message: bytes::Bytes,
+}
+
+impl Delivery {
+    /// What goes on the wire and to disk, in order: the header, then the message.
+    pub fn parts(&self) -> [&[u8]; 2] {
+        [&self.header, &self.message]
+    }
 }
 
 /// A relayed message: the id the client hears, and the upstream's own queue or message id
@@ -117,7 +131,7 @@ impl Relay {
             }
             Relay::Smtp(upstream) => {
                 let text = upstream
-                    .send(&delivery.mail_from, &delivery.recipients, &delivery.message)
+                    .send_parts(&delivery.mail_from, &delivery.recipients, &delivery.parts())
                     .await?;
                 Ok(relayed(&text, delivery.id))
             }
@@ -136,7 +150,7 @@ impl Relay {
             }),
             Relay::Smtp(upstream) => {
                 let sent = upstream
-                    .send_each(&delivery.mail_from, &delivery.recipients, &delivery.message)
+                    .send_each_parts(&delivery.mail_from, &delivery.recipients, &delivery.parts())
                     .await?;
                 Ok(SentEachRelayed {
                     relayed: sent.text.map(|text| relayed(&text, delivery.id)),

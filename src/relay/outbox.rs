@@ -67,11 +67,12 @@ impl Outbox {
             .to_string()
             .into();
         let json = serde_json::to_vec_pretty(&envelope).map_err(io::Error::other)?;
+        let message = delivery.parts();
         for (name, contents) in [
-            (format!("{}.json", delivery.id), json.as_slice()),
-            (format!("{}.eml", delivery.id), delivery.message.as_slice()),
+            (format!("{}.json", delivery.id), &[json.as_slice()][..]),
+            (format!("{}.eml", delivery.id), &message[..]),
         ] {
-            write_atomically(&self.tmp.join(&name), &self.dir.join(&name), &[contents])?;
+            write_atomically(&self.tmp.join(&name), &self.dir.join(&name), contents)?;
         }
         durable::sync_dir(&self.dir)
     }
@@ -98,12 +99,13 @@ mod tests {
             tls: true,
             mail_from: "a@example.com".into(),
             recipients: vec!["b@example.com".into()],
-            message: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+            header: b"Received: by gw\r\n".to_vec(),
+            message: bytes::Bytes::from_static(b"Subject: x\r\n\r\nbody\r\n"),
         };
         outbox.store(&delivery).unwrap();
         assert_eq!(
             fs::read(dir.join(format!("{id}.eml"))).unwrap(),
-            b"Subject: x\r\n\r\nbody\r\n"
+            b"Received: by gw\r\nSubject: x\r\n\r\nbody\r\n"
         );
         let json: serde_json::Value =
             serde_json::from_slice(&fs::read(dir.join(format!("{id}.json"))).unwrap()).unwrap();

@@ -268,8 +268,18 @@ impl SmtpUpstream {
         recipients: &[String],
         message: &[u8],
     ) -> Result<SentEach, RelayError> {
-        self.send_with(mail_from, recipients, &[message], true)
+        self.send_each_parts(mail_from, recipients, &[message])
             .await
+    }
+
+    /// `send_each` for a message in parts (see `send_parts`).
+    pub async fn send_each_parts(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        parts: &[&[u8]],
+    ) -> Result<SentEach, RelayError> {
+        self.send_with(mail_from, recipients, parts, true).await
     }
 
     async fn send_with(

@@ -250,10 +250,14 @@ impl Spool {
             recipients: delivery.recipients,
             received_at: jiff::Timestamp::now().as_second(),
         };
-        let message = delivery.message;
-        tokio::task::spawn_blocking(move || store_message(&shared, &envelope, &message, true))
-            .await
-            .map_err(|e| StoreError::Failed(format!("spool task failed: {e}")))?
+        let (header, message) = (delivery.header, delivery.message);
+        // The header and the message in one vectored write: the file holds the same bytes as
+        // when they were one buffer (a spool written by an earlier release reads the same).
+        tokio::task::spawn_blocking(move || {
+            store_message(&shared, &envelope, &[&header, &message], true)
+        })
+        .await
+        .map_err(|e| StoreError::Failed(format!("spool task failed: {e}")))?
     }
 
     /// Starts the delivery workers and the rescan watcher; they stop when `shutdown` turns
@@ -288,17 +292,18 @@ impl Spool {
     }
 }
 
-/// Writes a message into `active/` and schedules it now. `capped`: refused past
-/// `max_bytes` (a client's message); a DSN is not, so a full spool still reports failures.
+/// Writes a message (`parts`, one after the other) into `active/` and schedules it now.
+/// `capped`: refused past `max_bytes` (a client's message); a DSN is not, so a full spool
+/// still reports failures.
 pub(crate) fn store_message(
     shared: &Shared,
     envelope: &Envelope,
-    message: &[u8],
+    parts: &[&[u8]],
     capped: bool,
 ) -> Result<(), StoreError> {
     let line = store::encode_envelope(envelope).map_err(|e| StoreError::Failed(e.to_string()))?;
     // Reserve first, so concurrent writers cannot pass the cap together.
-    let reserved = (line.len() + message.len()) as u64;
+    let reserved = (line.len() + parts.iter().map(|p| p.len()).sum::<usize>()) as u64;
     let before = shared.bytes.fetch_add(reserved, Ordering::Relaxed);
     let cap = shared.options.max_bytes;
     if capped && cap > 0 && before + reserved > cap {
@@ -307,7 +312,7 @@ pub(crate) fn store_message(
             "{before} bytes spooled, {reserved} more would pass max_bytes {cap}"
         )));
     }
-    match shared.store.write_encoded(envelope, &line, message) {
+    match shared.store.write_encoded(envelope, &line, parts) {
         Ok(_) => {
             let now = store::now_ms();
             shared

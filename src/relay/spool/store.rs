@@ -206,21 +206,26 @@ impl Store {
     /// Writes one message durably into `active/`: envelope line and message in one file,
     /// fsynced, renamed, directory fsynced. Returns its size. Blocking.
     pub fn write(&self, envelope: &Envelope, message: &[u8]) -> io::Result<u64> {
-        self.write_encoded(envelope, &encode_envelope(envelope)?, message)
+        self.write_encoded(envelope, &encode_envelope(envelope)?, &[message])
     }
 
-    /// `write`, with the envelope line already encoded (`encode_envelope`).
+    /// `write`, with the envelope line already encoded (`encode_envelope`) and the message in
+    /// parts (this hop's trace header, then the client's message), written one after the
+    /// other in one vectored write: the file is the same as for the joined message.
     pub fn write_encoded(
         &self,
         envelope: &Envelope,
         line: &[u8],
-        message: &[u8],
+        parts: &[&[u8]],
     ) -> io::Result<u64> {
         let temporary = self.root.join("tmp").join(&envelope.id);
         let target = self.path(Place::Active, &envelope.id);
-        write_atomically(&temporary, &target, &[line, message])?;
+        let mut all = Vec::with_capacity(parts.len() + 1);
+        all.push(line);
+        all.extend_from_slice(parts);
+        write_atomically(&temporary, &target, &all)?;
         durable::sync_dir(&self.root.join("active"))?;
-        Ok((line.len() + message.len()) as u64)
+        Ok(all.iter().map(|p| p.len() as u64).sum())
     }
 
     /// Tries to lock `active/ID`. The lock is checked to be on the file still at that path:
@@ -264,13 +269,17 @@ impl Store {
         }
     }
 
-    /// Reads a claimed message: its envelope and the message.
-    pub fn read(&self, claim: &mut Claim) -> io::Result<(Envelope, Vec<u8>)> {
+    /// Reads a claimed message: its envelope and the message (everything after the envelope
+    /// line, trace header included, as one buffer: a slice of the file's bytes, not a copy).
+    pub fn read(&self, claim: &mut Claim) -> io::Result<(Envelope, bytes::Bytes)> {
         use std::io::Seek;
         claim.file.rewind()?;
-        let mut content = Vec::new();
+        let size = claim.file.metadata().map_or(0, |m| m.len() as usize);
+        let mut content = Vec::with_capacity(size);
         claim.file.read_to_end(&mut content)?;
-        split_message(content)
+        let content = bytes::Bytes::from(content);
+        let (envelope, start) = split_envelope(&content)?;
+        Ok((envelope, content.slice(start..)))
     }
 
     /// The envelope of a message, without reading the message (for `list`).
@@ -489,11 +498,16 @@ fn parse_envelope(line: &[u8]) -> io::Result<Envelope> {
 }
 
 fn split_message(mut content: Vec<u8>) -> io::Result<(Envelope, Vec<u8>)> {
-    let end = memchr::memchr(b'\n', &content)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no envelope line"))?;
-    let envelope = parse_envelope(&content[..=end])?;
-    content.drain(..=end);
+    let (envelope, start) = split_envelope(&content)?;
+    content.drain(..start);
     Ok((envelope, content))
+}
+
+/// The envelope of a message file's content, and where the message starts.
+fn split_envelope(content: &[u8]) -> io::Result<(Envelope, usize)> {
+    let end = memchr::memchr(b'\n', content)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no envelope line"))?;
+    Ok((parse_envelope(&content[..=end])?, end + 1))
 }
 
 #[cfg(test)]
@@ -562,7 +576,7 @@ mod tests {
         assert!(matches!(store.claim("1.2.3.4").unwrap(), Claimed::Busy));
         let (read, message) = store.read(&mut claim).unwrap();
         assert_eq!(read, envelope("1.2.3.4"));
-        assert_eq!(message, b"Subject: x\r\n\r\nbody\r\n");
+        assert_eq!(&message[..], b"Subject: x\r\n\r\nbody\r\n");
         store
             .write_state(
                 &claim,
@@ -576,6 +590,35 @@ mod tests {
         store.remove(claim).unwrap();
         assert!(matches!(store.claim("1.2.3.4").unwrap(), Claimed::Gone));
         assert_eq!(store.state("1.2.3.4"), State::default());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_message_in_parts_is_stored_as_one_and_old_files_still_read() {
+        let dir = temp("parts");
+        let store = Store::create(&dir).unwrap();
+        let header = b"Received: from c ([127.0.0.1])\r\n\tby gw (sesgate);\r\n\tdate\r\n";
+        let message = b".dot first\r\nSubject: x\r\n\r\nbody";
+        let line = encode_envelope(&envelope("1.1.1.1")).unwrap();
+        store
+            .write_encoded(&envelope("1.1.1.1"), &line, &[header, message])
+            .unwrap();
+        // The file a release that joined the header and the message wrote (one buffer).
+        let mut joined = line.clone();
+        joined.extend_from_slice(header);
+        joined.extend_from_slice(message);
+        assert_eq!(fs::read(dir.join("active/1.1.1.1")).unwrap(), joined);
+        let mut old = encode_envelope(&envelope("2.2.2.2")).unwrap();
+        old.extend_from_slice(&joined[line.len()..]);
+        fs::write(dir.join("active/2.2.2.2"), &old).unwrap();
+        for id in ["1.1.1.1", "2.2.2.2"] {
+            let Claimed::Mine(mut claim) = store.claim(id).unwrap() else {
+                panic!("not claimed")
+            };
+            let (read, body) = store.read(&mut claim).unwrap();
+            assert_eq!(read, envelope(id));
+            assert_eq!(&body[..], &joined[line.len()..], "{id}");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -78,7 +78,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 struct Loaded {
     claim: Claim,
     envelope: Envelope,
-    message: Vec<u8>,
+    message: bytes::Bytes,
     state: State,
 }
 
@@ -113,7 +113,8 @@ async fn deliver(
         .clone()
         .unwrap_or_else(|| envelope.recipients.clone());
     let attempt = state.attempts + 1;
-    let headers = dsn::header_section(&message).to_vec();
+    // For a DSN: the stored header section, this hop's `Received:` first (a slice, no copy).
+    let headers = message.slice_ref(dsn::header_section(&message));
     let expires_at = envelope
         .received_at
         .saturating_add(shared.options.max_age.as_secs() as i64);
@@ -153,6 +154,8 @@ async fn deliver(
         tls: envelope.tls,
         mail_from: envelope.mail_from.clone(),
         recipients: pending.clone(),
+        // The stored bytes already begin with the trace header added at acceptance.
+        header: Vec::new(),
         message,
     };
     let outcome = relay.send_each(delivery).await;
@@ -302,7 +305,7 @@ async fn conclude(
     shared: &Arc<Shared>,
     claim: Claim,
     envelope: Envelope,
-    headers: Vec<u8>,
+    headers: bytes::Bytes,
     state: State,
     permanent: Vec<Failed>,
     temporary: Vec<String>,
@@ -405,7 +408,7 @@ fn bounce(
         recipients: vec![envelope.mail_from.clone()],
         received_at: now.as_second(),
     };
-    store_message(shared, &dsn_envelope, &message, false)?;
+    store_message(shared, &dsn_envelope, &[&message], false)?;
     shared.counters.bounces.inc();
     info!(id = %envelope.id, dsn_id = %id, recipients = failed.len(), "spool: DSN queued");
     Ok(())
