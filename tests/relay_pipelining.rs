@@ -491,3 +491,127 @@ async fn implicit_tls_upstream_gets_the_pipelined_transaction() {
     );
     assert_eq!(seen.connections, 1, "the TLS connection is pooled");
 }
+
+/// Dot-stuffing as RFC 5321 §4.5.2 asks: a "." before every line that starts with one.
+fn stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b".") {
+            out.push(b'.');
+        }
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+/// The two messages of `relayed_bytes_are_the_trace_header_then_the_message_exactly`: what
+/// the client sends after DATA (dot-stuffed, end included), and what the DATA reader yields.
+const WIRE_CASES: [(&[u8], &[u8]); 2] = [
+    (
+        // Lines starting with dots, the end sequence and a command inside the message.
+        b"From: a@example.com\r\nSubject: dots\r\n\r\n..hidden\r\n..\r\n...two\r\n....\r\nMAIL FROM:<x@evil.test>\r\nend\r\n.\r\n",
+        b"From: a@example.com\r\nSubject: dots\r\n\r\n.hidden\r\n.\r\n..two\r\n...\r\nMAIL FROM:<x@evil.test>\r\nend\r\n",
+    ),
+    (
+        // Bare LF line ends (stored as CR LF), a dot line after one, and the smuggling form of
+        // the end (`\n.\r\n`) as the last line: the reader yields an empty line for it.
+        b"From: a@example.com\nSubject: bare-lf\n\nbody\n..dot\nlast\n.\r\n.\r\n",
+        b"From: a@example.com\r\nSubject: bare-lf\r\n\r\nbody\r\n.dot\r\nlast\r\n\r\n",
+    ),
+];
+
+/// Sends each of `WIRE_CASES` in one session; every reply must be a 250.
+async fn send_wire_cases(server: &TestServer) {
+    let mut client = client(server).await;
+    for (sent, _) in WIRE_CASES {
+        assert!(
+            client
+                .command("MAIL FROM:<a@example.com>")
+                .await
+                .starts_with("250")
+        );
+        assert!(
+            client
+                .command("RCPT TO:<b@example.com>")
+                .await
+                .starts_with("250")
+        );
+        assert!(client.command("DATA").await.starts_with("354"));
+        client.send(sent).await;
+        let reply = client.reply().await;
+        assert!(reply.starts_with("250 "), "{reply}");
+    }
+}
+
+/// Splits a relayed (unstuffed) message into this hop's `Received:` header, checked to be
+/// sesgate's, and the rest.
+fn split_trace(message: &[u8]) -> (&[u8], &[u8]) {
+    let rest = support::strip_trace(message);
+    let header = &message[..message.len() - rest.len()];
+    let text = String::from_utf8_lossy(header);
+    assert!(
+        text.starts_with("Received: from client.test ([127.0.0.1])\r\n\tby ")
+            && text.contains(" (sesgate) with ESMTPA id ")
+            && text.contains("\r\n\tfor <b@example.com>;\r\n\t")
+            && text.ends_with(" +0000\r\n"),
+        "{text:?}"
+    );
+    (header, rest)
+}
+
+/// Whether relayed through the upstream while the client waits, stored and delivered by the
+/// spool, or stored in the file outbox, a message is the bytes an earlier release sent (when
+/// the header was joined to the message in one buffer): sesgate's `Received:` header, then
+/// the message exactly as the DATA reader yielded it, dot-stuffed on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_bytes_are_the_trace_header_then_the_message_exactly() {
+    for spooled in [false, true] {
+        let upstream = Upstream::start(Script::default()).await;
+        let mut setup = Setup::default();
+        setup.config.upstream.url = format!("smtp://127.0.0.1:{}", upstream.port);
+        setup.config.upstream.timeout_secs = 5;
+        if spooled {
+            setup.config.spool = Some(sesgate::config::Spool {
+                dir: "spool".into(),
+                ..sesgate::config::Spool::default()
+            });
+        }
+        let server = TestServer::start_setup(setup).await;
+        send_wire_cases(&server).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while upstream.messages().len() < WIRE_CASES.len() {
+            assert!(std::time::Instant::now() < deadline, "not delivered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut messages = upstream.messages();
+        // The spool's workers may deliver in either order.
+        messages.sort_by_key(|wire| !wire.windows(12).any(|w| w == b"Subject: dot"));
+        for (wire, (_, yielded)) in messages.iter().zip(WIRE_CASES) {
+            let unstuffed = unstuff(wire);
+            let (header, message) = split_trace(&unstuffed);
+            assert_eq!(
+                String::from_utf8_lossy(message),
+                String::from_utf8_lossy(yielded),
+                "spooled: {spooled}"
+            );
+            let mut joined = header.to_vec();
+            joined.extend_from_slice(yielded);
+            assert_eq!(
+                String::from_utf8_lossy(wire),
+                String::from_utf8_lossy(&stuff(&joined)),
+                "stuffed on the wire, spooled: {spooled}"
+            );
+        }
+        server.stop().await;
+    }
+    // The file outbox stores the same bytes, unstuffed.
+    let server = TestServer::start().await;
+    send_wire_cases(&server).await;
+    let stored = server.outbox_raw();
+    assert_eq!(stored.len(), WIRE_CASES.len());
+    for ((file, _), (_, yielded)) in stored.iter().zip(WIRE_CASES) {
+        let (_, message) = split_trace(file);
+        assert_eq!(message, yielded);
+    }
+    server.stop().await;
+}

@@ -572,6 +572,26 @@ mod tests {
     }
 
     #[test]
+    fn a_header_part_puts_the_same_bytes_on_the_wire_as_the_joined_message() {
+        // What the relay sends since the trace header travels apart must be what it sent when
+        // the header was copied in front of the message: for every message, whatever its
+        // dots and line ends.
+        let header: &[u8] = b"Received: from c ([127.0.0.1])\r\n\tby gw (sesgate);\r\n\tdate\r\n";
+        let alphabet = [b'.', b'\r', b'\n', b'a'];
+        for length in 0..=6u32 {
+            for mut code in 0..4usize.pow(length) {
+                let mut message = Vec::new();
+                for _ in 0..length {
+                    message.push(alphabet[code % 4]);
+                    code /= 4;
+                }
+                let joined = [header, &message].concat();
+                assert_eq!(wire(&[header, &message]), wire(&[&joined]), "{message:?}");
+            }
+        }
+    }
+
+    #[test]
     fn a_stuffed_message_cannot_end_early() {
         // The end sequence inside the message comes out stuffed.
         let message = b"a\r\n.\r\nMAIL FROM:<x@evil>\r\n";
