@@ -300,7 +300,8 @@ async fn a_refused_recipient_gets_a_dsn_and_the_others_the_message() {
         &format!("X-Sesgate-Queue-ID: {id}\r\n"),
         "Final-Recipient: rfc822; nobody@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n",
         "Diagnostic-Code: smtp; 550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown\r\n",
-        "Content-Type: text/rfc822-headers\r\n",
+        // The original headers as relayed: this hop's trace header first.
+        "Content-Type: text/rfc822-headers\r\n\r\nReceived: from client.test ([127.0.0.1])\r\n\tby gw.test (sesgate) with ESMTPA id ",
         "Subject: report-me\r\n",
     ] {
         assert!(text.contains(expected), "{expected:?} not in\n{text}");
