@@ -10,9 +10,10 @@ Two ways of grouping (--groups):
   message in another; the 250 to the message is read before the next MAIL is sent.
 - `across`: after the first transaction, the message and the next transaction's MAIL, RCPT and
   DATA go in one write (RFC 2920 §3.1: "The actual transfer of message content is explicitly
-  allowed to be the first command in a group"), as Postfix's smtp client does when it delivers
-  several messages over one connection. The server can then answer the message and the next
-  envelope in one write: two client-side system calls per message for the relay instead of four.
+  allowed to be the first command in a group"). A client that sends many messages down one
+  connection can do it (most MTAs wait for the message's reply first). The server can then
+  answer the message and the next envelope in one write: two client-side system calls per
+  message for the relay instead of four.
 
     python3 benches/pipelined_source.py PORT --sessions 20 --messages 2000 --per-session 100
     python3 benches/pipelined_source.py PORT --groups across
