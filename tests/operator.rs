@@ -487,8 +487,9 @@ async fn sigterm_drains_the_transaction_in_flight() {
     let last = log.lines().last().unwrap_or_default();
     assert!(last.contains("stopped"), "{log}");
     assert!(
-        log.lines().any(|line| line.contains("transaction session=")
-            && line.contains("decision=\"allowed\"")),
+        log.lines()
+            .any(|line| line.contains("transaction session=")
+                && line.contains("decision=\"allowed\"")),
         "{log}"
     );
     let outbox: Vec<_> = std::fs::read_dir(dir.join("outbox"))

@@ -74,7 +74,12 @@ async fn the_message_and_the_next_envelope_in_one_write_get_one_write_of_replies
         // The message's 250 (with the upstream's id) first, then the next envelope's.
         group_replies(
             &mut client,
-            &["250 2.0.0 Ok 0100018c-sink-", "250 2.1.0", "250 2.1.5", START_DATA],
+            &[
+                "250 2.0.0 Ok 0100018c-sink-",
+                "250 2.1.0",
+                "250 2.1.5",
+                START_DATA,
+            ],
         )
         .await;
         assert_eq!(sink.accepted().len(), n, "relayed before its 250");
@@ -110,7 +115,12 @@ async fn a_refused_message_followed_by_a_pipelined_transaction() {
     client.send(&group).await;
     group_replies(
         &mut client,
-        &["554 5.7.1 Access denied", "250 2.1.0", "250 2.1.5", START_DATA],
+        &[
+            "554 5.7.1 Access denied",
+            "250 2.1.0",
+            "250 2.1.5",
+            START_DATA,
+        ],
     )
     .await;
     assert!(sink.accepted().is_empty(), "the denied message never left");

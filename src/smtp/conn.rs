@@ -578,7 +578,13 @@ mod tests {
     async fn writes_for(reads: &[&[u8]]) -> Vec<String> {
         let no_tls: super::super::TlsSource =
             Arc::new(|| -> TlsAcceptor { unreachable!("no TLS in this test") });
-        let server = Server::new("gw.test".into(), Limits::default(), no_tls, Relaying, Device);
+        let server = Server::new(
+            "gw.test".into(),
+            Limits::default(),
+            no_tls,
+            Relaying,
+            Device,
+        );
         let session = Session::new(
             SessionConfig {
                 hostname: "gw.test".into(),
@@ -613,7 +619,8 @@ mod tests {
     }
 
     const ENVELOPE: &str = "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n";
-    const ACCEPTED: &str = "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n";
+    const ACCEPTED: &str =
+        "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n";
 
     #[tokio::test]
     async fn the_message_and_the_next_envelope_are_answered_in_one_write() {
@@ -653,7 +660,9 @@ mod tests {
         let writes = writes_for(&[group.as_bytes()]).await;
         assert_eq!(writes.len(), 2, "{writes:#?}");
         assert!(
-            writes[1].ends_with(&format!("{ACCEPTED}250 2.0.0 Ok relayed\r\n250 2.0.0 Ok\r\n")),
+            writes[1].ends_with(&format!(
+                "{ACCEPTED}250 2.0.0 Ok relayed\r\n250 2.0.0 Ok\r\n"
+            )),
             "{}",
             writes[1]
         );
