@@ -78,3 +78,55 @@ fn connections_script_holds_idle_and_mid_data_connections() {
         "{out}"
     );
 }
+
+/// strace installed and allowed to trace here (a container may forbid ptrace).
+fn strace_works() -> bool {
+    if !available("strace") {
+        return false;
+    }
+    let works = Command::new("strace")
+        .args(["-o", "/dev/null", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        assert!(
+            std::env::var_os("SESGATE_REQUIRE_INTEROP").is_none(),
+            "strace cannot trace here (SESGATE_REQUIRE_INTEROP is set)"
+        );
+        eprintln!("notice: strace cannot trace here; skipping");
+    }
+    works
+}
+
+#[test]
+fn syscalls_script_counts_per_message_and_per_thread() {
+    if !available("python3") || !available("smtp-source") || !available("smtp-sink") {
+        return;
+    }
+    if !strace_works() {
+        return;
+    }
+    let bounded = [
+        "benches/syscalls.py",
+        "--messages",
+        "40",
+        "--per-session",
+        "4",
+        "--sessions",
+        "5",
+    ];
+    let out = script(&[&bounded[..], &["--client", "pipelined-across"]].concat());
+    assert!(out.contains("0 not accepted"), "{out}");
+    assert!(
+        out.contains("40 messages relayed, 4 per session, pipelined-across:"),
+        "{out}"
+    );
+    assert!(out.contains(" per message"), "{out}");
+    let out = script(&[&bounded[..], &["--client", "pipelined", "--threads"]].concat());
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("tokio-rt") && l.contains(" recvfrom")),
+        "{out}"
+    );
+    assert!(out.contains("40 messages relayed"), "{out}");
+}

@@ -481,6 +481,17 @@ async fn sigterm_drains_the_transaction_in_flight() {
     .await
     .unwrap();
     assert!(status.0.success(), "{}", status.1.log());
+    // Log lines are written in batches: the last ones (the drained transaction's, the final
+    // "stopped", logged just before exit) are written out before the process ends.
+    let log = status.1.log();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(last.contains("stopped"), "{log}");
+    assert!(
+        log.lines()
+            .any(|line| line.contains("transaction session=")
+                && line.contains("decision=\"allowed\"")),
+        "{log}"
+    );
     let outbox: Vec<_> = std::fs::read_dir(dir.join("outbox"))
         .unwrap()
         .filter_map(|e| e.ok())

@@ -493,3 +493,178 @@ impl<H: Handler, A: Authenticator> Connection<H, A> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll};
+
+    use tokio::io::ReadBuf;
+    use tokio_rustls::TlsAcceptor;
+
+    use super::super::{
+        AuthMode, Credentials, IdentifiedBy, Limits, Server, SessionConfig, TlsMode,
+    };
+    use super::*;
+
+    /// A client whose writes arrive one per read, in order (then end of file), and which
+    /// records every write of the server separately.
+    struct Scripted {
+        reads: VecDeque<Vec<u8>>,
+        writes: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    impl AsyncRead for Scripted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if let Some(chunk) = self.reads.pop_front() {
+                assert!(chunk.len() <= buf.remaining(), "one client write per read");
+                buf.put_slice(&chunk);
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Scripted {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bytes: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.writes.lock().unwrap().push(bytes.to_vec());
+            Poll::Ready(Ok(bytes.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Accepts every message after a pause (as a relay waits for its upstream), except from
+    /// `refused@example.com`.
+    struct Relaying;
+
+    impl Handler for Relaying {
+        async fn deliver(&self, transaction: Transaction) -> Reply {
+            tokio::task::yield_now().await;
+            if transaction.envelope.mail_from == "refused@example.com" {
+                Reply::new(554, "5.7.1 refused")
+            } else {
+                Reply::new(250, "2.0.0 Ok relayed")
+            }
+        }
+    }
+
+    /// Knows every client as `device` by its address.
+    struct Device;
+
+    impl Authenticator for Device {
+        async fn authenticate(&self, _: Credentials) -> AuthOutcome {
+            AuthOutcome::Invalid
+        }
+        fn identify(&self, _: &super::super::Peer<'_>) -> Option<(String, IdentifiedBy)> {
+            Some(("device".into(), IdentifiedBy::Network))
+        }
+    }
+
+    /// The server's writes for a client whose writes are `reads`, one write per element.
+    async fn writes_for(reads: &[&[u8]]) -> Vec<String> {
+        let no_tls: super::super::TlsSource =
+            Arc::new(|| -> TlsAcceptor { unreachable!("no TLS in this test") });
+        let server = Server::new(
+            "gw.test".into(),
+            Limits::default(),
+            no_tls,
+            Relaying,
+            Device,
+        );
+        let session = Session::new(
+            SessionConfig {
+                hostname: "gw.test".into(),
+                tls_mode: TlsMode::None,
+                allow_plaintext_auth: false,
+                auth: AuthMode::None,
+                limits: Arc::clone(&server.shared.limits),
+            },
+            false,
+        );
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let io = Scripted {
+            reads: reads.iter().map(|r| r.to_vec()).collect(),
+            writes: Arc::clone(&writes),
+        };
+        let (_stop, shutdown) = watch::channel(false);
+        let mut connection = Connection::new(
+            Box::new(io),
+            session,
+            Arc::clone(&server.shared),
+            "192.0.2.1".parse().unwrap(),
+            "00000001".into(),
+            shutdown,
+        );
+        connection.identify_peer(None);
+        connection.run().await;
+        let writes = writes.lock().unwrap();
+        writes
+            .iter()
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect()
+    }
+
+    const ENVELOPE: &str = "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n";
+    const ACCEPTED: &str =
+        "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n";
+
+    #[tokio::test]
+    async fn the_message_and_the_next_envelope_are_answered_in_one_write() {
+        let first = format!("EHLO c.test\r\n{ENVELOPE}");
+        let second = format!("Subject: 1\r\n\r\none\r\n.\r\n{ENVELOPE}");
+        let refused = format!(
+            "Subject: 2\r\n\r\ntwo\r\n.\r\n{}",
+            ENVELOPE.replace("a@example.com", "refused@example.com")
+        );
+        let last = "Subject: 3\r\n\r\nthree\r\n.\r\nQUIT\r\n";
+        let writes = writes_for(&[
+            first.as_bytes(),
+            second.as_bytes(),
+            refused.as_bytes(),
+            last.as_bytes(),
+        ])
+        .await;
+        assert_eq!(writes.len(), 5, "one write per group: {writes:#?}");
+        assert!(writes[0].starts_with("220 gw.test"), "{}", writes[0]);
+        assert!(
+            writes[1].starts_with("250-gw.test") && writes[1].ends_with(ACCEPTED),
+            "{}",
+            writes[1]
+        );
+        // The message's reply (given by the handler, so after it decided), then the next
+        // envelope's replies, in the order of the commands.
+        assert_eq!(writes[2], format!("250 2.0.0 Ok relayed\r\n{ACCEPTED}"));
+        assert_eq!(writes[3], writes[2]);
+        assert_eq!(writes[4], "554 5.7.1 refused\r\n221 2.0.0 Bye\r\n");
+    }
+
+    /// Lines after DATA, before its 354, are the message: answered with the envelope's replies
+    /// and the message's in one write, never executed.
+    #[tokio::test]
+    async fn lines_pipelined_after_data_are_content() {
+        let group = format!("EHLO c.test\r\n{ENVELOPE}RSET\r\nQUIT\r\n.\r\nNOOP\r\n");
+        let writes = writes_for(&[group.as_bytes()]).await;
+        assert_eq!(writes.len(), 2, "{writes:#?}");
+        assert!(
+            writes[1].ends_with(&format!(
+                "{ACCEPTED}250 2.0.0 Ok relayed\r\n250 2.0.0 Ok\r\n"
+            )),
+            "{}",
+            writes[1]
+        );
+    }
+}

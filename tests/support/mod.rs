@@ -341,6 +341,12 @@ impl Client {
         }
     }
 
+    /// What has been read from the server but not yet returned by [`Client::reply`]: after a
+    /// reply, the replies that arrived in the same read as it.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buffer
+    }
+
     /// Sends a command line and returns the reply.
     pub async fn command(&mut self, line: &str) -> String {
         self.send(format!("{line}\r\n").as_bytes()).await;
