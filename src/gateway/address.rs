@@ -224,7 +224,11 @@ fn addr_spec(cursor: &mut Cursor<'_>) -> Result<String, MailboxError> {
     if !is_domain(domain) {
         return Err(MailboxError::Invalid("invalid domain"));
     }
-    let address = format!("{local}@{}", domain.to_ascii_lowercase());
+    let mut address = String::with_capacity(local.len() + 1 + domain.len());
+    address.push_str(&local);
+    address.push('@');
+    address.push_str(domain);
+    address[local.len() + 1..].make_ascii_lowercase();
     if address.len() > MAX_ADDRESS {
         return Err(MailboxError::Invalid("address longer than 320 bytes"));
     }
