@@ -16,6 +16,8 @@
 //! - An address is at most 320 bytes, a display name at most 998, the whole value at most 4,096
 //!   (below Postfix's `header_address_token_limit`; see [`MAX_MAILBOX_FIELD`]).
 
+use std::borrow::Cow;
+
 /// The longest address sesgate evaluates (RFC 3696 errata: 64 + 1 + 255).
 pub const MAX_ADDRESS: usize = 320;
 /// The longest display name sesgate evaluates (RFC 5322's line length).
@@ -186,7 +188,7 @@ fn addr_spec(cursor: &mut Cursor<'_>) -> Result<String, MailboxError> {
                     "a quoted local part that is not a plain dot-atom is ambiguous",
                 ));
             }
-            content
+            Cow::Owned(content)
         }
         Some(b'@') => return Err(MailboxError::Invalid("route addresses are not accepted")),
         _ => {
@@ -198,7 +200,8 @@ fn addr_spec(cursor: &mut Cursor<'_>) -> Result<String, MailboxError> {
             if !is_dot_atom(local) {
                 return Err(MailboxError::Invalid("invalid local part"));
             }
-            String::from_utf8_lossy(local).into_owned()
+            // atext and dots: ASCII, so borrowed as is.
+            String::from_utf8_lossy(local)
         }
     };
     if local.contains("=?") {
@@ -285,7 +288,16 @@ pub fn parse_mailbox(value: &[u8]) -> Result<Mailbox, MailboxError> {
     }
     // A display name (phrase) up to `<`, or else a bare addr-spec from the start.
     let phrase_start = cursor.at;
-    let mut words: Vec<String> = Vec::new();
+    // The words of the phrase joined by single spaces, as they are read (no list of words).
+    let mut phrase = String::new();
+    let mut words = 0usize;
+    let mut push_word = |word: &str| {
+        if words > 0 {
+            phrase.push(' ');
+        }
+        phrase.push_str(word);
+        words += 1;
+    };
     let mut encoded = false;
     // What would make the phrase read differently by different readers; refused only once the
     // phrase turns out to be a display name (a bare addr-spec has its own, stricter rules).
@@ -301,7 +313,7 @@ pub fn parse_mailbox(value: &[u8]) -> Result<Mailbox, MailboxError> {
                     phrase_ambiguity
                         .get_or_insert("an encoded-word inside a quoted string is ambiguous");
                 }
-                words.push(content);
+                push_word(&content);
             }
             Some(b) if is_atext(b) => {
                 let atom = cursor.atom();
@@ -313,7 +325,7 @@ pub fn parse_mailbox(value: &[u8]) -> Result<Mailbox, MailboxError> {
                     phrase_ambiguity
                         .get_or_insert("a malformed encoded-word in the display name is ambiguous");
                 }
-                words.push(String::from_utf8_lossy(atom).into_owned());
+                push_word(&String::from_utf8_lossy(atom));
             }
             _ => break,
         }
@@ -342,7 +354,7 @@ pub fn parse_mailbox(value: &[u8]) -> Result<Mailbox, MailboxError> {
             }
             cursor.at += 1;
             end(&mut cursor, true)?;
-            let display_name = (!words.is_empty()).then(|| words.join(" "));
+            let display_name = (words > 0).then_some(phrase);
             if display_name
                 .as_ref()
                 .is_some_and(|n| n.len() > MAX_DISPLAY_NAME)
@@ -355,8 +367,8 @@ pub fn parse_mailbox(value: &[u8]) -> Result<Mailbox, MailboxError> {
                 encoded,
             })
         }
-        Some(b':') if !words.is_empty() => Err(MailboxError::Group),
-        Some(b',') if !words.is_empty() => Err(MailboxError::Several),
+        Some(b':') if words > 0 => Err(MailboxError::Group),
+        Some(b',') if words > 0 => Err(MailboxError::Several),
         _ => {
             // Not a name-addr: the whole value must be one bare addr-spec.
             if leading_comments > 0 {
