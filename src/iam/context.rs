@@ -224,10 +224,22 @@ impl Key {
 type Slot = (Cow<'static, str>, Entry);
 
 /// Condition keys (case-insensitive) and their values.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// A known key's slot holds the index of its entry in `entries`: the context stays a few words
+/// wide (it is moved into the request and the ruling) and its entries share one allocation.
+#[derive(Debug, Clone, Default)]
 pub struct Context {
-    known: [Option<Slot>; KNOWN_SPELLINGS.len()],
+    known: [Option<u8>; KNOWN_SPELLINGS.len()],
+    entries: Vec<Slot>,
     other: HashMap<Box<str>, Slot>,
+}
+
+/// Equal when every key has the same spelling and entry, whatever order they were set in.
+impl PartialEq for Context {
+    fn eq(&self, other: &Self) -> bool {
+        (0..KNOWN_SPELLINGS.len()).all(|index| self.known_slot(index) == other.known_slot(index))
+            && self.other == other.other
+    }
 }
 
 impl Context {
@@ -267,7 +279,17 @@ impl Context {
                 } else {
                     Cow::Owned(name.to_owned())
                 };
-                self.known[index] = Some((spelling, entry));
+                match self.known[index] {
+                    Some(at) => self.entries[usize::from(at)] = (spelling, entry),
+                    None => {
+                        if self.entries.capacity() == 0 {
+                            self.entries.reserve_exact(KNOWN_SPELLINGS.len());
+                        }
+                        // At most one entry per known key: fewer than 256.
+                        self.known[index] = Some(self.entries.len() as u8);
+                        self.entries.push((spelling, entry));
+                    }
+                }
             }
             None => {
                 self.other.insert(
@@ -279,11 +301,17 @@ impl Context {
         self
     }
 
+    /// The spelling and entry of the known key at `index`.
+    #[inline]
+    fn known_slot(&self, index: usize) -> Option<&Slot> {
+        self.known[index].map(|at| &self.entries[usize::from(at)])
+    }
+
     /// The entry of a compiled key.
     #[inline]
     pub fn entry(&self, key: &Key) -> Option<&Entry> {
         let slot = match key.slot {
-            Some(index) => self.known[index].as_ref(),
+            Some(index) => self.known_slot(index),
             None => self.other.get(&key.lower),
         };
         slot.map(|(_, entry)| entry)
@@ -297,9 +325,8 @@ impl Context {
     /// Every key as it was spelled when set, with its entry, sorted by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Entry)> {
         let mut all: Vec<_> = self
-            .known
+            .entries
             .iter()
-            .flatten()
             .chain(self.other.values())
             .map(|(k, e)| (&**k, e))
             .collect();
