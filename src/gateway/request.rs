@@ -377,14 +377,16 @@ fn mailbox(header: &str, value: &str) -> Result<Mailbox, Refusal> {
 /// collapsed.
 fn display_name(mailbox: &Mailbox) -> Option<String> {
     let raw = mailbox.display_name.as_deref()?;
-    let decoded = if mailbox.encoded {
+    let decoded: Cow<'_, str> = if mailbox.encoded {
         let header = format!("Subject: {raw}\r\n\r\n");
-        MessageParser::new()
-            .parse_headers(header.as_bytes())
-            .and_then(|m| m.subject().map(str::to_owned))
-            .unwrap_or_else(|| raw.to_owned())
+        Cow::Owned(
+            MessageParser::new()
+                .parse_headers(header.as_bytes())
+                .and_then(|m| m.subject().map(str::to_owned))
+                .unwrap_or_else(|| raw.to_owned()),
+        )
     } else {
-        raw.to_owned()
+        Cow::Borrowed(raw)
     };
     // White space runs collapsed to one space, in place of split/collect/join.
     let mut name = String::with_capacity(decoded.len());
@@ -399,8 +401,9 @@ fn display_name(mailbox: &Mailbox) -> Option<String> {
 
 /// A client `Return-Path:` header: `<>` (nothing to check) or one address.
 fn return_path(value: &str) -> Result<Option<String>, Refusal> {
-    let compact: String = value.chars().filter(|c| !matches!(c, ' ' | '\t')).collect();
-    if compact == "<>" {
+    // `<>` with any spaces and tabs around or between, compared without a copy.
+    let compact = value.chars().filter(|c| !matches!(c, ' ' | '\t'));
+    if compact.eq("<>".chars()) {
         return Ok(None);
     }
     match address::parse_mailbox(value.as_bytes()) {
@@ -517,8 +520,8 @@ pub fn build(
             .get("From")
             .ok_or_else(|| ambiguous("the message has no From header"))?,
     )?;
-    let from = from_mailbox.address.clone();
     let display_name = display_name(&from_mailbox);
+    let from = from_mailbox.address;
     if display_name
         .as_ref()
         .is_some_and(|n| n.len() > address::MAX_DISPLAY_NAME)

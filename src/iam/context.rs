@@ -192,9 +192,15 @@ const KNOWN_SPELLINGS: [&str; 16] = [
 /// The slot of a known key, `name` in any case; no allocation.
 #[inline]
 fn known_slot(name: &str) -> Option<usize> {
+    // The spelling the gateway uses first (a length and a memcmp each), then any case.
     KNOWN_SPELLINGS
         .iter()
-        .position(|known| known.eq_ignore_ascii_case(name))
+        .position(|known| *known == name)
+        .or_else(|| {
+            KNOWN_SPELLINGS
+                .iter()
+                .position(|known| known.eq_ignore_ascii_case(name))
+        })
 }
 
 /// A condition key name, case-folded once (key names are case-insensitive).
