@@ -693,7 +693,7 @@ pub fn build(
     let more_specific = |named: Option<&NamedIdentity>, address: &str| {
         let named = named.filter(|n| stands_for(n, address))?;
         let default = account.identity_of_ref(&named.owner, address)?;
-        (default != named.identity).then(|| account.arn_in(&named.owner, "identity", &default))
+        (default != named.identity).then(|| account.arn_in(&named.owner, "identity", default))
     };
     let addresses_named = [
         (from_named, Some(&from)),
