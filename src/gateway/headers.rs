@@ -327,6 +327,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn nul_floods_keep_their_reasons() {
+        // A line of NULs is refused as NUL, found by one search; a bare LF or a missing CRLF
+        // after NULs keeps its own reason, as before the scans were merged.
+        let mut message = b"From: a@b.c\r\nX: ".to_vec();
+        message.extend(std::iter::repeat_n(0u8, 100_000));
+        let mut nul = message.clone();
+        nul.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(
+            read_default(&nul),
+            Err(Malformed("NUL in the header section".into()))
+        );
+        let mut bare = message.clone();
+        bare.extend_from_slice(b"\nY: z\r\n\r\n");
+        assert_eq!(
+            read_default(&bare),
+            Err(Malformed("bare CR or LF in the header section".into()))
+        );
+        assert_eq!(
+            read_default(&message),
+            Err(Malformed(
+                "the last header line does not end with CRLF".into()
+            ))
+        );
+        let limits = Limits {
+            max_header_bytes: 1000,
+            ..Limits::default()
+        };
+        assert_eq!(
+            read(&nul, &limits),
+            Err(Malformed("header section larger than 1000 bytes".into()))
+        );
+    }
+
     /// The reader as it was before its line scan was merged (one memchr each for the line end,
     /// NUL and the colon): the rules must not change by a single byte.
     fn reference_read<'a>(message: &'a [u8], limits: &Limits) -> Result<Section<'a>, Malformed> {
