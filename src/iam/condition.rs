@@ -347,7 +347,7 @@ impl Condition {
     /// Evaluates the condition for a statement of `effect`.
     pub fn evaluate(&self, ctx: &Context, effect: Effect) -> bool {
         let values = match ctx.entry(&self.key_id) {
-            Some(entry) if !entry.values.is_empty() => entry,
+            Some(entry) if !entry.values().is_empty() => entry,
             _ => return self.on_missing_key(),
         };
         if let Test::Null(expect_missing) = &self.test {
@@ -357,7 +357,7 @@ impl Condition {
         let fail_closed = effect == Effect::Deny;
         let mut any = false;
         let mut all = true;
-        for value in &values.values {
+        for value in values.values() {
             let Some(matched) = self.matches_any(value, ctx) else {
                 return fail_closed;
             };
@@ -401,15 +401,15 @@ impl Condition {
             } => values.iter().any(|p| p.matches(text, *ignore_case, ctx)),
             Test::StringLike(values) => values.iter().any(|p| p.matches(text, false, ctx)),
             Test::Numeric(ord, values) => {
-                let number = value.number?;
+                let number = value.number()?;
                 values.iter().any(|p| ord.holds(&number, p))
             }
             Test::Date(ord, values) => {
-                let time = value.time.as_ref()?;
+                let time = value.instant()?;
                 values.iter().any(|p| ord.holds(time, p))
             }
             Test::Bool(values) => {
-                let actual = value.boolean?;
+                let actual = value.boolean()?;
                 values
                     .iter()
                     .any(|p| p.resolves(ctx) && bool_of_pattern(p, ctx) == Some(actual))
@@ -419,7 +419,7 @@ impl Condition {
                 values.iter().any(|p| **p == *bytes)
             }
             Test::Ip(values) => {
-                let ip = value.ip?;
+                let ip = value.ip()?;
                 values.iter().any(|net| net.contains(&ip))
             }
             // A value that cannot be compared (fewer than six components) makes the whole
