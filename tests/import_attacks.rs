@@ -131,7 +131,8 @@ fn user_names_and_paths_are_what_iam_accepts() {
             "\"apps/\" is not a valid IAM path",
         ),
     ] {
-        let dir = scratch(case);
+        // Prefixed: the policy-name test runs in parallel with a case of the same name.
+        let dir = scratch(&format!("user-{case}"));
         let output = import(&dir, &export("Send", &users));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{case}: {stderr}");
