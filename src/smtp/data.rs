@@ -61,6 +61,33 @@ impl DataReader {
         let mut at = 0;
         while at < bytes.len() {
             let rest = &bytes[at..];
+            if self.line.is_empty() && !self.line_overflow {
+                // The common case, a line that arrives whole: one search for its first CR or
+                // LF. A CR LF or a LF there ends a line with no CR inside it, judged in place.
+                match memchr::memchr2(b'\r', b'\n', rest) {
+                    Some(end) if rest[end] == b'\n' => {
+                        at += end + 1;
+                        if self.end_line(&rest[..=end], end + 1 > self.max_line, false) {
+                            return Some(at);
+                        }
+                        continue;
+                    }
+                    Some(end) if rest.get(end + 1) == Some(&b'\n') => {
+                        at += end + 2;
+                        if self.end_line(&rest[..end + 2], end + 2 > self.max_line, false) {
+                            return Some(at);
+                        }
+                        continue;
+                    }
+                    // A bare CR, or a CR that may be the first half of a CR LF split across
+                    // reads: the general path below.
+                    Some(_) => {}
+                    None => {
+                        self.push_partial(rest);
+                        return None;
+                    }
+                }
+            }
             let Some(newline) = memchr::memchr(b'\n', rest) else {
                 self.push_partial(rest);
                 return None;
@@ -68,15 +95,14 @@ impl DataReader {
             let whole = &rest[..=newline];
             at += newline + 1;
             let end = if self.line.is_empty() && !self.line_overflow {
-                // The common case: the line arrived whole; judge it in place.
-                let overflow = whole.len() > self.max_line;
-                self.end_line(whole, overflow)
+                // Whole, but with a CR that is not its terminator's: judged in place.
+                self.end_line(whole, whole.len() > self.max_line, true)
             } else {
                 // The end of a line that straddles two reads.
                 self.push_partial(whole);
                 let line = std::mem::take(&mut self.line);
                 let overflow = std::mem::replace(&mut self.line_overflow, false);
-                let end = self.end_line(&line, overflow);
+                let end = self.end_line(&line, overflow, true);
                 self.line = line;
                 self.line.clear();
                 end
@@ -146,8 +172,9 @@ impl DataReader {
     }
 
     /// Judges one complete line (its terminator included; `overflow`: it was longer than the
-    /// line limit, and `line` may then be only its last bytes); returns true at the end of data.
-    fn end_line(&mut self, line: &[u8], overflow: bool) -> bool {
+    /// line limit, and `line` may then be only its last bytes; `may_hold_cr`: false when the
+    /// caller has seen that no CR precedes the terminator); returns true at the end of data.
+    fn end_line(&mut self, line: &[u8], overflow: bool, may_hold_cr: bool) -> bool {
         let ends_crlf = line.ends_with(b"\r\n");
         let content = &line[..line.len() - if ends_crlf { 2 } else { 1 }];
         if !overflow && self.previous_ended_crlf && ends_crlf && content == b"." {
@@ -157,7 +184,7 @@ impl DataReader {
         if self.error.is_none() {
             if overflow {
                 self.error = Some(DataError::LineTooLong);
-            } else if memchr::memchr(b'\r', content).is_some() {
+            } else if may_hold_cr && memchr::memchr(b'\r', content).is_some() {
                 self.error = Some(DataError::BareCr);
             }
         }
