@@ -172,7 +172,10 @@ impl EscapingVisitor<'_> {
             if name == "message" {
                 return write_escaped(&mut self.writer, value);
             }
-            write!(self.writer, "{}=", name.strip_prefix("r#").unwrap_or(name))?;
+            // Plain writes: `write!` would run the formatting machinery for every field.
+            self.writer
+                .write_str(name.strip_prefix("r#").unwrap_or(name))?;
+            self.writer.write_char('=')?;
             if !always_quote && is_plain_token(value) {
                 self.writer.write_str(value)
             } else {
