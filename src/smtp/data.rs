@@ -59,21 +59,44 @@ impl DataReader {
     pub fn ingest(&mut self, bytes: &[u8]) -> Option<usize> {
         self.reserve_for(bytes.len());
         let mut at = 0;
+        // Plain lines already judged but not yet copied: `bytes[run..at]`. A plain line (CR LF
+        // ended, no other CR, no leading dot, within both limits, no error yet) is stored
+        // exactly as it arrived, so consecutive ones are copied into the message together,
+        // before anything else reads or changes it.
+        let mut run = 0;
         while at < bytes.len() {
             let rest = &bytes[at..];
             if self.line.is_empty() && !self.line_overflow {
                 // The common case, a line that arrives whole: one search for its first CR or
                 // LF. A CR LF or a LF there ends a line with no CR inside it, judged in place.
                 match memchr::memchr2(b'\r', b'\n', rest) {
+                    Some(end)
+                        if rest[end] == b'\r'
+                            && rest.get(end + 1) == Some(&b'\n')
+                            && rest[0] != b'.'
+                            && end + 2 <= self.max_line
+                            && self.error.is_none()
+                            && self.message.len() + (at - run) + end + 2 <= self.max_bytes =>
+                    {
+                        // What `end_line` would do with it: not the end (no dot), no error,
+                        // the line appended unchanged.
+                        self.previous_ended_crlf = true;
+                        at += end + 2;
+                        continue;
+                    }
                     Some(end) if rest[end] == b'\n' => {
+                        self.message.extend_from_slice(&bytes[run..at]);
                         at += end + 1;
+                        run = at;
                         if self.end_line(&rest[..=end], end + 1 > self.max_line, false) {
                             return Some(at);
                         }
                         continue;
                     }
                     Some(end) if rest.get(end + 1) == Some(&b'\n') => {
+                        self.message.extend_from_slice(&bytes[run..at]);
                         at += end + 2;
+                        run = at;
                         if self.end_line(&rest[..end + 2], end + 2 > self.max_line, false) {
                             return Some(at);
                         }
@@ -83,17 +106,20 @@ impl DataReader {
                     // reads: the general path below.
                     Some(_) => {}
                     None => {
+                        self.message.extend_from_slice(&bytes[run..at]);
                         self.push_partial(rest);
                         return None;
                     }
                 }
             }
+            self.message.extend_from_slice(&bytes[run..at]);
             let Some(newline) = memchr::memchr(b'\n', rest) else {
                 self.push_partial(rest);
                 return None;
             };
             let whole = &rest[..=newline];
             at += newline + 1;
+            run = at;
             let end = if self.line.is_empty() && !self.line_overflow {
                 // Whole, but with a CR that is not its terminator's: judged in place.
                 self.end_line(whole, whole.len() > self.max_line, true)
@@ -111,6 +137,7 @@ impl DataReader {
                 return Some(at);
             }
         }
+        self.message.extend_from_slice(&bytes[run..at]);
         None
     }
 
