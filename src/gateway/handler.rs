@@ -91,6 +91,24 @@ struct Settled {
     upstream_id: String,
 }
 
+/// Appends `now` as the `Received:` header's date (`Sat, 28 Nov 2026 10:54:31 +0000`). The
+/// text changes once a second: each worker thread formats it once per second, not once per
+/// message.
+fn write_received_date(out: &mut String, now: jiff::Timestamp) {
+    thread_local! {
+        static DATE: std::cell::RefCell<(i64, String)> =
+            const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    DATE.with_borrow_mut(|(second, text)| {
+        if *second != now.as_second() {
+            text.clear();
+            let _ = write!(text, "{}", now.strftime("%a, %d %b %Y %H:%M:%S +0000"));
+            *second = now.as_second();
+        }
+        out.push_str(text);
+    });
+}
+
 impl Gateway {
     /// The `Received:` trace header this hop adds (RFC 5321 §4.4).
     fn received_header(&self, transaction: &Transaction) -> String {
@@ -101,7 +119,6 @@ impl Gateway {
             (true, _) => "ESMTPS",
             (false, _) => "ESMTP",
         };
-        let date = jiff::Timestamp::now().strftime("%a, %d %b %Y %H:%M:%S +0000");
         let mut header = format!(
             "Received: from {} ([{}])\r\n\tby {} (sesgate) with {protocol} id {}",
             transaction.ehlo, transaction.client, self.hostname, transaction.session_id
@@ -109,7 +126,9 @@ impl Gateway {
         if let [only] = transaction.envelope.recipients.as_slice() {
             let _ = write!(header, "\r\n\tfor <{only}>");
         }
-        let _ = write!(header, ";\r\n\t{date}\r\n");
+        header.push_str(";\r\n\t");
+        write_received_date(&mut header, jiff::Timestamp::now());
+        header.push_str("\r\n");
         header
     }
 
@@ -383,5 +402,31 @@ impl Handler for Gateway {
             "transaction"
         );
         outcome.reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_received_date;
+
+    /// The once-a-second date is the date of the timestamp given, across second changes
+    /// (forwards and back, as a clock stepped by NTP may go).
+    #[test]
+    fn received_date_follows_the_second() {
+        for seconds in [
+            1_795_000_000,
+            1_795_000_000,
+            1_795_000_001,
+            1_700_000_000,
+            0,
+        ] {
+            for nanos in [0, 999_999_999] {
+                let now = jiff::Timestamp::new(seconds, nanos).unwrap();
+                let mut out = String::from("x");
+                write_received_date(&mut out, now);
+                let expected = now.strftime("%a, %d %b %Y %H:%M:%S +0000").to_string();
+                assert_eq!(out, format!("x{expected}"));
+            }
+        }
     }
 }
