@@ -647,7 +647,11 @@ mod tests {
             assert_eq!(dripped.ingest(b"x"), None);
         }
         // The side buffer grows as a `Vec` does, so at most twice the line limit.
-        assert!(dripped.line.capacity() <= 2000, "{}", dripped.line.capacity());
+        assert!(
+            dripped.line.capacity() <= 2000,
+            "{}",
+            dripped.line.capacity()
+        );
         assert!(
             dripped.message.capacity() <= 64,
             "{}",
@@ -695,7 +699,10 @@ mod tests {
         assert_eq!(exact.ingest(b".\r\n"), Some(3));
         assert_eq!(exact.finish().unwrap().len(), line.len() * 100);
         let mut over = DataReader::new(line.len() * 100, 1000);
-        assert_eq!(over.ingest(&[&line.repeat(100)[..], b"z\r\n"].concat()), None);
+        assert_eq!(
+            over.ingest(&[&line.repeat(100)[..], b"z\r\n"].concat()),
+            None
+        );
         assert!(over.message.is_empty(), "freed at the limit");
         assert_eq!(over.ingest(b".\r\n"), Some(3));
         assert_eq!(over.finish(), Err(DataError::TooLarge));
