@@ -430,6 +430,37 @@ mod tests {
         assert!(log.contains("authentication failed smtp_user="), "{log}");
     }
 
+    /// Everything a terminal, a journal reader or a log shipper may take for a line break
+    /// (CR, VT, FF, NEL, U+2028/2029), escape sequences, bidi overrides and the replacement
+    /// characters of invalid UTF-8 come out escaped: the text line holds printable ASCII only,
+    /// one `\n` at its end. Several `%`/`?` fields of one line (rendered in one reused buffer)
+    /// never carry a byte of the field before.
+    #[test]
+    fn text_lines_hold_printable_ascii_only_and_fields_do_not_bleed() {
+        let hostile = format!(
+            "a\rb\x0bc\x0cd\u{85}e\u{2028}f\u{2029}g\x1b[2Jh\u{202e}i{}j\u{feff}",
+            String::from_utf8_lossy(b"\xff\xfe\xc3")
+        );
+        let log = capture(LogFormat::Text, "info", || {
+            tracing::info!(
+                first = %hostile,
+                second = %"y",
+                third = ?"z\n",
+                fourth = %format!("{hostile} decision=allowed"),
+                "{hostile}"
+            );
+        });
+        let body = log.strip_suffix('\n').expect("one line");
+        assert!(body.bytes().all(|b| matches!(b, b' '..=b'~')), "{log:?}");
+        assert!(body.contains(" second=y third="), "{log}");
+        assert!(body.contains(r#"third="\"z\\n\"""#), "{log}");
+        assert!(
+            body.contains(r"\u{2028}") && body.contains(r"\u{fffd}"),
+            "{log}"
+        );
+        assert_eq!(body.matches("decision=").count(), 1, "{log}");
+    }
+
     #[test]
     fn json_is_one_object_per_line() {
         let log = capture(LogFormat::Json, "info", || {

@@ -494,4 +494,117 @@ mod tests {
         );
         assert_eq!(ctx.get("X:OTHER").unwrap().values()[0].text(), "1");
     }
+
+    /// Key names are case-insensitive: every known key, in every ASCII case a policy may use,
+    /// finds the value the gateway set under its own spelling (and the reverse), as an unknown
+    /// key does; a non-ASCII look-alike (`ı`, `ſ`, the Kelvin sign) is another key, as before
+    /// the known spellings were matched first.
+    #[test]
+    fn known_keys_are_found_in_every_case_and_look_alikes_are_not() {
+        let variants = |name: &str| -> Vec<String> {
+            let upper = name.to_ascii_uppercase();
+            let lower = name.to_ascii_lowercase();
+            let alternate: String = name
+                .chars()
+                .enumerate()
+                .map(|(n, c)| {
+                    if n % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect();
+            vec![name.to_owned(), upper, lower, alternate]
+        };
+        for (index, known) in KNOWN_SPELLINGS.iter().enumerate() {
+            for set_as in variants(known) {
+                let mut ctx = Context::new();
+                ctx.set(&set_as, Value::new(format!("v{index}")));
+                for asked in variants(known) {
+                    let key = Key::new(&asked);
+                    assert_eq!(key.slot, Some(index), "{asked}");
+                    assert_eq!(key.lower.as_ref(), known.to_ascii_lowercase(), "{asked}");
+                    let entry = ctx
+                        .entry(&key)
+                        .unwrap_or_else(|| panic!("{set_as} / {asked}"));
+                    assert_eq!(entry.values()[0].text(), format!("v{index}"));
+                    assert_eq!(ctx.resolve(&key), Some(format!("v{index}").as_str()));
+                }
+            }
+        }
+        let mut ctx = Context::new();
+        ctx.set("aws:SourceIp", Value::new("10.0.0.1"))
+            .set("aws:username", Value::new("alice"))
+            .set("ses:FromAddress", Value::new("a@b.c"));
+        for look_alike in [
+            "aws:Sourceıp",
+            "aws:ſourceIp",
+            "aws:userName\u{200b}",
+            "aws:\u{212a}ey",
+            "ses:FromAddress ",
+            " ses:FromAddress",
+            "ses:FromAddresś",
+        ] {
+            let key = Key::new(look_alike);
+            assert_eq!(key.slot, None, "{look_alike:?}");
+            assert!(ctx.entry(&key).is_none(), "{look_alike:?}");
+        }
+    }
+
+    /// A value read lazily compares as the eager reading did for the odd forms a client or an
+    /// upstream path could put in a context value: IPv4 with leading zeros or fewer parts, a
+    /// zone, a mapped IPv6, padded numbers and dates. Each reading is also stable when asked
+    /// again after the others.
+    #[test]
+    fn odd_forms_read_lazily_as_eagerly() {
+        let texts = [
+            "127.000.000.001",
+            "127.1",
+            "0x7f.0.0.1",
+            "127.0.0.1 ",
+            "127.0.0.1/32",
+            "::ffff:127.0.0.1",
+            "::ffff:7f00:1",
+            "fe80::1%eth0",
+            "[::1]",
+            "::1",
+            "1_000",
+            "0001",
+            "1e3",
+            "-0",
+            "+1",
+            ".5",
+            "5.",
+            "1535716800.0",
+            "2018-02-30",
+            "2018-08-31T12:00:60Z",
+            "2018-08-31t12:00z",
+            "١٢٣",
+            "TRUE ",
+        ];
+        for text in texts {
+            let lazy = Value::new(text);
+            for _ in 0..2 {
+                assert_eq!(lazy.ip(), parse_ip(text), "{text:?}");
+                assert_eq!(lazy.number(), text.parse::<Decimal>().ok(), "{text:?}");
+                assert_eq!(lazy.instant(), parse_instant(text).as_ref(), "{text:?}");
+                assert_eq!(lazy.boolean(), parse_bool(text), "{text:?}");
+            }
+        }
+        // The IPv4 forms that are no dotted quad are no address at all (never a wider match).
+        for text in [
+            "127.1",
+            "0x7f.0.0.1",
+            "127.000.000.001",
+            "127.0.0.1 ",
+            "[::1]",
+        ] {
+            assert_eq!(Value::new(text).ip(), None, "{text:?}");
+        }
+        assert_eq!(
+            Value::new("::ffff:127.0.0.1").ip(),
+            "127.0.0.1".parse().ok()
+        );
+    }
 }

@@ -634,4 +634,77 @@ mod tests {
         assert_eq!(reader.ingest(b"\n"), Some(1));
         assert_eq!(reader.finish().unwrap(), b"whole line\r\nsplit line\r\n");
     }
+
+    /// A hostile client's reads: a line far past the limit, dripped a byte at a time or sent in
+    /// large reads, holds no more than the line limit in the side buffer and no more than one
+    /// read in the message's reservation; bare CRs by the thousand in one line, or one per
+    /// line, are judged in one pass each (refused, nothing kept); the message stops growing
+    /// at the first error.
+    #[test]
+    fn hostile_reads_keep_memory_and_work_bounded() {
+        let mut dripped = DataReader::new(40 << 20, 1000);
+        for _ in 0..200_000 {
+            assert_eq!(dripped.ingest(b"x"), None);
+        }
+        // The side buffer grows as a `Vec` does, so at most twice the line limit.
+        assert!(
+            dripped.line.capacity() <= 2000,
+            "{}",
+            dripped.line.capacity()
+        );
+        assert!(
+            dripped.message.capacity() <= 64,
+            "{}",
+            dripped.message.capacity()
+        );
+        assert_eq!(dripped.ingest(b"\r"), None);
+        assert_eq!(dripped.ingest(b"\n"), None);
+        assert_eq!(dripped.ingest(b"."), None);
+        assert_eq!(dripped.ingest(b"\r"), None);
+        assert_eq!(dripped.ingest(b"\n"), Some(1));
+        assert_eq!(dripped.finish(), Err(DataError::LineTooLong));
+
+        let read = vec![b'y'; 64 * 1024];
+        let mut large = DataReader::new(40 << 20, 1000);
+        for _ in 0..64 {
+            assert_eq!(large.ingest(&read), None);
+        }
+        assert!(large.line.len() <= 1000);
+        assert!(
+            large.message.capacity() <= 64 * 1024,
+            "{}",
+            large.message.capacity()
+        );
+        assert_eq!(large.ingest(b"\r\nafter\r\n.\r\n"), Some(12));
+        assert_eq!(large.finish(), Err(DataError::LineTooLong));
+
+        let mut crs = b"a".repeat(10).to_vec();
+        crs.extend(std::iter::repeat_n(b'\r', 500_000));
+        crs.extend_from_slice(b"\r\n");
+        crs.extend(b"b\rc\r\n".repeat(100_000));
+        crs.extend_from_slice(b"ok\r\n.\r\n");
+        let mut reader = DataReader::new(40 << 20, 1 << 20);
+        let started = std::time::Instant::now();
+        assert_eq!(reader.ingest(&crs), Some(crs.len()));
+        assert!(reader.message.is_empty(), "nothing kept after the error");
+        assert_eq!(reader.finish(), Err(DataError::BareCr));
+        // Linear: well under a second even unoptimised (a quadratic scan would take minutes).
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+        // At the size limit exactly in one read of many plain lines, then one byte more.
+        let line = b"0123456789abcd\r\n";
+        let mut exact = DataReader::new(line.len() * 100, 1000);
+        assert_eq!(exact.ingest(&line.repeat(100)), None);
+        assert!(exact.message.capacity() <= line.len() * 100);
+        assert_eq!(exact.ingest(b".\r\n"), Some(3));
+        assert_eq!(exact.finish().unwrap().len(), line.len() * 100);
+        let mut over = DataReader::new(line.len() * 100, 1000);
+        assert_eq!(
+            over.ingest(&[&line.repeat(100)[..], b"z\r\n"].concat()),
+            None
+        );
+        assert!(over.message.is_empty(), "freed at the limit");
+        assert_eq!(over.ingest(b".\r\n"), Some(3));
+        assert_eq!(over.finish(), Err(DataError::TooLarge));
+    }
 }
