@@ -19,6 +19,7 @@ Usage (root, or a user allowed to start Postfix; Debian's postfix package instal
 """
 
 import argparse
+import statistics
 import os
 import shutil
 import signal
@@ -314,6 +315,12 @@ def main():
     ap.add_argument("--paths", default="direct,sesgate,postfix")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "sesgate"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--settle", type=float, default=3.0,
+                    help="seconds to wait (after a sync) before each measured path")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure the paths this many times in turn (direct, sesgate, postfix, direct, ...) "
+                         "and summarize each ratio by its median over the rounds: on a shared machine one "
+                         "round's ratio moves by 20 %% from run to run")
     args = ap.parse_args()
     paths = args.paths.split(",")
     workdir = tempfile.mkdtemp(prefix="sesgate-anchor-")
@@ -336,27 +343,49 @@ def main():
                         "postfix": postfix and postfix.port}[name]
                 run_source(port, min(200, args.messages), per_session, args.sessions, args.size)
             time.sleep(0.5)
-            for name in paths:
-                port, relay = {"direct": (sink.port, None),
-                               "sesgate": (sesgate and sesgate.port, sesgate),
-                               "postfix": (postfix and postfix.port, postfix)}[name]
-                r = measure(name, port, sink, relay, args.messages, per_session, args.sessions, args.size)
-                results.append(r)
-                relay_us = f"{r['relay_us']:.1f}" if r["relay_us"] is not None else "-"
-                print(f"{name:8} per_session={per_session:<4} {r['messages']}/{r['sent']} msgs "
-                      f"{r['rate']:9.0f} msg/s  relay CPU {relay_us:>7} us/msg  "
-                      f"smtp-sink CPU {r['sink_us']:.1f} us/msg", flush=True)
+            for round_no in range(1, args.rounds + 1):
+              for name in paths:
+                  port, relay = {"direct": (sink.port, None),
+                                 "sesgate": (sesgate and sesgate.port, sesgate),
+                                 "postfix": (postfix and postfix.port, postfix)}[name]
+                  # Each path starts on a settled machine: the Postfix relay leaves its queue
+                  # files to be written back and its processes to exit after the sink has the
+                  # last message, which otherwise lands on the next path's measurement.
+                  subprocess.run(["sync"], check=False)
+                  time.sleep(args.settle)
+                  r = measure(name, port, sink, relay, args.messages, per_session, args.sessions, args.size)
+                  r["round"] = round_no
+                  results.append(r)
+                  relay_us = f"{r['relay_us']:.1f}" if r["relay_us"] is not None else "-"
+                  print(f"{name:8} per_session={per_session:<4} {r['messages']}/{r['sent']} msgs "
+                        f"{r['rate']:9.0f} msg/s  relay CPU {relay_us:>7} us/msg  "
+                        f"smtp-sink CPU {r['sink_us']:.1f} us/msg", flush=True)
         print()
         for per_session in sorted({r["per_session"] for r in results}):
-            row = {r["path"]: r for r in results if r["per_session"] == per_session}
-            if "direct" in row and "sesgate" in row:
-                d, s = row["direct"], row["sesgate"]
-                cpu = f"{s['relay_us'] / d['sink_us']:.2f}" if d["sink_us"] else "n/a (no sink CPU measured)"
-                print(f"per_session={per_session}: sesgate/direct throughput "
-                      f"{s['rate'] / d['rate']:.2f}; sesgate CPU / smtp-sink CPU (direct run) {cpu}")
-            if "postfix" in row and "sesgate" in row:
-                print(f"per_session={per_session}: sesgate/postfix throughput "
-                      f"{row['sesgate']['rate'] / row['postfix']['rate']:.1f}")
+            rounds = {}
+            for r in results:
+                if r["per_session"] == per_session:
+                    rounds.setdefault(r["round"], {})[r["path"]] = r
+            throughput, cpu, postfix_ratio = [], [], []
+            for row in rounds.values():
+                if "direct" in row and "sesgate" in row:
+                    d, s = row["direct"], row["sesgate"]
+                    throughput.append(s["rate"] / d["rate"])
+                    if d["sink_us"]:
+                        cpu.append(s["relay_us"] / d["sink_us"])
+                if "postfix" in row and "sesgate" in row:
+                    postfix_ratio.append(row["sesgate"]["rate"] / row["postfix"]["rate"])
+
+            def summary(values, digits):
+                each = ", ".join(f"{v:.{digits}f}" for v in values)
+                return f"{statistics.median(values):.{digits}f}" + (f" (rounds: {each})" if len(values) > 1 else "")
+
+            if throughput:
+                print(f"per_session={per_session}: sesgate/direct throughput {summary(throughput, 2)}; "
+                      "sesgate CPU / smtp-sink CPU (direct run) "
+                      + (summary(cpu, 2) if cpu else "n/a (no sink CPU measured)"))
+            if postfix_ratio:
+                print(f"per_session={per_session}: sesgate/postfix throughput {summary(postfix_ratio, 1)}")
         with open("/proc/loadavg") as f:
             print("load average after:", f.read().split()[0])
     finally:

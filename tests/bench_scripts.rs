@@ -54,13 +54,18 @@ fn anchor_script_relays_every_message() {
         "4",
         "--paths",
         "direct,sesgate",
+        "--rounds",
+        "2",
+        "--settle",
+        "0",
     ]);
     let rows: Vec<&str> = out.lines().filter(|l| l.contains(" msgs ")).collect();
-    assert_eq!(rows.len(), 4, "{out}");
+    assert_eq!(rows.len(), 8, "{out}");
     for row in rows {
         assert!(row.contains(" 40/40 msgs"), "{row}");
     }
     assert!(out.contains("sesgate/direct throughput"), "{out}");
+    assert!(out.contains("(rounds: "), "each round's ratio is listed: {out}");
 }
 
 #[test]
