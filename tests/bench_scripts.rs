@@ -65,7 +65,10 @@ fn anchor_script_relays_every_message() {
         assert!(row.contains(" 40/40 msgs"), "{row}");
     }
     assert!(out.contains("sesgate/direct throughput"), "{out}");
-    assert!(out.contains("(rounds: "), "each round's ratio is listed: {out}");
+    assert!(
+        out.contains("(rounds: "),
+        "each round's ratio is listed: {out}"
+    );
 }
 
 #[test]
