@@ -16,7 +16,8 @@ use sesgate::commands::simulate_custom_policy as simulator;
 use sesgate::iam::{Context, Policy, PolicySet, SEND_RAW_EMAIL, Value, lint};
 
 /// An identity-based policy that allows everything, so the resource policy decides.
-const ALLOW_ALL: &str = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#;
+const ALLOW_ALL: &str =
+    r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#;
 
 const RESOURCES: [&str; 3] = [
     "arn:aws:ses:us-east-1:123456789012:identity/example.com",

@@ -7,8 +7,10 @@
 //! bit 3 appends an empty line and a body. Checked, when a request is built: the evaluated From
 //! address is a syntactically valid addr-spec (ASCII, exactly one `@`, a dot-atom local part (a
 //! quoted one is unquoted or refused), a lower-case letter-digit-hyphen domain) and is what
-//! `ses:FromAddress` holds; every resource is an SES ARN of the configured region, of the
-//! gateway's account or of the one other account with a configured identity.
+//! `ses:FromAddress` holds; every resource is an SES identity or configuration set ARN of the
+//! configured region, of the gateway's account, of the one other account with a configured
+//! identity, or of an account the client named in an `X-SES-*-ARN` header (the policies refuse
+//! it unless its owner grants it; `tests/sending_authorization.rs` sends one).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -60,6 +62,10 @@ fn build_request(message: &[u8], identities: bool, sandbox: bool) -> Result<Send
         &headers::Limits::default(),
         jiff::Timestamp::from_second(1_535_716_800).unwrap(),
     )
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn is_atext(b: u8) -> bool {
@@ -125,9 +131,33 @@ fuzz_target!(|input: &[u8]| {
         "a request without a resource"
     );
     for resource in &request.resources {
+        // An identity of the gateway's account, of the configured partner, or of an account
+        // the client named itself in an `X-SES-*-ARN` header: another account's identity is
+        // the policies' to decide (refused unless its owner's policy grants it), never one
+        // the client did not name.
+        let account = resource
+            .strip_prefix("arn:aws:ses:us-east-1:")
+            .and_then(|rest| rest.split_once(':'))
+            .filter(|(account, rest)| {
+                account.len() == 12
+                    && account.bytes().all(|b| b.is_ascii_digit())
+                    && (rest.starts_with("identity/") || rest.starts_with("configuration-set/"))
+            })
+            .map(|(account, _)| account);
+        let Some(account) = account else {
+            panic!(
+                "resource {resource:?} is not an SES identity or configuration set ARN of the region"
+            );
+        };
+        let named_by_client = contains(
+            &message,
+            format!("arn:aws:ses:us-east-1:{account}:identity/").as_bytes(),
+        );
         assert!(
-            resource.starts_with(REGION_ACCOUNT) || resource.starts_with(PARTNER_ACCOUNT),
-            "resource {resource:?} is not an SES ARN of a known account in the region"
+            resource.starts_with(REGION_ACCOUNT)
+                || resource.starts_with(PARTNER_ACCOUNT)
+                || named_by_client,
+            "resource {resource:?} is of an account nobody configured or named"
         );
     }
 });
