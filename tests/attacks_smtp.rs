@@ -256,19 +256,7 @@ async fn millions_of_tiny_lines_are_refused_or_stored_bounded() {
     tiny.extend_from_slice(&b"a:b\r\n".repeat(2_000_000));
     tiny.extend_from_slice(b"\r\nx\r\n.\r\n");
     assert!(tiny.len() < 41_943_040);
-    assert!(
-        client
-            .command("MAIL FROM:<a@example.com>")
-            .await
-            .starts_with("250")
-    );
-    assert!(
-        client
-            .command("RCPT TO:<b@example.com>")
-            .await
-            .starts_with("250")
-    );
-    assert!(client.command("DATA").await.starts_with("354"));
+    client.begin_data("a@example.com", &["b@example.com"]).await;
     client.send(&tiny).await;
     drop(tiny);
     let reply = client.reply().await;
@@ -279,19 +267,7 @@ async fn millions_of_tiny_lines_are_refused_or_stored_bounded() {
         wide.extend_from_slice(format!("X-{n}: {}\r\n", "v".repeat(980)).as_bytes());
     }
     wide.extend_from_slice(b"\r\nx\r\n.\r\n");
-    assert!(
-        client
-            .command("MAIL FROM:<a@example.com>")
-            .await
-            .starts_with("250")
-    );
-    assert!(
-        client
-            .command("RCPT TO:<b@example.com>")
-            .await
-            .starts_with("250")
-    );
-    assert!(client.command("DATA").await.starts_with("354"));
+    client.begin_data("a@example.com", &["b@example.com"]).await;
     client.send(&wide).await;
     let reply = client.reply().await;
     assert!(reply.starts_with("554 5.6.0 Transaction failed"), "{reply}");
@@ -300,19 +276,7 @@ async fn millions_of_tiny_lines_are_refused_or_stored_bounded() {
     let mut body = b"From: a@example.com\r\n\r\n".to_vec();
     body.extend_from_slice(&b"x\r\n".repeat(1_000_000));
     body.extend_from_slice(b".\r\n");
-    assert!(
-        client
-            .command("MAIL FROM:<a@example.com>")
-            .await
-            .starts_with("250")
-    );
-    assert!(
-        client
-            .command("RCPT TO:<b@example.com>")
-            .await
-            .starts_with("250")
-    );
-    assert!(client.command("DATA").await.starts_with("354"));
+    client.begin_data("a@example.com", &["b@example.com"]).await;
     client.send(&body).await;
     assert!(client.reply().await.starts_with("250 2.0.0 Ok"));
     assert_eq!(server.outbox().len(), 1);
@@ -453,19 +417,7 @@ async fn smuggled_ends_of_data_never_make_two_messages() {
             )
             .as_bytes(),
         );
-        assert!(
-            client
-                .command("MAIL FROM:<a@example.com>")
-                .await
-                .starts_with("250")
-        );
-        assert!(
-            client
-                .command("RCPT TO:<b@example.com>")
-                .await
-                .starts_with("250")
-        );
-        assert!(client.command("DATA").await.starts_with("354"));
+        client.begin_data("a@example.com", &["b@example.com"]).await;
         client.send(&data).await;
         let reply = client.reply().await;
         if reply.starts_with("250") {

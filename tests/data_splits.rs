@@ -57,19 +57,7 @@ fn messages() -> Vec<Vec<u8>> {
 /// pause between writes so most arrive in reads of their own); returns the replies to the
 /// message and to the NOOP that follows it.
 async fn send(client: &mut Client, message: &[u8], dripped: bool) -> (String, String) {
-    assert!(
-        client
-            .command("MAIL FROM:<a@example.com>")
-            .await
-            .starts_with("250")
-    );
-    assert!(
-        client
-            .command("RCPT TO:<b@example.com>")
-            .await
-            .starts_with("250")
-    );
-    assert!(client.command("DATA").await.starts_with("354"));
+    client.begin_data("a@example.com", &["b@example.com"]).await;
     let mut wire = message.to_vec();
     wire.extend_from_slice(b"NOOP\r\n");
     if dripped {

@@ -524,19 +524,7 @@ const WIRE_CASES: [(&[u8], &[u8]); 2] = [
 async fn send_wire_cases(server: &TestServer) {
     let mut client = client(server).await;
     for (sent, _) in WIRE_CASES {
-        assert!(
-            client
-                .command("MAIL FROM:<a@example.com>")
-                .await
-                .starts_with("250")
-        );
-        assert!(
-            client
-                .command("RCPT TO:<b@example.com>")
-                .await
-                .starts_with("250")
-        );
-        assert!(client.command("DATA").await.starts_with("354"));
+        client.begin_data("a@example.com", &["b@example.com"]).await;
         client.send(sent).await;
         let reply = client.reply().await;
         assert!(reply.starts_with("250 "), "{reply}");

@@ -20,13 +20,7 @@ async fn send_pieces(
     recipients: &[&str],
     pieces: &[&[u8]],
 ) -> (String, String) {
-    let reply = client.command(&format!("MAIL FROM:<{mail_from}>")).await;
-    assert!(reply.starts_with("250"), "{reply}");
-    for recipient in recipients {
-        let reply = client.command(&format!("RCPT TO:<{recipient}>")).await;
-        assert!(reply.starts_with("250"), "{reply}");
-    }
-    assert!(client.command("DATA").await.starts_with("354"));
+    client.begin_data(mail_from, recipients).await;
     let count = pieces.len();
     for (n, piece) in pieces.iter().enumerate() {
         if n + 1 == count {

@@ -421,6 +421,19 @@ impl Client {
         .await
     }
 
+    /// MAIL, each RCPT and DATA one at a time, each reply asserted (250s, then 354): the start
+    /// of a transaction whose message the test writes itself.
+    pub async fn begin_data(&mut self, mail_from: &str, recipients: &[&str]) {
+        let reply = self.command(&format!("MAIL FROM:<{mail_from}>")).await;
+        assert!(reply.starts_with("250"), "{reply}");
+        for recipient in recipients {
+            let reply = self.command(&format!("RCPT TO:<{recipient}>")).await;
+            assert!(reply.starts_with("250"), "{reply}");
+        }
+        let reply = self.command("DATA").await;
+        assert!(reply.starts_with("354"), "{reply}");
+    }
+
     /// One transaction; the reply to its end of data (or the first refusal before it). Lines
     /// of `data` are sent with CR LF and dot-stuffed.
     pub async fn transaction(
