@@ -1,7 +1,8 @@
 //! Short bounded runs of the load scripts under `benches/` (issue 15), so that they keep
-//! working: the anchor bench through the debug binary (direct and through sesgate; the
-//! Postfix relay path needs root and is left to the full run), and the concurrent-connections
-//! script with a few hundred connections. The figures of these runs mean nothing.
+//! working: the anchor bench and issue 15's own Python generator (`loadgen.py`, AUTH PLAIN)
+//! through the debug binary (direct and through sesgate; the Postfix relay path needs root
+//! and is left to the full run), and the concurrent-connections script with a few hundred
+//! connections. The figures of these runs mean nothing.
 
 use std::process::Command;
 
@@ -69,6 +70,31 @@ fn anchor_script_relays_every_message() {
         out.contains("(rounds: "),
         "each round's ratio is listed: {out}"
     );
+}
+
+#[test]
+fn loadgen_script_relays_every_message_with_auth() {
+    if !available("python3") || !available("smtp-sink") {
+        return;
+    }
+    let out = script(&[
+        "benches/loadgen.py",
+        "--messages",
+        "24",
+        "--per-connection",
+        "1,3",
+        "--clients",
+        "4",
+        "--rounds",
+        "2",
+    ]);
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains(" msgs ")).collect();
+    assert_eq!(rows.len(), 8, "{out}");
+    for row in rows {
+        assert!(row.contains(" 24/24 msgs"), "{row}");
+    }
+    assert!(!out.contains("client failures"), "{out}");
+    assert!(out.contains("sesgate/direct throughput"), "{out}");
 }
 
 #[test]
