@@ -141,7 +141,11 @@ def write(path, text):
 
 
 class Sesgate:
-    def __init__(self, workdir, sink_port, binary, tls=False):
+    """sesgate relaying to sink_port. The one user, `load-generator`, is identified by its
+    network (127.0.0.0/8, no AUTH), or with `login=(username, password_hash)` by AUTH on a
+    plaintext listener (allow_plaintext_auth)."""
+
+    def __init__(self, workdir, sink_port, binary, tls=False, login=None):
         self.port = free_port()
         self.dir = os.path.join(workdir, "sesgate")
         os.makedirs(os.path.join(self.dir, "policies"), exist_ok=True)
@@ -149,13 +153,16 @@ class Sesgate:
             os.path.join(ROOT, "policies", "AllowSendingOnly.json"),
             os.path.join(self.dir, "policies"),
         )
-        write(
-            os.path.join(self.dir, "policies", "iam.toml"),
-            '[[user]]\nname = "load-generator"\nnetworks = ["127.0.0.0/8"]\n'
-            'policies = ["AllowSendingOnly"]\n',
-        )
+        user = '[[user]]\nname = "load-generator"\npolicies = ["AllowSendingOnly"]\n'
+        if login:
+            user += f'[[user.credentials]]\nusername = "{login[0]}"\npassword_hash = "{login[1]}"\n'
+        else:
+            user += 'networks = ["127.0.0.0/8"]\n'
+        write(os.path.join(self.dir, "policies", "iam.toml"), user)
         upstream = f"smtp://127.0.0.1:{sink_port}"
         listener = 'tls = "none"\nauth = "none"\n'
+        if login:
+            listener = 'tls = "none"\nallow_plaintext_auth = true\n'
         if tls:
             listener = 'tls = "starttls"\nauth = "optional"\n'
         write(

@@ -32,7 +32,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import anchor  # noqa: E402  (Sink, Sesgate's process handling, /proc readings)
+import anchor  # noqa: E402  (Sink, Sesgate, /proc readings)
 
 USER = "loadgen"
 PASSWORD = "loadgen-password-15"
@@ -53,44 +53,10 @@ def message(size):
     return (head + body).encode()
 
 
-class AuthSesgate(anchor.Sesgate):
-    """sesgate with one AUTH user on a plaintext listener (allow_plaintext_auth)."""
-
-    def __init__(self, workdir, sink_port, binary):
-        self.port = anchor.free_port()
-        self.dir = os.path.join(workdir, "sesgate")
-        os.makedirs(os.path.join(self.dir, "policies"), exist_ok=True)
-        with open(os.path.join(anchor.ROOT, "policies", "AllowSendingOnly.json")) as f:
-            anchor.write(os.path.join(self.dir, "policies", "AllowSendingOnly.json"), f.read())
-        hashed = subprocess.run(
-            [binary, "hash-password"], input=PASSWORD.encode(), check=True,
-            capture_output=True,
-        ).stdout.decode().strip().splitlines()[-1]
-        anchor.write(
-            os.path.join(self.dir, "policies", "iam.toml"),
-            f'[[user]]\nname = "load-generator"\npolicies = ["AllowSendingOnly"]\n'
-            f'[[user.credentials]]\nusername = "{USER}"\npassword_hash = "{hashed}"\n',
-        )
-        anchor.write(
-            os.path.join(self.dir, "sesgate.toml"),
-            f'hostname = "sesgate.test"\n[account]\nidentities = ["example.com"]\n'
-            f'[iam]\ndir = "policies"\n'
-            f'[[listener]]\naddress = "127.0.0.1:{self.port}"\ntls = "none"\n'
-            f"allow_plaintext_auth = true\n"
-            f'[upstream]\nurl = "smtp://127.0.0.1:{sink_port}"\npool_size = 32\n'
-            f"[limits]\nmax_connections = 20000\nmax_connections_per_ip = 20000\n",
-        )
-        self.log = open(os.path.join(workdir, "sesgate.log"), "wb")
-        self.proc = subprocess.Popen(
-            [binary, "serve", "--config", os.path.join(self.dir, "sesgate.toml")],
-            stdout=self.log, stderr=self.log,
-        )
-        try:
-            anchor.wait_port(self.port)
-        except BaseException:
-            self.proc.kill()
-            self.proc.wait()
-            raise
+def password_hash(binary):
+    return subprocess.run(
+        [binary, "hash-password"], input=PASSWORD.encode(), check=True, capture_output=True,
+    ).stdout.decode().strip().splitlines()[-1]
 
 
 def generate(port, total, per_connection, clients, body):
@@ -177,7 +143,7 @@ def main():
     failed = 0
     try:
         sink = anchor.Sink(work)
-        relay = AuthSesgate(work, sink.port, args.binary)
+        relay = anchor.Sesgate(work, sink.port, args.binary, login=(USER, password_hash(args.binary)))
         # Warm-up: the upstream pool, the AUTH cache, the page cache.
         for port in (sink.port, relay.port):
             generate(port, args.clients * 2, 2, args.clients, body)
