@@ -7,6 +7,7 @@
 pub mod common;
 pub mod quotas;
 pub mod redis;
+pub mod serve;
 pub mod sink;
 
 #[allow(unused_imports)] // not every test crate uses it
