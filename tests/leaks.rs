@@ -403,7 +403,9 @@ async fn upstream_queue_id_is_logged_on_the_transaction_line() {
         .expect(&reply)
         .to_owned();
     assert!(ses_id.starts_with("0100018c-sink-"), "{reply}");
-    serve.wait_for_log(&format!("upstream_id={ses_id}"), 1).await;
+    serve
+        .wait_for_log(&format!("upstream_id={ses_id}"), 1)
+        .await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 

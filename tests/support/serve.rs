@@ -38,6 +38,7 @@ pub struct ServeProcess {
     dir: PathBuf,
     args: Vec<String>,
     rust_log: Option<String>,
+    remove_dir: bool,
 }
 
 impl ServeProcess {
@@ -64,6 +65,7 @@ impl ServeProcess {
             dir: dir.to_owned(),
             args: args.iter().map(|a| a.to_string()).collect(),
             rust_log: rust_log.map(str::to_owned),
+            remove_dir: false,
         };
         serve.wait_until_listening();
         serve
@@ -111,6 +113,12 @@ impl ServeProcess {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         self.child = Self::spawn(&self.dir, &args, self.rust_log.as_deref(), log);
         self.wait_until_listening();
+    }
+
+    /// Removes `dir` too when dropped.
+    pub fn removing_dir(mut self) -> ServeProcess {
+        self.remove_dir = true;
+        self
     }
 
     pub fn port(&self) -> u16 {
@@ -198,5 +206,8 @@ impl ServeProcess {
 impl Drop for ServeProcess {
     fn drop(&mut self) {
         self.kill();
+        if self.remove_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
