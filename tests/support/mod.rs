@@ -7,6 +7,7 @@
 pub mod common;
 pub mod quotas;
 pub mod redis;
+pub mod sending_authorization;
 pub mod serve;
 pub mod sink;
 
