@@ -4,27 +4,9 @@
 
 mod support;
 
+use support::metrics::scrape;
 use support::serve::ServeProcess;
 use support::*;
-
-async fn scrape(server: &TestServer) -> String {
-    let address = server
-        .running
-        .as_ref()
-        .unwrap()
-        .metrics_address
-        .expect("metrics are on");
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
-        .await
-        .unwrap();
-    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
-    response
-}
 
 /// One allowed and one refused transaction by the test user, plus an AUTH attempt with a
 /// made-up user name (which must never become a label).

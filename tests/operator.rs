@@ -504,21 +504,7 @@ async fn metrics_are_scraped() {
             .await
             .starts_with("554 ")
     );
-    let address = server
-        .running
-        .as_ref()
-        .unwrap()
-        .metrics_address
-        .expect("metrics are on");
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
-        .await
-        .unwrap();
-    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    let response = support::metrics::scrape(&server).await;
     for line in [
         "sesgate_transactions_total{decision=\"allowed\"} 1",
         "sesgate_transactions_total{decision=\"ambiguous\"} 1",

@@ -9,32 +9,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use sesgate::config::OnStoreError;
+use support::metrics::{account_recipients, account_remaining_24h, http_get, metric};
 use support::quotas::*;
 use support::redis::RedisServer;
 use support::sink::{DataReply, Sink};
 use support::*;
-
-async fn http(server: &TestServer, path: &str) -> String {
-    let address = server.running.as_ref().unwrap().metrics_address.unwrap();
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
-        .await
-        .unwrap();
-    response
-}
-
-/// The value of one sample line of `/metrics` (0 when absent).
-async fn metric(server: &TestServer, sample: &str) -> f64 {
-    let text = http(server, "/metrics").await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
 
 /// The recipient past a 24-hour quota is refused at RCPT with SES's text; the transaction
 /// goes on with the others; the next one is refused at its first RCPT.
@@ -82,22 +61,8 @@ async fn a_daily_quota_refuses_at_rcpt_the_recipient_past_it() {
     assert!(client.reply().await.starts_with("554 5.5.1"));
     assert_eq!(relayed_recipients(&server), 5);
     assert!(metric(&server, "sesgate_throttled_total{cause=\"daily\"}").await >= 5.0);
-    assert_eq!(
-        metric(
-            &server,
-            "sesgate_quota_remaining_24h{scope=\"account\",name=\"\"}"
-        )
-        .await,
-        0.0
-    );
-    assert_eq!(
-        metric(
-            &server,
-            "sesgate_quota_recipients_total{scope=\"account\",name=\"\"}"
-        )
-        .await,
-        5.0
-    );
+    assert_eq!(account_remaining_24h(&server).await, 0.0);
+    assert_eq!(account_recipients(&server).await, 5.0);
     server.stop().await;
 }
 
@@ -161,14 +126,7 @@ async fn refused_and_failed_messages_consume_nothing() {
     assert_eq!(sink.accepted().len(), 1);
     assert_eq!(sink.data_attempts.load(Ordering::Relaxed), 3);
     // The rate refusal took nothing either: one recipient of the day is left.
-    assert_eq!(
-        metric(
-            &server,
-            "sesgate_quota_remaining_24h{scope=\"account\",name=\"\"}"
-        )
-        .await,
-        1.0
-    );
+    assert_eq!(account_remaining_24h(&server).await, 1.0);
     assert_eq!(
         metric(&server, "sesgate_throttled_total{cause=\"rate\"}").await,
         1.0
@@ -393,7 +351,7 @@ async fn per_user_and_per_group_quotas() {
     // 5 of the account's 6 are used; the group and the user are full; nobody else sends.
     assert_eq!(relayed_recipients(&a) + relayed_recipients(&b), 5);
     // Per-user metrics name only configured users and groups; b relayed the group's last one.
-    let scraped = http(&b, "/metrics").await;
+    let scraped = http_get(&b, "/metrics").await;
     assert!(
         scraped.contains("sesgate_quota_remaining_24h{scope=\"group\",name=\"bulk\"} 0"),
         "{scraped}"
@@ -432,7 +390,11 @@ async fn redis_stopped_mid_run_gives_the_configured_behaviour() {
     }
     assert!(one(&mut to_closed).await.starts_with("250"));
     assert!(one(&mut to_open).await.starts_with("250"));
-    assert!(http(&closed, "/ready").await.starts_with("HTTP/1.1 200 OK"));
+    assert!(
+        http_get(&closed, "/ready")
+            .await
+            .starts_with("HTTP/1.1 200 OK")
+    );
     redis.stop();
     let started = Instant::now();
     assert_eq!(one(&mut to_closed).await, UNAVAILABLE);
@@ -443,10 +405,14 @@ async fn redis_stopped_mid_run_gives_the_configured_behaviour() {
         "{:?}",
         started.elapsed()
     );
-    let ready = http(&closed, "/ready").await;
+    let ready = http_get(&closed, "/ready").await;
     assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
     assert!(ready.contains("not ready: quota store"), "{ready}");
-    assert!(http(&closed, "/health").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        http_get(&closed, "/health")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     assert!(
         metric(
             &closed,
@@ -474,7 +440,11 @@ async fn redis_stopped_mid_run_gives_the_configured_behaviour() {
         assert!(Instant::now() < deadline, "still refused after the restart");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(http(&closed, "/ready").await.starts_with("HTTP/1.1 200 OK"));
+    assert!(
+        http_get(&closed, "/ready")
+            .await
+            .starts_with("HTTP/1.1 200 OK")
+    );
     closed.stop().await;
     open.stop().await;
 }
@@ -673,6 +643,10 @@ async fn no_quota_configured_counts_nothing() {
         metric(&server, "sesgate_quota_store_latency_seconds_count").await,
         0.0
     );
-    assert!(http(&server, "/ready").await.starts_with("HTTP/1.1 200 OK"));
+    assert!(
+        http_get(&server, "/ready")
+            .await
+            .starts_with("HTTP/1.1 200 OK")
+    );
     server.stop().await;
 }

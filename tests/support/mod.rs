@@ -5,6 +5,7 @@
 
 #[path = "../common/mod.rs"]
 pub mod common;
+pub mod metrics;
 pub mod quotas;
 pub mod redis;
 pub mod sending_authorization;
