@@ -24,6 +24,31 @@ async fn send(client: &mut Client, recipients: &[&str]) -> String {
         .await
 }
 
+/// One message to `recipient` on a fresh transaction, which must be relayed.
+async fn relayed(client: &mut Client, recipient: &str) {
+    let reply = send(client, &[recipient]).await;
+    assert!(reply.starts_with("250"), "{recipient}: {reply}");
+}
+
+/// A gateway counting in `redis` with `quotas`, and a client of it whose first message
+/// (to `first`) went.
+async fn counting_in(
+    redis: &RedisServer,
+    quotas: impl FnOnce(&mut sesgate::config::Quotas) + Send + 'static,
+    first: &str,
+) -> (TestServer, Client) {
+    let server = Gateway {
+        store: Some(redis.url()),
+        ..Gateway::default()
+    }
+    .quotas(quotas)
+    .start()
+    .await;
+    let mut client = client(&server).await;
+    relayed(&mut client, first).await;
+    (server, client)
+}
+
 fn recipients(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("r{i}@example.com")).collect()
 }
@@ -78,11 +103,7 @@ async fn a_failed_message_is_given_back_once() {
     .start()
     .await;
     let mut client = client(&server).await;
-    assert!(
-        send(&mut client, &["a1@example.com"])
-            .await
-            .starts_with("250")
-    );
+    relayed(&mut client, "a1@example.com").await;
     sink.set_reply(DataReply::Reply("550 5.7.1 No".into()));
     for _ in 0..3 {
         assert!(
@@ -98,11 +119,7 @@ async fn a_failed_message_is_given_back_once() {
             .starts_with("451")
     );
     sink.set_reply(DataReply::Accept);
-    assert!(
-        send(&mut client, &["a2@example.com"])
-            .await
-            .starts_with("250")
-    );
+    relayed(&mut client, "a2@example.com").await;
     assert_eq!(send(&mut client, &["a3@example.com"]).await, DAILY);
     assert_eq!(sink.accepted().len(), 2);
     server.stop().await;
@@ -158,22 +175,15 @@ async fn a_clock_stepping_back_does_not_stop_the_rate_for_that_long() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let server = Gateway {
-        store: Some(redis.url()),
-        ..Gateway::default()
-    }
-    .quotas(|q| {
-        q.max_send_rate = 10.0;
-        q.max_rate_wait_ms = 3000;
-    })
-    .start()
+    let (server, mut client) = counting_in(
+        &redis,
+        |q| {
+            q.max_send_rate = 10.0;
+            q.max_rate_wait_ms = 3000;
+        },
+        "first@example.com",
+    )
     .await;
-    let mut client = client(&server).await;
-    assert!(
-        send(&mut client, &["first@example.com"])
-            .await
-            .starts_with("250")
-    );
     // The bucket as the server's clock an hour ahead left it: empty, last updated "now".
     let ahead = now_ms() + 3_600_000;
     let reply = redis
@@ -187,11 +197,7 @@ async fn a_clock_stepping_back_does_not_stop_the_rate_for_that_long() {
     assert_eq!(reply, ":1");
     // One recipient needs 100 ms at 10 per second: within max_rate_wait_ms.
     let started = Instant::now();
-    assert!(
-        send(&mut client, &["second@example.com"])
-            .await
-            .starts_with("250")
-    );
+    relayed(&mut client, "second@example.com").await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -271,31 +277,12 @@ async fn flushed_scripts_are_loaded_again() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let server = Gateway {
-        store: Some(redis.url()),
-        ..Gateway::default()
-    }
-    .quotas(|q| q.max_24_hour_send = 3)
-    .start()
-    .await;
-    let mut client = client(&server).await;
-    assert!(
-        send(&mut client, &["a@example.com"])
-            .await
-            .starts_with("250")
-    );
+    let (server, mut client) =
+        counting_in(&redis, |q| q.max_24_hour_send = 3, "a@example.com").await;
     assert_eq!(redis.command("SCRIPT FLUSH").unwrap(), "+OK");
-    assert!(
-        send(&mut client, &["b@example.com"])
-            .await
-            .starts_with("250")
-    );
+    relayed(&mut client, "b@example.com").await;
     assert_eq!(redis.command("SCRIPT FLUSH").unwrap(), "+OK");
-    assert!(
-        send(&mut client, &["c@example.com"])
-            .await
-            .starts_with("250")
-    );
+    relayed(&mut client, "c@example.com").await;
     assert_eq!(send(&mut client, &["d@example.com"]).await, DAILY);
     server.stop().await;
 }
@@ -308,22 +295,15 @@ async fn a_frozen_store_refuses_in_bounded_time_and_counts_nothing_refused() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let server = Gateway {
-        store: Some(redis.url()),
-        ..Gateway::default()
-    }
-    .quotas(|q| {
-        q.max_24_hour_send = 3;
-        q.store_timeout_ms = 300;
-    })
-    .start()
+    let (server, mut client) = counting_in(
+        &redis,
+        |q| {
+            q.max_24_hour_send = 3;
+            q.store_timeout_ms = 300;
+        },
+        "a@example.com",
+    )
     .await;
-    let mut client = client(&server).await;
-    assert!(
-        send(&mut client, &["a@example.com"])
-            .await
-            .starts_with("250")
-    );
     redis.pause();
     for i in 0..3 {
         let started = Instant::now();
@@ -350,11 +330,7 @@ async fn a_frozen_store_refuses_in_bounded_time_and_counts_nothing_refused() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Two relayed: the quota of 3 has one left, whatever the frozen server ran late.
-    assert!(
-        send(&mut client, &["c@example.com"])
-            .await
-            .starts_with("250")
-    );
+    relayed(&mut client, "c@example.com").await;
     assert_eq!(send(&mut client, &["d@example.com"]).await, DAILY);
     assert_eq!(relayed_recipients(&server), 3);
     server.stop().await;
