@@ -16,17 +16,9 @@ use support::*;
 /// The Redis key of the test account's own counters.
 const ACCOUNT_KEY: &str = "sesgate:{123456789012}:account";
 
-/// One message to `recipients` on a fresh transaction.
-async fn send(client: &mut Client, recipients: &[&str]) -> String {
-    client.command("RSET").await;
-    client
-        .transaction("a@example.com", recipients, MESSAGE)
-        .await
-}
-
 /// One message to `recipient` on a fresh transaction, which must be relayed.
 async fn relayed(client: &mut Client, recipient: &str) {
-    let reply = send(client, &[recipient]).await;
+    let reply = send_to(client, &[recipient]).await;
     assert!(reply.starts_with("250"), "{recipient}: {reply}");
 }
 
@@ -81,11 +73,11 @@ async fn recipients_reset_before_data_take_nothing() {
     );
     drop(dropped);
     assert!(
-        send(&mut client, &["p@example.com", "q@example.com"])
+        send_to(&mut client, &["p@example.com", "q@example.com"])
             .await
             .starts_with("250")
     );
-    assert_eq!(send(&mut client, &["s@example.com"]).await, DAILY);
+    assert_eq!(send_to(&mut client, &["s@example.com"]).await, DAILY);
     assert_eq!(relayed_recipients(&server), 2);
     server.stop().await;
 }
@@ -107,20 +99,20 @@ async fn a_failed_message_is_given_back_once() {
     sink.set_reply(DataReply::Reply("550 5.7.1 No".into()));
     for _ in 0..3 {
         assert!(
-            send(&mut client, &["b@example.com"])
+            send_to(&mut client, &["b@example.com"])
                 .await
                 .starts_with("550")
         );
     }
     sink.set_reply(DataReply::Reply("451 4.3.0 Later".into()));
     assert!(
-        send(&mut client, &["b@example.com"])
+        send_to(&mut client, &["b@example.com"])
             .await
             .starts_with("451")
     );
     sink.set_reply(DataReply::Accept);
     relayed(&mut client, "a2@example.com").await;
-    assert_eq!(send(&mut client, &["a3@example.com"]).await, DAILY);
+    assert_eq!(send_to(&mut client, &["a3@example.com"]).await, DAILY);
     assert_eq!(sink.accepted().len(), 2);
     server.stop().await;
 }
@@ -146,15 +138,15 @@ async fn a_burst_larger_than_the_bucket_goes_once_then_waits() {
     let fifty: Vec<&str> = fifty.iter().map(String::as_str).collect();
     // Refused upstream: given back, but to a full bucket only.
     sink.set_reply(DataReply::Reply("550 5.7.1 No".into()));
-    assert!(send(&mut client, &fifty).await.starts_with("550"));
+    assert!(send_to(&mut client, &fifty).await.starts_with("550"));
     sink.set_reply(DataReply::Accept);
-    assert!(send(&mut client, &fifty).await.starts_with("250"));
+    assert!(send_to(&mut client, &fifty).await.starts_with("250"));
     // 49 recipients of debt: neither another burst nor a single recipient goes now.
-    assert_eq!(send(&mut client, &fifty).await, RATE);
-    assert_eq!(send(&mut client, &["one@example.com"]).await, RATE);
+    assert_eq!(send_to(&mut client, &fifty).await, RATE);
+    assert_eq!(send_to(&mut client, &["one@example.com"]).await, RATE);
     // From another connection too (the bucket is the account's).
     let mut other = self::client(&server).await;
-    assert_eq!(send(&mut other, &["two@example.com"]).await, RATE);
+    assert_eq!(send_to(&mut other, &["two@example.com"]).await, RATE);
     assert_eq!(sink.accepted().len(), 1);
     server.stop().await;
 }
@@ -232,10 +224,10 @@ async fn a_group_listed_twice_counts_once() {
         .await;
         let mut client = client(&server).await;
         for i in 0..4 {
-            let reply = send(&mut client, &[&format!("g{i}@example.com")]).await;
+            let reply = send_to(&mut client, &[&format!("g{i}@example.com")]).await;
             assert!(reply.starts_with("250"), "{i}: {reply}");
         }
-        assert_eq!(send(&mut client, &["over@example.com"]).await, DAILY);
+        assert_eq!(send_to(&mut client, &["over@example.com"]).await, DAILY);
         if let (true, Some(redis)) = (redis_store, &redis) {
             let key = "sesgate:{123456789012}:group:bulk";
             assert_eq!(redis.command(&format!("HGET {key} total")).unwrap(), "$1");
@@ -283,7 +275,7 @@ async fn flushed_scripts_are_loaded_again() {
     relayed(&mut client, "b@example.com").await;
     assert_eq!(redis.command("SCRIPT FLUSH").unwrap(), "+OK");
     relayed(&mut client, "c@example.com").await;
-    assert_eq!(send(&mut client, &["d@example.com"]).await, DAILY);
+    assert_eq!(send_to(&mut client, &["d@example.com"]).await, DAILY);
     server.stop().await;
 }
 
@@ -308,7 +300,7 @@ async fn a_frozen_store_refuses_in_bounded_time_and_counts_nothing_refused() {
     for i in 0..3 {
         let started = Instant::now();
         assert_eq!(
-            send(&mut client, &[&format!("f{i}@example.com")]).await,
+            send_to(&mut client, &[&format!("f{i}@example.com")]).await,
             UNAVAILABLE
         );
         // One RCPT check and one end-of-DATA check, each bounded by the store timeout.
@@ -321,7 +313,7 @@ async fn a_frozen_store_refuses_in_bounded_time_and_counts_nothing_refused() {
     redis.resume();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let reply = send(&mut client, &["b@example.com"]).await;
+        let reply = send_to(&mut client, &["b@example.com"]).await;
         if reply.starts_with("250") {
             break;
         }
@@ -331,7 +323,7 @@ async fn a_frozen_store_refuses_in_bounded_time_and_counts_nothing_refused() {
     }
     // Two relayed: the quota of 3 has one left, whatever the frozen server ran late.
     relayed(&mut client, "c@example.com").await;
-    assert_eq!(send(&mut client, &["d@example.com"]).await, DAILY);
+    assert_eq!(send_to(&mut client, &["d@example.com"]).await, DAILY);
     assert_eq!(relayed_recipients(&server), 3);
     server.stop().await;
 }

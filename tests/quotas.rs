@@ -183,6 +183,29 @@ async fn burst(servers: &[&TestServer], clients: usize, count: usize) -> Vec<Str
     replies
 }
 
+/// How many of `replies` were relayed (250) and how many were `refusal`.
+fn tally(replies: &[String], refusal: &str) -> (usize, usize) {
+    let relayed = replies.iter().filter(|r| r.starts_with("250 ")).count();
+    let refused = replies.iter().filter(|r| *r == refusal).count();
+    (relayed, refused)
+}
+
+/// Two instances counting in one Redis, both with `quotas`.
+async fn two_instances(
+    redis: &RedisServer,
+    quotas: impl Fn(&mut sesgate::config::Quotas) + Copy + Send + 'static,
+) -> (TestServer, TestServer) {
+    let start = || {
+        Gateway {
+            store: Some(redis.url()),
+            ..Gateway::default()
+        }
+        .quotas(quotas)
+        .start()
+    };
+    (start().await, start().await)
+}
+
 /// Concurrent clients of one instance (memory store) race for the last recipients: exactly
 /// the quota goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,9 +215,7 @@ async fn concurrent_clients_of_one_instance_take_exactly_the_quota() {
         .start()
         .await;
     let replies = burst(&[&server], 4, 4).await;
-    let relayed = replies.iter().filter(|r| r.starts_with("250 ")).count();
-    let refused = replies.iter().filter(|r| *r == DAILY).count();
-    assert_eq!((relayed, refused), (7, 9), "{replies:?}");
+    assert_eq!(tally(&replies, DAILY), (7, 9), "{replies:?}");
     assert_eq!(relayed_recipients(&server), 7);
     server.stop().await;
 }
@@ -240,20 +261,10 @@ async fn two_instances_share_one_daily_quota_exactly() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let start = || {
-        Gateway {
-            store: Some(redis.url()),
-            ..Gateway::default()
-        }
-        .quotas(|q| q.max_24_hour_send = 10)
-        .start()
-    };
-    let (a, b) = (start().await, start().await);
+    let (a, b) = two_instances(&redis, |q| q.max_24_hour_send = 10).await;
     let replies = burst(&[&a, &b], 3, 4).await;
     assert_eq!(replies.len(), 24);
-    let relayed = replies.iter().filter(|r| r.starts_with("250 ")).count();
-    let refused = replies.iter().filter(|r| *r == DAILY).count();
-    assert_eq!((relayed, refused), (10, 14), "{replies:?}");
+    assert_eq!(tally(&replies, DAILY), (10, 14), "{replies:?}");
     assert_eq!(relayed_recipients(&a) + relayed_recipients(&b), 10);
     a.stop().await;
     b.stop().await;
@@ -265,22 +276,13 @@ async fn two_instances_share_one_rate() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let start = || {
-        Gateway {
-            store: Some(redis.url()),
-            ..Gateway::default()
-        }
-        .quotas(|q| {
-            q.max_send_rate = 0.01;
-            q.max_rate_wait_ms = 200;
-        })
-        .start()
-    };
-    let (a, b) = (start().await, start().await);
+    let (a, b) = two_instances(&redis, |q| {
+        q.max_send_rate = 0.01;
+        q.max_rate_wait_ms = 200;
+    })
+    .await;
     let replies = burst(&[&a, &b], 2, 3).await;
-    let relayed = replies.iter().filter(|r| r.starts_with("250 ")).count();
-    let refused = replies.iter().filter(|r| *r == RATE).count();
-    assert_eq!((relayed, refused), (1, 11), "{replies:?}");
+    assert_eq!(tally(&replies, RATE), (1, 11), "{replies:?}");
     a.stop().await;
     b.stop().await;
 }
@@ -383,10 +385,7 @@ async fn redis_stopped_mid_run_gives_the_configured_behaviour() {
     let open = start(OnStoreError::Allow).await;
     let (mut to_closed, mut to_open) = (client(&closed).await, client(&open).await);
     async fn one(client: &mut Client) -> String {
-        client.command("RSET").await;
-        client
-            .transaction("a@example.com", &["r@example.com"], MESSAGE)
-            .await
+        send_to(client, &["r@example.com"]).await
     }
     assert!(one(&mut to_closed).await.starts_with("250"));
     assert!(one(&mut to_open).await.starts_with("250"));
@@ -477,10 +476,7 @@ async fn an_upstream_454_is_passed_on_and_slows_the_instance() {
     let sent = 20;
     let mut throttled = 0;
     for _ in 0..sent {
-        client.command("RSET").await;
-        let reply = client
-            .transaction("a@example.com", &["b@example.com"], MESSAGE)
-            .await;
+        let reply = send_to(&mut client, &["b@example.com"]).await;
         assert_eq!(reply, RATE);
         throttled += 1;
     }
@@ -505,11 +501,8 @@ async fn an_upstream_454_is_passed_on_and_slows_the_instance() {
     ));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        client.command("RSET").await;
         let before = sink.data_attempts.load(Ordering::Relaxed);
-        let reply = client
-            .transaction("a@example.com", &["b@example.com"], MESSAGE)
-            .await;
+        let reply = send_to(&mut client, &["b@example.com"]).await;
         if sink.data_attempts.load(Ordering::Relaxed) > before {
             assert_eq!(reply, DAILY);
             break;
@@ -520,10 +513,7 @@ async fn an_upstream_454_is_passed_on_and_slows_the_instance() {
     // The upstream takes mail again: it goes through once the pace allows, and the pace lifts.
     sink.set_reply(DataReply::Accept);
     loop {
-        client.command("RSET").await;
-        let reply = client
-            .transaction("a@example.com", &["b@example.com"], MESSAGE)
-            .await;
+        let reply = send_to(&mut client, &["b@example.com"]).await;
         if reply.starts_with("250") {
             break;
         }
@@ -539,10 +529,7 @@ async fn an_upstream_454_is_passed_on_and_slows_the_instance() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for _ in 0..5 {
-        client.command("RSET").await;
-        let reply = client
-            .transaction("a@example.com", &["b@example.com"], MESSAGE)
-            .await;
+        let reply = send_to(&mut client, &["b@example.com"]).await;
         assert!(reply.starts_with("250"), "{reply}");
     }
     server.stop().await;

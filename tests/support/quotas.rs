@@ -61,6 +61,15 @@ pub async fn client_as(server: &TestServer, username: &str) -> Client {
     client
 }
 
+/// One message to `recipients` on a fresh transaction (RSET first): the reply to its end of
+/// data, or the refusal before it.
+pub async fn send_to(client: &mut Client, recipients: &[&str]) -> String {
+    client.command("RSET").await;
+    client
+        .transaction("a@example.com", recipients, MESSAGE)
+        .await
+}
+
 /// Recipients the server relayed to its outbox.
 pub fn relayed_recipients(server: &TestServer) -> usize {
     server
