@@ -16,12 +16,6 @@ use support::*;
 /// The Redis key of the test account's own counters.
 const ACCOUNT_KEY: &str = "sesgate:{123456789012}:account";
 
-/// One message to `recipient` on a fresh transaction, which must be relayed.
-async fn relayed(client: &mut Client, recipient: &str) {
-    let reply = send_to(client, &[recipient]).await;
-    assert!(reply.starts_with("250"), "{recipient}: {reply}");
-}
-
 /// A gateway counting in `redis` with `quotas`, and a client of it whose first message
 /// (to `first`) went.
 async fn counting_in(

@@ -24,20 +24,7 @@ async fn a_daily_quota_refuses_at_rcpt_the_recipient_past_it() {
         .start()
         .await;
     let mut client = client(&server).await;
-    assert!(
-        client
-            .command("MAIL FROM:<a@example.com>")
-            .await
-            .starts_with("250")
-    );
-    for i in 1..=7 {
-        let reply = client.command(&format!("RCPT TO:<r{i}@example.com>")).await;
-        if i <= 5 {
-            assert!(reply.starts_with("250"), "{i}: {reply}");
-        } else {
-            assert_eq!(reply, DAILY, "{i}");
-        }
-    }
+    rcpts_against_daily_quota(&mut client, "r", 7, 5).await;
     assert!(client.command("DATA").await.starts_with("354"));
     client.send(b"From: a@example.com\r\n\r\nx\r\n.\r\n").await;
     assert!(client.reply().await.starts_with("250 2.0.0 Ok"));
@@ -238,19 +225,8 @@ async fn report_only_users_are_held_to_quotas() {
     .await;
     let mut client = client(&server).await;
     // Implicitly denied, relayed anyway (report-only), and counted.
-    assert!(
-        client
-            .transaction("a@example.com", &["b@example.com"], MESSAGE)
-            .await
-            .starts_with("250")
-    );
-    client.command("RSET").await;
-    assert_eq!(
-        client
-            .transaction("a@example.com", &["c@example.com"], MESSAGE)
-            .await,
-        DAILY
-    );
+    relayed(&mut client, "b@example.com").await;
+    assert_eq!(send_to(&mut client, &["c@example.com"]).await, DAILY);
     server.stop().await;
 }
 
@@ -553,19 +529,8 @@ async fn ses_figures_from_a_file_are_read_at_start_and_on_reload() {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(
-        client
-            .transaction("a@example.com", &["b@example.com"], MESSAGE)
-            .await
-            .starts_with("250")
-    );
-    client.command("RSET").await;
-    assert_eq!(
-        client
-            .transaction("a@example.com", &["c@example.com"], MESSAGE)
-            .await,
-        DAILY
-    );
+    relayed(&mut client, "b@example.com").await;
+    assert_eq!(send_to(&mut client, &["c@example.com"]).await, DAILY);
     // The operator refreshes the file and reloads.
     std::fs::write(server.dir.join("send-quota.json"), quota(5, 0)).unwrap();
     let running = server.running.as_ref().unwrap();
@@ -583,13 +548,7 @@ async fn ses_figures_from_a_file_are_read_at_start_and_on_reload() {
             .await
             .starts_with("250")
     );
-    client.command("RSET").await;
-    assert_eq!(
-        client
-            .transaction("a@example.com", &["f@example.com"], MESSAGE)
-            .await,
-        DAILY
-    );
+    assert_eq!(send_to(&mut client, &["f@example.com"]).await, DAILY);
     // A broken file keeps the running limits.
     std::fs::write(server.dir.join("send-quota.json"), b"{\"Max24HourSend\": 5").unwrap();
     let mut broken = running_config(&server);
@@ -618,13 +577,7 @@ async fn no_quota_configured_counts_nothing() {
     let server = Gateway::default().start().await;
     let mut client = client(&server).await;
     for _ in 0..3 {
-        client.command("RSET").await;
-        assert!(
-            client
-                .transaction("a@example.com", &["b@example.com"], MESSAGE)
-                .await
-                .starts_with("250")
-        );
+        relayed(&mut client, "b@example.com").await;
     }
     assert_eq!(
         metric(&server, "sesgate_quota_store_latency_seconds_count").await,

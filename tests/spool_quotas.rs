@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sesgate::config;
 use support::metrics::{account_recipients, metric};
-use support::quotas::{DAILY, client};
+use support::quotas::{DAILY, client, rcpts_against_daily_quota};
 use support::sink::{DataReply, Sink};
 use support::*;
 
@@ -148,20 +148,7 @@ async fn the_daily_quota_is_taken_at_acceptance_and_never_over_accepted() {
     let sink = Sink::start().await;
     let server = start(&sink, |q| q.max_24_hour_send = 3, |_| {}).await;
     let mut client = client(&server).await;
-    assert!(
-        client
-            .command("MAIL FROM:<a@example.com>")
-            .await
-            .starts_with("250")
-    );
-    for i in 1..=4 {
-        let reply = client.command(&format!("RCPT TO:<d{i}@example.com>")).await;
-        if i <= 3 {
-            assert!(reply.starts_with("250"), "{i}: {reply}");
-        } else {
-            assert_eq!(reply, DAILY, "{i}");
-        }
-    }
+    rcpts_against_daily_quota(&mut client, "d", 4, 3).await;
     assert!(client.command("DATA").await.starts_with("354"));
     client.send(message("daily").as_bytes()).await;
     client.send(b".\r\n").await;
