@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::serve::{ServeProcess, plaintext_config};
+use support::serve::{ServeProcess, plaintext_config, policy_dir};
 use support::sink::{DataReply, SINK_PASSWORD, SINK_USER, Sink};
 use support::*;
 
@@ -17,18 +17,11 @@ const CLIENT_USER: &str = "AKIALEAKTESTCLIENT01";
 const CLIENT_PASSWORD: &str = "client-Pa55word-never-logged";
 const BODY_MARKER: &str = "BODY-MARKER-3f9a61c2-never-logged";
 
+/// A config directory with the guide's policies and the client user (AllowSendingOnly).
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sesgate-leaks-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    copy_guide_policies(&dir.join("policies"));
-    dir
-}
-
-fn users(dir: &Path) {
-    std::fs::write(
-        dir.join("policies/iam.toml"),
-        user_toml(
+    policy_dir(
+        &format!("leaks-{name}"),
+        &user_toml(
             "app",
             "/",
             CLIENT_USER,
@@ -36,20 +29,24 @@ fn users(dir: &Path) {
             "policies = [\"AllowSendingOnly\"]",
         ),
     )
-    .unwrap();
+}
+
+/// The `[upstream]` table relaying to `sink` (STARTTLS required, AUTH), its CA certificate and
+/// password written into `dir`.
+fn sink_upstream(dir: &Path, sink: &Sink) -> String {
+    std::fs::write(dir.join("sink-ca.pem"), &sink.cert_pem).unwrap();
+    std::fs::write(dir.join("upstream.secret"), format!("{SINK_PASSWORD}\n")).unwrap();
+    format!(
+        "[upstream]\nurl = \"smtp://localhost:{}?tls=required\"\nusername = \"{SINK_USER}\"\npassword_file = \"upstream.secret\"\nca_certificate = \"sink-ca.pem\"\n",
+        sink.port
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_log_holds_no_credential_and_no_body() {
     let sink = Sink::start().await;
     let dir = temp_dir("trace");
-    users(&dir);
-    std::fs::write(dir.join("sink-ca.pem"), &sink.cert_pem).unwrap();
-    std::fs::write(dir.join("upstream.secret"), format!("{SINK_PASSWORD}\n")).unwrap();
-    let upstream = format!(
-        "[upstream]\nurl = \"smtp://localhost:{}?tls=required\"\nusername = \"{SINK_USER}\"\npassword_file = \"upstream.secret\"\nca_certificate = \"sink-ca.pem\"\n",
-        sink.port
-    );
+    let upstream = sink_upstream(&dir, &sink);
     // Every way a user could ask for the wire log.
     for (round, filter) in ["trace", "lettre=trace,rustls=trace,sesgate=trace,trace"]
         .iter()
@@ -138,7 +135,6 @@ async fn forge(serve: &ServeProcess) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_text_cannot_forge_a_text_log_line() {
     let dir = temp_dir("forge-text");
-    users(&dir);
     let serve = ServeProcess::start(&dir, "");
     forge(&serve).await;
     let log = serve.log();
@@ -164,7 +160,6 @@ async fn client_text_cannot_forge_a_text_log_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_text_cannot_forge_a_json_log_line() {
     let dir = temp_dir("forge-json");
-    users(&dir);
     let serve = ServeProcess::start_with(&dir, &["--log-format", "json"], None, |port| {
         plaintext_config(port, "")
     });
@@ -362,13 +357,7 @@ async fn outbox_files_are_not_world_readable() {
 async fn upstream_queue_id_is_logged_on_the_transaction_line() {
     let sink = Sink::start().await;
     let dir = temp_dir("upstream-id");
-    users(&dir);
-    std::fs::write(dir.join("sink-ca.pem"), &sink.cert_pem).unwrap();
-    std::fs::write(dir.join("upstream.secret"), format!("{SINK_PASSWORD}\n")).unwrap();
-    let upstream = format!(
-        "[upstream]\nurl = \"smtp://localhost:{}?tls=required\"\nusername = \"{SINK_USER}\"\npassword_file = \"upstream.secret\"\nca_certificate = \"sink-ca.pem\"\n",
-        sink.port
-    );
+    let upstream = sink_upstream(&dir, &sink);
     let serve = ServeProcess::start(&dir, &upstream);
 
     // Postfix: `250 2.0.0 Ok: queued as <id>`; the client hears sesgate's own id.
@@ -413,7 +402,6 @@ async fn upstream_queue_id_is_logged_on_the_transaction_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limit_refusal_is_logged_with_a_session_id() {
     let dir = temp_dir("connection-limit");
-    users(&dir);
     let serve = ServeProcess::start(&dir, "[limits]\nmax_connections_per_ip = 1\n");
     // Hold the address's one slot (the start-up probe's connection may still hold it briefly).
     let mut held = None;

@@ -5,7 +5,7 @@
 mod support;
 
 use support::metrics::scrape;
-use support::serve::ServeProcess;
+use support::serve::{ServeProcess, policy_dir};
 use support::*;
 
 /// One allowed and one refused transaction by the test user, plus an AUTH attempt with a
@@ -91,24 +91,16 @@ const CLIENT_PASSWORD: &str = "observability-test-password";
 /// A `sesgate serve` process on a plaintext-AUTH listener, with the test user, in a directory
 /// of its own that goes with it.
 fn start_serve(name: &str, extra_toml: &str) -> ServeProcess {
-    let dir = std::env::temp_dir().join(format!(
-        "sesgate-observability-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    copy_guide_policies(&dir.join("policies"));
-    std::fs::write(
-        dir.join("policies/iam.toml"),
-        user_toml(
+    let dir = policy_dir(
+        &format!("observability-{name}"),
+        &user_toml(
             "app",
             "/",
             CLIENT_USER,
             CLIENT_PASSWORD,
             "policies = [\"AllowSendingOnly\"]",
         ),
-    )
-    .unwrap();
+    );
     ServeProcess::start(&dir, extra_toml).removing_dir()
 }
 

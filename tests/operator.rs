@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::serve::ServeProcess;
+use support::serve::{ServeProcess, policy_dir};
 use support::*;
 
 fn sesgate(args: &[&str]) -> Output {
@@ -28,11 +28,7 @@ fn stderr(output: &Output) -> String {
 /// A directory with `sesgate.toml` (embedded-default listeners replaced by `listeners`) and a
 /// `policies/` of the guide's policies plus `iam_toml`.
 fn config_dir(name: &str, sesgate_toml: &str, iam_toml: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sesgate-operator-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    copy_guide_policies(&dir.join("policies"));
-    std::fs::write(dir.join("policies/iam.toml"), iam_toml).unwrap();
+    let dir = policy_dir(&format!("operator-{name}"), iam_toml);
     std::fs::write(dir.join("sesgate.toml"), sesgate_toml).unwrap();
     dir
 }

@@ -7,20 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::serve::{ServeProcess, free_port};
+use support::serve::{ServeProcess, free_port, policy_dir};
 use support::*;
 
 /// A config directory: `sesgate.toml` listening on `port` plus `extra`, and `policies/`.
 fn config_dir(name: &str, port: u16, extra: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sesgate-load-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    copy_guide_policies(&dir.join("policies"));
-    std::fs::write(
-        dir.join("policies/iam.toml"),
-        user_toml("app", "/", "app", "pw", "policies = [\"AllowSendingOnly\"]"),
-    )
-    .unwrap();
+    let dir = policy_dir(
+        &format!("load-{name}"),
+        &user_toml("app", "/", "app", "pw", "policies = [\"AllowSendingOnly\"]"),
+    );
     std::fs::write(dir.join("sesgate.toml"), config_toml(port, extra)).unwrap();
     dir
 }

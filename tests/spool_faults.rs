@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::serve::ServeProcess;
+use support::serve::{ServeProcess, policy_dir};
 use support::sink::{self, Sink};
 use support::*;
 
@@ -101,21 +101,16 @@ fn number(data: &[u8]) -> Option<usize> {
 
 /// The policies, the test user and the upstream's password; `config` is the rest.
 fn config_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sesgate-spool-faults-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    copy_guide_policies(&dir.join("policies"));
-    std::fs::write(
-        dir.join("policies/iam.toml"),
-        user_toml(
+    let dir = policy_dir(
+        "spool-faults",
+        &user_toml(
             "test-app",
             "/apps/",
             USER,
             PASSWORD,
             "policies = [\"AllowSendingOnly\"]",
         ),
-    )
-    .unwrap();
+    );
     std::fs::write(dir.join("sink-password"), sink::SINK_PASSWORD).unwrap();
     dir
 }

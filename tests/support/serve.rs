@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Client, connect_from};
+use super::{Client, connect_from, copy_guide_policies};
 
 /// How long a start may take; generous because the test machine is loaded and a restart after
 /// SIGKILL recovers a spool first.
@@ -21,6 +21,17 @@ pub fn plaintext_config(port: u16, extra: &str) -> String {
     format!(
         "hostname = \"gw.test\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\nallow_plaintext_auth = true\n{extra}"
     )
+}
+
+/// A new, empty directory `sesgate-{name}-{pid}` in the temporary directory, with the guide's
+/// policies in `policies/` and `iam_toml` as `policies/iam.toml`.
+pub fn policy_dir(name: &str, iam_toml: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sesgate-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    copy_guide_policies(&dir.join("policies"));
+    std::fs::write(dir.join("policies/iam.toml"), iam_toml).unwrap();
+    dir
 }
 
 /// A port nothing listens on now.
