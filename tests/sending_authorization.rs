@@ -795,11 +795,8 @@ async fn logs_decision_log_and_simulate_name_the_policy_types() {
 /// A configuration directory for `sesgate check`: sesgate.toml, `policies/` with the guide's
 /// policies, `iam_toml` and the identity policy files given.
 fn check_dir(name: &str, iam_toml: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("sesgate-sendauth-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = support::serve::policy_dir(&format!("sendauth-{name}"), iam_toml);
     std::fs::create_dir_all(dir.join("policies/identities")).unwrap();
-    copy_guide_policies(&dir.join("policies"));
-    std::fs::write(dir.join("policies/iam.toml"), iam_toml).unwrap();
     for (file, text) in files {
         std::fs::write(dir.join("policies/identities").join(file), text).unwrap();
     }
