@@ -6,9 +6,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::serve::{ServeProcess, plaintext_config, policy_dir};
 use support::sink::{DataReply, SINK_PASSWORD, SINK_USER, Sink};
 use support::*;
 
@@ -16,99 +17,11 @@ const CLIENT_USER: &str = "AKIALEAKTESTCLIENT01";
 const CLIENT_PASSWORD: &str = "client-Pa55word-never-logged";
 const BODY_MARKER: &str = "BODY-MARKER-3f9a61c2-never-logged";
 
+/// A config directory with the guide's policies and the client user (AllowSendingOnly).
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sesgate-leaks-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    copy_guide_policies(&dir.join("policies"));
-    dir
-}
-
-/// A `sesgate serve` process on a plaintext-AUTH listener, its stderr in `dir/serve.log`.
-struct Serve {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Serve {
-    fn start(dir: &Path, extra_toml: &str, args: &[&str], rust_log: Option<&str>) -> Serve {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        std::fs::write(
-            dir.join("sesgate.toml"),
-            format!(
-                "hostname = \"gw.test\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\nallow_plaintext_auth = true\n{extra_toml}"
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sesgate"));
-        command
-            .args(["serve", "--config"])
-            .arg(dir.join("sesgate.toml"))
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        if let Some(filter) = rust_log {
-            command.env("RUST_LOG", filter);
-        }
-        let serve = Serve {
-            child: command.spawn().unwrap(),
-            port,
-            dir: dir.to_owned(),
-        };
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return serve;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("serve did not start: {}", serve.log());
-    }
-
-    /// stdout and stderr together.
-    fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(self.dir.join("serve.log")).unwrap_or_default())
-            .into_owned()
-    }
-
-    async fn wait_for_log(&self, text: &str) {
-        for _ in 0..500 {
-            if self.log().contains(text) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("{text:?} did not appear: {}", self.log());
-    }
-
-    async fn client(&self) -> Client {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .unwrap();
-        let mut client = Client::new(Box::new(stream), Vec::new());
-        assert!(client.reply().await.starts_with("220 gw.test"));
-        assert!(client.command("EHLO client.test").await.starts_with("250"));
-        client
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn users(dir: &Path) {
-    std::fs::write(
-        dir.join("policies/iam.toml"),
-        user_toml(
+    policy_dir(
+        &format!("leaks-{name}"),
+        &user_toml(
             "app",
             "/",
             CLIENT_USER,
@@ -116,26 +29,32 @@ fn users(dir: &Path) {
             "policies = [\"AllowSendingOnly\"]",
         ),
     )
-    .unwrap();
+}
+
+/// The `[upstream]` table relaying to `sink` (STARTTLS required, AUTH), its CA certificate and
+/// password written into `dir`.
+fn sink_upstream(dir: &Path, sink: &Sink) -> String {
+    std::fs::write(dir.join("sink-ca.pem"), &sink.cert_pem).unwrap();
+    std::fs::write(dir.join("upstream.secret"), format!("{SINK_PASSWORD}\n")).unwrap();
+    format!(
+        "[upstream]\nurl = \"smtp://localhost:{}?tls=required\"\nusername = \"{SINK_USER}\"\npassword_file = \"upstream.secret\"\nca_certificate = \"sink-ca.pem\"\n",
+        sink.port
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_log_holds_no_credential_and_no_body() {
     let sink = Sink::start().await;
     let dir = temp_dir("trace");
-    users(&dir);
-    std::fs::write(dir.join("sink-ca.pem"), &sink.cert_pem).unwrap();
-    std::fs::write(dir.join("upstream.secret"), format!("{SINK_PASSWORD}\n")).unwrap();
-    let upstream = format!(
-        "[upstream]\nurl = \"smtp://localhost:{}?tls=required\"\nusername = \"{SINK_USER}\"\npassword_file = \"upstream.secret\"\nca_certificate = \"sink-ca.pem\"\n",
-        sink.port
-    );
+    let upstream = sink_upstream(&dir, &sink);
     // Every way a user could ask for the wire log.
     for (round, filter) in ["trace", "lettre=trace,rustls=trace,sesgate=trace,trace"]
         .iter()
         .enumerate()
     {
-        let serve = Serve::start(&dir, &upstream, &[], Some(filter));
+        let serve = ServeProcess::start_with(&dir, &[], Some(filter), |port| {
+            plaintext_config(port, &upstream)
+        });
         let mut client = serve.client().await;
         // AUTH LOGIN: user name and password each in base64.
         assert_eq!(client.command("AUTH LOGIN").await, "334 VXNlcm5hbWU6");
@@ -157,7 +76,7 @@ async fn trace_log_holds_no_credential_and_no_body() {
         // A second session with AUTH PLAIN.
         let mut client = serve.client().await;
         client.login_as(CLIENT_USER, CLIENT_PASSWORD).await;
-        serve.wait_for_log("transaction").await;
+        serve.wait_for_log("transaction", 1).await;
         assert_eq!(sink.accepted().len(), round + 1);
         assert!(
             String::from_utf8_lossy(&sink.accepted()[round].data).contains(BODY_MARKER),
@@ -192,7 +111,7 @@ const FORGED: &str = "x\n2026-01-01T00:00:00Z  INFO sesgate::gateway: transactio
 
 /// A session that tries to forge log lines: AUTH PLAIN with `FORGED` as user name, then a
 /// transaction with control characters in MAIL FROM and From.
-async fn forge(serve: &Serve) {
+async fn forge(serve: &ServeProcess) {
     let mut client = serve.client().await;
     let blob = base64_encode(format!("\0{FORGED}\0wrong").as_bytes());
     assert!(
@@ -209,15 +128,14 @@ async fn forge(serve: &Serve) {
             "From: c\x1b[31m\x0b\x7f@example.com\r\n\r\nx\r\n",
         )
         .await;
-    serve.wait_for_log("authentication failed").await;
-    serve.wait_for_log("transaction").await;
+    serve.wait_for_log("authentication failed", 1).await;
+    serve.wait_for_log("transaction", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_text_cannot_forge_a_text_log_line() {
     let dir = temp_dir("forge-text");
-    users(&dir);
-    let serve = Serve::start(&dir, "", &[], None);
+    let serve = ServeProcess::start(&dir, "");
     forge(&serve).await;
     let log = serve.log();
     for line in log.lines() {
@@ -242,8 +160,9 @@ async fn client_text_cannot_forge_a_text_log_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_text_cannot_forge_a_json_log_line() {
     let dir = temp_dir("forge-json");
-    users(&dir);
-    let serve = Serve::start(&dir, "", &["--log-format", "json"], None);
+    let serve = ServeProcess::start_with(&dir, &["--log-format", "json"], None, |port| {
+        plaintext_config(port, "")
+    });
     forge(&serve).await;
     let log = serve.log();
     let events: Vec<serde_json::Value> = log
@@ -313,7 +232,7 @@ fn serve_with_a_config_refuses_the_demo_password() {
         user_toml("demo", "/", "demo", "a password of its own", ""),
     )
     .unwrap();
-    let serve = Serve::start(&dir, "", &[], None);
+    let serve = ServeProcess::start(&dir, "");
     // The port opens before the batched log writer has written the ready line: wait for it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !serve.log().contains("sesgate ready") && std::time::Instant::now() < deadline {
@@ -438,14 +357,8 @@ async fn outbox_files_are_not_world_readable() {
 async fn upstream_queue_id_is_logged_on_the_transaction_line() {
     let sink = Sink::start().await;
     let dir = temp_dir("upstream-id");
-    users(&dir);
-    std::fs::write(dir.join("sink-ca.pem"), &sink.cert_pem).unwrap();
-    std::fs::write(dir.join("upstream.secret"), format!("{SINK_PASSWORD}\n")).unwrap();
-    let upstream = format!(
-        "[upstream]\nurl = \"smtp://localhost:{}?tls=required\"\nusername = \"{SINK_USER}\"\npassword_file = \"upstream.secret\"\nca_certificate = \"sink-ca.pem\"\n",
-        sink.port
-    );
-    let serve = Serve::start(&dir, &upstream, &[], None);
+    let upstream = sink_upstream(&dir, &sink);
+    let serve = ServeProcess::start(&dir, &upstream);
 
     // Postfix: `250 2.0.0 Ok: queued as <id>`; the client hears sesgate's own id.
     sink.set_reply(DataReply::Reply("250 2.0.0 Ok: queued as 4XyzQ1abc".into()));
@@ -460,7 +373,7 @@ async fn upstream_queue_id_is_logged_on_the_transaction_line() {
         .await;
     assert!(reply.starts_with("250 "), "{reply}");
     assert!(!reply.contains("4XyzQ1abc"), "{reply}");
-    serve.wait_for_log("upstream_id=4XyzQ1abc").await;
+    serve.wait_for_log("upstream_id=4XyzQ1abc", 1).await;
     let log = serve.log();
     let line = log.lines().find(|l| l.contains("transaction")).unwrap();
     assert!(line.contains("upstream_id=4XyzQ1abc"), "{line}");
@@ -479,7 +392,9 @@ async fn upstream_queue_id_is_logged_on_the_transaction_line() {
         .expect(&reply)
         .to_owned();
     assert!(ses_id.starts_with("0100018c-sink-"), "{reply}");
-    serve.wait_for_log(&format!("upstream_id={ses_id}")).await;
+    serve
+        .wait_for_log(&format!("upstream_id={ses_id}"), 1)
+        .await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -487,12 +402,11 @@ async fn upstream_queue_id_is_logged_on_the_transaction_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limit_refusal_is_logged_with_a_session_id() {
     let dir = temp_dir("connection-limit");
-    users(&dir);
-    let serve = Serve::start(&dir, "[limits]\nmax_connections_per_ip = 1\n", &[], None);
+    let serve = ServeProcess::start(&dir, "[limits]\nmax_connections_per_ip = 1\n");
     // Hold the address's one slot (the start-up probe's connection may still hold it briefly).
     let mut held = None;
     for _ in 0..100 {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", serve.port))
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", serve.port()))
             .await
             .unwrap();
         let mut greeting = [0u8; 3];
@@ -504,7 +418,7 @@ async fn connection_limit_refusal_is_logged_with_a_session_id() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _held = held.expect("a first connection is served");
-    let mut refused = tokio::net::TcpStream::connect(("127.0.0.1", serve.port))
+    let mut refused = tokio::net::TcpStream::connect(("127.0.0.1", serve.port()))
         .await
         .unwrap();
     let mut reply = String::new();
@@ -514,7 +428,7 @@ async fn connection_limit_refusal_is_logged_with_a_session_id() {
         "{reply}"
     );
     serve
-        .wait_for_log("refused: too many connections from this address")
+        .wait_for_log("refused: too many connections from this address", 1)
         .await;
     let log = serve.log();
     let line = log

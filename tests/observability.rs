@@ -4,30 +4,9 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
-use std::time::Duration;
-
+use support::metrics::scrape;
+use support::serve::{ServeProcess, policy_dir};
 use support::*;
-
-async fn scrape(server: &TestServer) -> String {
-    let address = server
-        .running
-        .as_ref()
-        .unwrap()
-        .metrics_address
-        .expect("metrics are on");
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
-        .await
-        .unwrap();
-    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
-    response
-}
 
 /// One allowed and one refused transaction by the test user, plus an AUTH attempt with a
 /// made-up user name (which must never become a label).
@@ -109,112 +88,48 @@ async fn per_user_metrics_are_off_by_default() {
 const CLIENT_USER: &str = "AKIAOBSERVABILITY001";
 const CLIENT_PASSWORD: &str = "observability-test-password";
 
-/// A `sesgate serve` process on a plaintext-AUTH listener, its output in `dir/serve.log`.
-struct Serve {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
+/// A `sesgate serve` process on a plaintext-AUTH listener, with the test user, in a directory
+/// of its own that goes with it.
+fn start_serve(name: &str, extra_toml: &str) -> ServeProcess {
+    let dir = policy_dir(
+        &format!("observability-{name}"),
+        &user_toml(
+            "app",
+            "/",
+            CLIENT_USER,
+            CLIENT_PASSWORD,
+            "policies = [\"AllowSendingOnly\"]",
+        ),
+    );
+    ServeProcess::start(&dir, extra_toml).removing_dir()
 }
 
-impl Serve {
-    fn start(name: &str, extra_toml: &str) -> Serve {
-        let dir = std::env::temp_dir().join(format!(
-            "sesgate-observability-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("policies")).unwrap();
-        copy_guide_policies(&dir.join("policies"));
-        std::fs::write(
-            dir.join("policies/iam.toml"),
-            user_toml(
-                "app",
-                "/",
-                CLIENT_USER,
-                CLIENT_PASSWORD,
-                "policies = [\"AllowSendingOnly\"]",
-            ),
+/// Sends one message to `recipients` and returns the transaction log line.
+async fn transaction_line(serve: &ServeProcess, recipients: &[&str]) -> String {
+    let mut client = serve.client().await;
+    client.login_as(CLIENT_USER, CLIENT_PASSWORD).await;
+    let reply = client
+        .transaction(
+            "a@example.com",
+            recipients,
+            "From: a@example.com\r\n\r\nx\r\n",
         )
-        .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        std::fs::write(
-            dir.join("sesgate.toml"),
-            format!(
-                "hostname = \"gw.test\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\nallow_plaintext_auth = true\n{extra_toml}"
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sesgate"))
-            .args(["serve", "--config"])
-            .arg(dir.join("sesgate.toml"))
-            .env_remove("RUST_LOG")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let serve = Serve { child, port, dir };
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return serve;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("serve did not start: {}", serve.log());
-    }
-
-    fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(self.dir.join("serve.log")).unwrap_or_default())
-            .into_owned()
-    }
-
-    /// Sends one message to `recipients` and returns the transaction log line.
-    async fn transaction_line(&self, recipients: &[&str]) -> String {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .unwrap();
-        let mut client = Client::new(Box::new(stream), Vec::new());
-        assert!(client.reply().await.starts_with("220 gw.test"));
-        assert!(client.command("EHLO client.test").await.starts_with("250"));
-        client.login_as(CLIENT_USER, CLIENT_PASSWORD).await;
-        let reply = client
-            .transaction(
-                "a@example.com",
-                recipients,
-                "From: a@example.com\r\n\r\nx\r\n",
-            )
-            .await;
-        assert!(reply.starts_with("250 "), "{reply}");
-        for _ in 0..500 {
-            if let Some(line) = self.log().lines().find(|l| l.contains(" transaction ")) {
-                return line.to_owned();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("no transaction line: {}", self.log());
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+        .await;
+    assert!(reply.starts_with("250 "), "{reply}");
+    serve.wait_for_log(" transaction ", 1).await;
+    let log = serve.log();
+    log.lines()
+        .find(|l| l.contains(" transaction "))
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_recipients_lists_them_escaped_when_asked() {
-    let serve = Serve::start("rcpt-on", "[log]\nrecipients = true\n");
+    let serve = start_serve("rcpt-on", "[log]\nrecipients = true\n");
     // A quoted local part may hold a comma or a double quote: each recipient stays a quoted
     // item of the list, and the list stays inside its field, escaped.
-    let line = serve
-        .transaction_line(&["b@example.com", "\"x\\\"y,z\"@example.com"])
-        .await;
+    let line = transaction_line(&serve, &["b@example.com", "\"x\\\"y,z\"@example.com"]).await;
     assert!(
         line.contains(r#"rcpt_to="[\"b@example.com\", \"x\\\"y,z@example.com\"]""#),
         "{line}"
@@ -224,8 +139,8 @@ async fn log_recipients_lists_them_escaped_when_asked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_recipients_is_off_by_default() {
-    let serve = Serve::start("rcpt-off", "");
-    let line = serve.transaction_line(&["b@example.com"]).await;
+    let serve = start_serve("rcpt-off", "");
+    let line = transaction_line(&serve, &["b@example.com"]).await;
     assert!(line.contains("recipients=1"), "{line}");
     assert!(
         !line.contains("rcpt_to") && !line.contains("b@example.com"),

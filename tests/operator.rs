@@ -4,9 +4,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
+use support::serve::{ServeProcess, policy_dir};
 use support::*;
 
 fn sesgate(args: &[&str]) -> Output {
@@ -27,11 +28,7 @@ fn stderr(output: &Output) -> String {
 /// A directory with `sesgate.toml` (embedded-default listeners replaced by `listeners`) and a
 /// `policies/` of the guide's policies plus `iam_toml`.
 fn config_dir(name: &str, sesgate_toml: &str, iam_toml: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sesgate-operator-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    copy_guide_policies(&dir.join("policies"));
-    std::fs::write(dir.join("policies/iam.toml"), iam_toml).unwrap();
+    let dir = policy_dir(&format!("operator-{name}"), iam_toml);
     std::fs::write(dir.join("sesgate.toml"), sesgate_toml).unwrap();
     dir
 }
@@ -258,86 +255,11 @@ async fn simulate_agrees_with_serve_on_the_guide_examples() {
     server.stop().await;
 }
 
-/// A running `sesgate serve` process with a config in `dir`.
-struct Process {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Process {
-    fn start(dir: &Path, extra: &str) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let toml = format!(
-            "hostname = \"gw.test\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\nallow_plaintext_auth = true\n{extra}"
-        );
-        std::fs::write(dir.join("sesgate.toml"), toml).unwrap();
-        let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sesgate"))
-            .args(["serve", "--config"])
-            .arg(dir.join("sesgate.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let process = Process {
-            child,
-            port,
-            dir: dir.to_owned(),
-        };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return process;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("serve did not start: {}", process.log());
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits until `text` appears `count` times in the log.
-    async fn wait_for_log(&self, text: &str, count: usize) {
-        for _ in 0..500 {
-            if self.log().matches(text).count() >= count {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("{text:?} did not appear {count} times: {}", self.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
-    }
-
-    async fn client(&self) -> Client {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .unwrap();
-        let mut client = Client::new(Box::new(stream), Vec::new());
-        assert!(client.reply().await.starts_with("220 gw.test"));
-        assert!(client.command("EHLO client.test").await.starts_with("250"));
-        client.login_as("app", "pw").await;
-        client
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A client of `process` logged in as the test's user `app`.
+async fn logged_in(process: &ServeProcess) -> Client {
+    let mut client = process.client().await;
+    client.login_as("app", "pw").await;
+    client
 }
 
 const RELOADED: &str = "reloaded users, policies, credentials and certificate";
@@ -352,10 +274,10 @@ async fn reload_under_load_keeps_the_good_set_when_a_file_breaks() {
     let allow = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*"}}"#;
     let deny_all = r#"{"Version":"2012-10-17","Statement":{"Effect":"Deny","Action":"ses:SendRawEmail","Resource":"*"}}"#;
     std::fs::write(dir.join("policies/Current.json"), allow).unwrap();
-    let process = Process::start(&dir, "");
+    let process = ServeProcess::start(&dir, "");
     let message = "From: a@example.com\r\n\r\nx\r\n";
     // A client sends continuously while the configuration is reloaded ten times.
-    let port_client = process.client().await;
+    let port_client = logged_in(&process).await;
     let sender = tokio::spawn(async move {
         let mut client = port_client;
         let mut replies = Vec::new();
@@ -409,7 +331,7 @@ async fn reload_under_load_keeps_the_good_set_when_a_file_breaks() {
         "{}",
         process.log()
     );
-    let mut client = process.client().await;
+    let mut client = logged_in(&process).await;
     assert!(
         client
             .transaction("a@example.com", &["b@example.com"], message)
@@ -434,8 +356,8 @@ async fn sigterm_drains_the_transaction_in_flight() {
         "",
         &user_toml("app", "/", "app", "pw", "policies = [\"AllowSendingOnly\"]"),
     );
-    let mut process = Process::start(&dir, "[limits]\ndrain_timeout_secs = 20\n");
-    let mut client = process.client().await;
+    let mut process = ServeProcess::start(&dir, "[limits]\ndrain_timeout_secs = 20\n");
+    let mut client = logged_in(&process).await;
     assert!(
         client
             .command("MAIL FROM:<a@example.com>")
@@ -452,7 +374,7 @@ async fn sigterm_drains_the_transaction_in_flight() {
     client
         .send(b"From: a@example.com\r\nSubject: in flight\r\n\r\nfirst half\r\n")
         .await;
-    let mut idle = process.client().await;
+    let mut idle = logged_in(&process).await;
     process.signal("TERM");
     process
         .wait_for_log("stopping: no new connections", 1)
@@ -461,7 +383,7 @@ async fn sigterm_drains_the_transaction_in_flight() {
     // New connections are refused...
     let mut refused = false;
     for _ in 0..50 {
-        if std::net::TcpStream::connect(("127.0.0.1", process.port)).is_err() {
+        if std::net::TcpStream::connect(("127.0.0.1", process.port())).is_err() {
             refused = true;
             break;
         }
@@ -475,7 +397,7 @@ async fn sigterm_drains_the_transaction_in_flight() {
     assert!(client.reply().await.starts_with("250 2.0.0 Ok "));
     assert_eq!(client.reply().await, "421 4.3.2 Service shutting down");
     let status = tokio::task::spawn_blocking(move || {
-        let status = process.child.wait().unwrap();
+        let status = process.wait();
         (status, process)
     })
     .await
@@ -578,21 +500,7 @@ async fn metrics_are_scraped() {
             .await
             .starts_with("554 ")
     );
-    let address = server
-        .running
-        .as_ref()
-        .unwrap()
-        .metrics_address
-        .expect("metrics are on");
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
-        .await
-        .unwrap();
-    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    let response = support::metrics::scrape(&server).await;
     for line in [
         "sesgate_transactions_total{decision=\"allowed\"} 1",
         "sesgate_transactions_total{decision=\"ambiguous\"} 1",

@@ -7,33 +7,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use support::serve::{ServeProcess, free_port, policy_dir};
 use support::*;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A config directory: `sesgate.toml` listening on `port` plus `extra`, and `policies/`.
 fn config_dir(name: &str, port: u16, extra: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sesgate-load-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    copy_guide_policies(&dir.join("policies"));
-    std::fs::write(
-        dir.join("policies/iam.toml"),
-        user_toml("app", "/", "app", "pw", "policies = [\"AllowSendingOnly\"]"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("sesgate.toml"),
-        format!("[account]\nidentities = [\"example.com\"]\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"starttls\"\n{extra}"),
-    )
-    .unwrap();
+    let dir = policy_dir(
+        &format!("load-{name}"),
+        &user_toml("app", "/", "app", "pw", "policies = [\"AllowSendingOnly\"]"),
+    );
+    std::fs::write(dir.join("sesgate.toml"), config_toml(port, extra)).unwrap();
     dir
+}
+
+/// One STARTTLS listener on `port`, plus `extra`.
+fn config_toml(port: u16, extra: &str) -> String {
+    format!(
+        "[account]\nidentities = [\"example.com\"]\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"starttls\"\n{extra}"
+    )
 }
 
 fn sesgate(dir: &Path, args: &[&str]) -> Command {
@@ -244,26 +235,12 @@ fn a_reload_that_cannot_apply_a_change_says_so() {
     let (port, metrics_port) = (free_port(), free_port());
     let metrics = format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
     let dir = config_dir("reload-unapplied", port, &metrics);
-    let log = dir.join("serve.log");
-    let mut child = sesgate(&dir, &["serve"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let serve = ServeProcess::start_with(&dir, &[], None, |port| config_toml(port, &metrics));
+    let log_text = || serve.log();
     wait_for("serve", || {
         std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_ok()
     });
-    let hangup = || {
-        let pid = child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-HUP", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
+    let hangup = || serve.signal("HUP");
     // A limit changed: users and policies reload, the limit needs a restart.
     let toml = std::fs::read_to_string(dir.join("sesgate.toml")).unwrap();
     std::fs::write(
@@ -296,8 +273,7 @@ fn a_reload_that_cannot_apply_a_change_says_so() {
         scraped.contains("sesgate_reloads_total{result=\"failure\"} 1"),
         "{scraped}"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(serve);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

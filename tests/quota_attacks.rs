@@ -16,12 +16,23 @@ use support::*;
 /// The Redis key of the test account's own counters.
 const ACCOUNT_KEY: &str = "sesgate:{123456789012}:account";
 
-/// One message to `recipients` on a fresh transaction.
-async fn send(client: &mut Client, recipients: &[&str]) -> String {
-    client.command("RSET").await;
-    client
-        .transaction("a@example.com", recipients, MESSAGE)
-        .await
+/// A gateway counting in `redis` with `quotas`, and a client of it whose first message
+/// (to `first`) went.
+async fn counting_in(
+    redis: &RedisServer,
+    quotas: impl FnOnce(&mut sesgate::config::Quotas) + Send + 'static,
+    first: &str,
+) -> (TestServer, Client) {
+    let server = Gateway {
+        store: Some(redis.url()),
+        ..Gateway::default()
+    }
+    .quotas(quotas)
+    .start()
+    .await;
+    let mut client = client(&server).await;
+    relayed(&mut client, first).await;
+    (server, client)
 }
 
 fn recipients(n: usize) -> Vec<String> {
@@ -56,11 +67,11 @@ async fn recipients_reset_before_data_take_nothing() {
     );
     drop(dropped);
     assert!(
-        send(&mut client, &["p@example.com", "q@example.com"])
+        send_to(&mut client, &["p@example.com", "q@example.com"])
             .await
             .starts_with("250")
     );
-    assert_eq!(send(&mut client, &["s@example.com"]).await, DAILY);
+    assert_eq!(send_to(&mut client, &["s@example.com"]).await, DAILY);
     assert_eq!(relayed_recipients(&server), 2);
     server.stop().await;
 }
@@ -78,32 +89,24 @@ async fn a_failed_message_is_given_back_once() {
     .start()
     .await;
     let mut client = client(&server).await;
-    assert!(
-        send(&mut client, &["a1@example.com"])
-            .await
-            .starts_with("250")
-    );
+    relayed(&mut client, "a1@example.com").await;
     sink.set_reply(DataReply::Reply("550 5.7.1 No".into()));
     for _ in 0..3 {
         assert!(
-            send(&mut client, &["b@example.com"])
+            send_to(&mut client, &["b@example.com"])
                 .await
                 .starts_with("550")
         );
     }
     sink.set_reply(DataReply::Reply("451 4.3.0 Later".into()));
     assert!(
-        send(&mut client, &["b@example.com"])
+        send_to(&mut client, &["b@example.com"])
             .await
             .starts_with("451")
     );
     sink.set_reply(DataReply::Accept);
-    assert!(
-        send(&mut client, &["a2@example.com"])
-            .await
-            .starts_with("250")
-    );
-    assert_eq!(send(&mut client, &["a3@example.com"]).await, DAILY);
+    relayed(&mut client, "a2@example.com").await;
+    assert_eq!(send_to(&mut client, &["a3@example.com"]).await, DAILY);
     assert_eq!(sink.accepted().len(), 2);
     server.stop().await;
 }
@@ -129,15 +132,15 @@ async fn a_burst_larger_than_the_bucket_goes_once_then_waits() {
     let fifty: Vec<&str> = fifty.iter().map(String::as_str).collect();
     // Refused upstream: given back, but to a full bucket only.
     sink.set_reply(DataReply::Reply("550 5.7.1 No".into()));
-    assert!(send(&mut client, &fifty).await.starts_with("550"));
+    assert!(send_to(&mut client, &fifty).await.starts_with("550"));
     sink.set_reply(DataReply::Accept);
-    assert!(send(&mut client, &fifty).await.starts_with("250"));
+    assert!(send_to(&mut client, &fifty).await.starts_with("250"));
     // 49 recipients of debt: neither another burst nor a single recipient goes now.
-    assert_eq!(send(&mut client, &fifty).await, RATE);
-    assert_eq!(send(&mut client, &["one@example.com"]).await, RATE);
+    assert_eq!(send_to(&mut client, &fifty).await, RATE);
+    assert_eq!(send_to(&mut client, &["one@example.com"]).await, RATE);
     // From another connection too (the bucket is the account's).
     let mut other = self::client(&server).await;
-    assert_eq!(send(&mut other, &["two@example.com"]).await, RATE);
+    assert_eq!(send_to(&mut other, &["two@example.com"]).await, RATE);
     assert_eq!(sink.accepted().len(), 1);
     server.stop().await;
 }
@@ -158,22 +161,15 @@ async fn a_clock_stepping_back_does_not_stop_the_rate_for_that_long() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let server = Gateway {
-        store: Some(redis.url()),
-        ..Gateway::default()
-    }
-    .quotas(|q| {
-        q.max_send_rate = 10.0;
-        q.max_rate_wait_ms = 3000;
-    })
-    .start()
+    let (server, mut client) = counting_in(
+        &redis,
+        |q| {
+            q.max_send_rate = 10.0;
+            q.max_rate_wait_ms = 3000;
+        },
+        "first@example.com",
+    )
     .await;
-    let mut client = client(&server).await;
-    assert!(
-        send(&mut client, &["first@example.com"])
-            .await
-            .starts_with("250")
-    );
     // The bucket as the server's clock an hour ahead left it: empty, last updated "now".
     let ahead = now_ms() + 3_600_000;
     let reply = redis
@@ -187,11 +183,7 @@ async fn a_clock_stepping_back_does_not_stop_the_rate_for_that_long() {
     assert_eq!(reply, ":1");
     // One recipient needs 100 ms at 10 per second: within max_rate_wait_ms.
     let started = Instant::now();
-    assert!(
-        send(&mut client, &["second@example.com"])
-            .await
-            .starts_with("250")
-    );
+    relayed(&mut client, "second@example.com").await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -226,10 +218,10 @@ async fn a_group_listed_twice_counts_once() {
         .await;
         let mut client = client(&server).await;
         for i in 0..4 {
-            let reply = send(&mut client, &[&format!("g{i}@example.com")]).await;
+            let reply = send_to(&mut client, &[&format!("g{i}@example.com")]).await;
             assert!(reply.starts_with("250"), "{i}: {reply}");
         }
-        assert_eq!(send(&mut client, &["over@example.com"]).await, DAILY);
+        assert_eq!(send_to(&mut client, &["over@example.com"]).await, DAILY);
         if let (true, Some(redis)) = (redis_store, &redis) {
             let key = "sesgate:{123456789012}:group:bulk";
             assert_eq!(redis.command(&format!("HGET {key} total")).unwrap(), "$1");
@@ -271,32 +263,13 @@ async fn flushed_scripts_are_loaded_again() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let server = Gateway {
-        store: Some(redis.url()),
-        ..Gateway::default()
-    }
-    .quotas(|q| q.max_24_hour_send = 3)
-    .start()
-    .await;
-    let mut client = client(&server).await;
-    assert!(
-        send(&mut client, &["a@example.com"])
-            .await
-            .starts_with("250")
-    );
+    let (server, mut client) =
+        counting_in(&redis, |q| q.max_24_hour_send = 3, "a@example.com").await;
     assert_eq!(redis.command("SCRIPT FLUSH").unwrap(), "+OK");
-    assert!(
-        send(&mut client, &["b@example.com"])
-            .await
-            .starts_with("250")
-    );
+    relayed(&mut client, "b@example.com").await;
     assert_eq!(redis.command("SCRIPT FLUSH").unwrap(), "+OK");
-    assert!(
-        send(&mut client, &["c@example.com"])
-            .await
-            .starts_with("250")
-    );
-    assert_eq!(send(&mut client, &["d@example.com"]).await, DAILY);
+    relayed(&mut client, "c@example.com").await;
+    assert_eq!(send_to(&mut client, &["d@example.com"]).await, DAILY);
     server.stop().await;
 }
 
@@ -308,27 +281,20 @@ async fn a_frozen_store_refuses_in_bounded_time_and_counts_nothing_refused() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let server = Gateway {
-        store: Some(redis.url()),
-        ..Gateway::default()
-    }
-    .quotas(|q| {
-        q.max_24_hour_send = 3;
-        q.store_timeout_ms = 300;
-    })
-    .start()
+    let (server, mut client) = counting_in(
+        &redis,
+        |q| {
+            q.max_24_hour_send = 3;
+            q.store_timeout_ms = 300;
+        },
+        "a@example.com",
+    )
     .await;
-    let mut client = client(&server).await;
-    assert!(
-        send(&mut client, &["a@example.com"])
-            .await
-            .starts_with("250")
-    );
     redis.pause();
     for i in 0..3 {
         let started = Instant::now();
         assert_eq!(
-            send(&mut client, &[&format!("f{i}@example.com")]).await,
+            send_to(&mut client, &[&format!("f{i}@example.com")]).await,
             UNAVAILABLE
         );
         // One RCPT check and one end-of-DATA check, each bounded by the store timeout.
@@ -341,7 +307,7 @@ async fn a_frozen_store_refuses_in_bounded_time_and_counts_nothing_refused() {
     redis.resume();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let reply = send(&mut client, &["b@example.com"]).await;
+        let reply = send_to(&mut client, &["b@example.com"]).await;
         if reply.starts_with("250") {
             break;
         }
@@ -350,12 +316,8 @@ async fn a_frozen_store_refuses_in_bounded_time_and_counts_nothing_refused() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Two relayed: the quota of 3 has one left, whatever the frozen server ran late.
-    assert!(
-        send(&mut client, &["c@example.com"])
-            .await
-            .starts_with("250")
-    );
-    assert_eq!(send(&mut client, &["d@example.com"]).await, DAILY);
+    relayed(&mut client, "c@example.com").await;
+    assert_eq!(send_to(&mut client, &["d@example.com"]).await, DAILY);
     assert_eq!(relayed_recipients(&server), 3);
     server.stop().await;
 }

@@ -9,32 +9,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use sesgate::config::OnStoreError;
+use support::metrics::{account_recipients, account_remaining_24h, http_get, metric};
 use support::quotas::*;
 use support::redis::RedisServer;
 use support::sink::{DataReply, Sink};
 use support::*;
-
-async fn http(server: &TestServer, path: &str) -> String {
-    let address = server.running.as_ref().unwrap().metrics_address.unwrap();
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
-        .await
-        .unwrap();
-    response
-}
-
-/// The value of one sample line of `/metrics` (0 when absent).
-async fn metric(server: &TestServer, sample: &str) -> f64 {
-    let text = http(server, "/metrics").await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
 
 /// The recipient past a 24-hour quota is refused at RCPT with SES's text; the transaction
 /// goes on with the others; the next one is refused at its first RCPT.
@@ -45,20 +24,7 @@ async fn a_daily_quota_refuses_at_rcpt_the_recipient_past_it() {
         .start()
         .await;
     let mut client = client(&server).await;
-    assert!(
-        client
-            .command("MAIL FROM:<a@example.com>")
-            .await
-            .starts_with("250")
-    );
-    for i in 1..=7 {
-        let reply = client.command(&format!("RCPT TO:<r{i}@example.com>")).await;
-        if i <= 5 {
-            assert!(reply.starts_with("250"), "{i}: {reply}");
-        } else {
-            assert_eq!(reply, DAILY, "{i}");
-        }
-    }
+    rcpts_against_daily_quota(&mut client, "r", 7, 5).await;
     assert!(client.command("DATA").await.starts_with("354"));
     client.send(b"From: a@example.com\r\n\r\nx\r\n.\r\n").await;
     assert!(client.reply().await.starts_with("250 2.0.0 Ok"));
@@ -82,22 +48,8 @@ async fn a_daily_quota_refuses_at_rcpt_the_recipient_past_it() {
     assert!(client.reply().await.starts_with("554 5.5.1"));
     assert_eq!(relayed_recipients(&server), 5);
     assert!(metric(&server, "sesgate_throttled_total{cause=\"daily\"}").await >= 5.0);
-    assert_eq!(
-        metric(
-            &server,
-            "sesgate_quota_remaining_24h{scope=\"account\",name=\"\"}"
-        )
-        .await,
-        0.0
-    );
-    assert_eq!(
-        metric(
-            &server,
-            "sesgate_quota_recipients_total{scope=\"account\",name=\"\"}"
-        )
-        .await,
-        5.0
-    );
+    assert_eq!(account_remaining_24h(&server).await, 0.0);
+    assert_eq!(account_recipients(&server).await, 5.0);
     server.stop().await;
 }
 
@@ -161,14 +113,7 @@ async fn refused_and_failed_messages_consume_nothing() {
     assert_eq!(sink.accepted().len(), 1);
     assert_eq!(sink.data_attempts.load(Ordering::Relaxed), 3);
     // The rate refusal took nothing either: one recipient of the day is left.
-    assert_eq!(
-        metric(
-            &server,
-            "sesgate_quota_remaining_24h{scope=\"account\",name=\"\"}"
-        )
-        .await,
-        1.0
-    );
+    assert_eq!(account_remaining_24h(&server).await, 1.0);
     assert_eq!(
         metric(&server, "sesgate_throttled_total{cause=\"rate\"}").await,
         1.0
@@ -225,6 +170,29 @@ async fn burst(servers: &[&TestServer], clients: usize, count: usize) -> Vec<Str
     replies
 }
 
+/// How many of `replies` were relayed (250) and how many were `refusal`.
+fn tally(replies: &[String], refusal: &str) -> (usize, usize) {
+    let relayed = replies.iter().filter(|r| r.starts_with("250 ")).count();
+    let refused = replies.iter().filter(|r| *r == refusal).count();
+    (relayed, refused)
+}
+
+/// Two instances counting in one Redis, both with `quotas`.
+async fn two_instances(
+    redis: &RedisServer,
+    quotas: impl Fn(&mut sesgate::config::Quotas) + Copy + Send + 'static,
+) -> (TestServer, TestServer) {
+    let start = || {
+        Gateway {
+            store: Some(redis.url()),
+            ..Gateway::default()
+        }
+        .quotas(quotas)
+        .start()
+    };
+    (start().await, start().await)
+}
+
 /// Concurrent clients of one instance (memory store) race for the last recipients: exactly
 /// the quota goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,9 +202,7 @@ async fn concurrent_clients_of_one_instance_take_exactly_the_quota() {
         .start()
         .await;
     let replies = burst(&[&server], 4, 4).await;
-    let relayed = replies.iter().filter(|r| r.starts_with("250 ")).count();
-    let refused = replies.iter().filter(|r| *r == DAILY).count();
-    assert_eq!((relayed, refused), (7, 9), "{replies:?}");
+    assert_eq!(tally(&replies, DAILY), (7, 9), "{replies:?}");
     assert_eq!(relayed_recipients(&server), 7);
     server.stop().await;
 }
@@ -259,19 +225,8 @@ async fn report_only_users_are_held_to_quotas() {
     .await;
     let mut client = client(&server).await;
     // Implicitly denied, relayed anyway (report-only), and counted.
-    assert!(
-        client
-            .transaction("a@example.com", &["b@example.com"], MESSAGE)
-            .await
-            .starts_with("250")
-    );
-    client.command("RSET").await;
-    assert_eq!(
-        client
-            .transaction("a@example.com", &["c@example.com"], MESSAGE)
-            .await,
-        DAILY
-    );
+    relayed(&mut client, "b@example.com").await;
+    assert_eq!(send_to(&mut client, &["c@example.com"]).await, DAILY);
     server.stop().await;
 }
 
@@ -282,20 +237,10 @@ async fn two_instances_share_one_daily_quota_exactly() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let start = || {
-        Gateway {
-            store: Some(redis.url()),
-            ..Gateway::default()
-        }
-        .quotas(|q| q.max_24_hour_send = 10)
-        .start()
-    };
-    let (a, b) = (start().await, start().await);
+    let (a, b) = two_instances(&redis, |q| q.max_24_hour_send = 10).await;
     let replies = burst(&[&a, &b], 3, 4).await;
     assert_eq!(replies.len(), 24);
-    let relayed = replies.iter().filter(|r| r.starts_with("250 ")).count();
-    let refused = replies.iter().filter(|r| *r == DAILY).count();
-    assert_eq!((relayed, refused), (10, 14), "{replies:?}");
+    assert_eq!(tally(&replies, DAILY), (10, 14), "{replies:?}");
     assert_eq!(relayed_recipients(&a) + relayed_recipients(&b), 10);
     a.stop().await;
     b.stop().await;
@@ -307,22 +252,13 @@ async fn two_instances_share_one_rate() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let start = || {
-        Gateway {
-            store: Some(redis.url()),
-            ..Gateway::default()
-        }
-        .quotas(|q| {
-            q.max_send_rate = 0.01;
-            q.max_rate_wait_ms = 200;
-        })
-        .start()
-    };
-    let (a, b) = (start().await, start().await);
+    let (a, b) = two_instances(&redis, |q| {
+        q.max_send_rate = 0.01;
+        q.max_rate_wait_ms = 200;
+    })
+    .await;
     let replies = burst(&[&a, &b], 2, 3).await;
-    let relayed = replies.iter().filter(|r| r.starts_with("250 ")).count();
-    let refused = replies.iter().filter(|r| *r == RATE).count();
-    assert_eq!((relayed, refused), (1, 11), "{replies:?}");
+    assert_eq!(tally(&replies, RATE), (1, 11), "{replies:?}");
     a.stop().await;
     b.stop().await;
 }
@@ -393,7 +329,7 @@ async fn per_user_and_per_group_quotas() {
     // 5 of the account's 6 are used; the group and the user are full; nobody else sends.
     assert_eq!(relayed_recipients(&a) + relayed_recipients(&b), 5);
     // Per-user metrics name only configured users and groups; b relayed the group's last one.
-    let scraped = http(&b, "/metrics").await;
+    let scraped = http_get(&b, "/metrics").await;
     assert!(
         scraped.contains("sesgate_quota_remaining_24h{scope=\"group\",name=\"bulk\"} 0"),
         "{scraped}"
@@ -425,14 +361,15 @@ async fn redis_stopped_mid_run_gives_the_configured_behaviour() {
     let open = start(OnStoreError::Allow).await;
     let (mut to_closed, mut to_open) = (client(&closed).await, client(&open).await);
     async fn one(client: &mut Client) -> String {
-        client.command("RSET").await;
-        client
-            .transaction("a@example.com", &["r@example.com"], MESSAGE)
-            .await
+        send_to(client, &["r@example.com"]).await
     }
     assert!(one(&mut to_closed).await.starts_with("250"));
     assert!(one(&mut to_open).await.starts_with("250"));
-    assert!(http(&closed, "/ready").await.starts_with("HTTP/1.1 200 OK"));
+    assert!(
+        http_get(&closed, "/ready")
+            .await
+            .starts_with("HTTP/1.1 200 OK")
+    );
     redis.stop();
     let started = Instant::now();
     assert_eq!(one(&mut to_closed).await, UNAVAILABLE);
@@ -443,10 +380,14 @@ async fn redis_stopped_mid_run_gives_the_configured_behaviour() {
         "{:?}",
         started.elapsed()
     );
-    let ready = http(&closed, "/ready").await;
+    let ready = http_get(&closed, "/ready").await;
     assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
     assert!(ready.contains("not ready: quota store"), "{ready}");
-    assert!(http(&closed, "/health").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        http_get(&closed, "/health")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     assert!(
         metric(
             &closed,
@@ -474,7 +415,11 @@ async fn redis_stopped_mid_run_gives_the_configured_behaviour() {
         assert!(Instant::now() < deadline, "still refused after the restart");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(http(&closed, "/ready").await.starts_with("HTTP/1.1 200 OK"));
+    assert!(
+        http_get(&closed, "/ready")
+            .await
+            .starts_with("HTTP/1.1 200 OK")
+    );
     closed.stop().await;
     open.stop().await;
 }
@@ -507,10 +452,7 @@ async fn an_upstream_454_is_passed_on_and_slows_the_instance() {
     let sent = 20;
     let mut throttled = 0;
     for _ in 0..sent {
-        client.command("RSET").await;
-        let reply = client
-            .transaction("a@example.com", &["b@example.com"], MESSAGE)
-            .await;
+        let reply = send_to(&mut client, &["b@example.com"]).await;
         assert_eq!(reply, RATE);
         throttled += 1;
     }
@@ -535,11 +477,8 @@ async fn an_upstream_454_is_passed_on_and_slows_the_instance() {
     ));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        client.command("RSET").await;
         let before = sink.data_attempts.load(Ordering::Relaxed);
-        let reply = client
-            .transaction("a@example.com", &["b@example.com"], MESSAGE)
-            .await;
+        let reply = send_to(&mut client, &["b@example.com"]).await;
         if sink.data_attempts.load(Ordering::Relaxed) > before {
             assert_eq!(reply, DAILY);
             break;
@@ -550,10 +489,7 @@ async fn an_upstream_454_is_passed_on_and_slows_the_instance() {
     // The upstream takes mail again: it goes through once the pace allows, and the pace lifts.
     sink.set_reply(DataReply::Accept);
     loop {
-        client.command("RSET").await;
-        let reply = client
-            .transaction("a@example.com", &["b@example.com"], MESSAGE)
-            .await;
+        let reply = send_to(&mut client, &["b@example.com"]).await;
         if reply.starts_with("250") {
             break;
         }
@@ -569,10 +505,7 @@ async fn an_upstream_454_is_passed_on_and_slows_the_instance() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for _ in 0..5 {
-        client.command("RSET").await;
-        let reply = client
-            .transaction("a@example.com", &["b@example.com"], MESSAGE)
-            .await;
+        let reply = send_to(&mut client, &["b@example.com"]).await;
         assert!(reply.starts_with("250"), "{reply}");
     }
     server.stop().await;
@@ -596,19 +529,8 @@ async fn ses_figures_from_a_file_are_read_at_start_and_on_reload() {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(
-        client
-            .transaction("a@example.com", &["b@example.com"], MESSAGE)
-            .await
-            .starts_with("250")
-    );
-    client.command("RSET").await;
-    assert_eq!(
-        client
-            .transaction("a@example.com", &["c@example.com"], MESSAGE)
-            .await,
-        DAILY
-    );
+    relayed(&mut client, "b@example.com").await;
+    assert_eq!(send_to(&mut client, &["c@example.com"]).await, DAILY);
     // The operator refreshes the file and reloads.
     std::fs::write(server.dir.join("send-quota.json"), quota(5, 0)).unwrap();
     let running = server.running.as_ref().unwrap();
@@ -626,13 +548,7 @@ async fn ses_figures_from_a_file_are_read_at_start_and_on_reload() {
             .await
             .starts_with("250")
     );
-    client.command("RSET").await;
-    assert_eq!(
-        client
-            .transaction("a@example.com", &["f@example.com"], MESSAGE)
-            .await,
-        DAILY
-    );
+    assert_eq!(send_to(&mut client, &["f@example.com"]).await, DAILY);
     // A broken file keeps the running limits.
     std::fs::write(server.dir.join("send-quota.json"), b"{\"Max24HourSend\": 5").unwrap();
     let mut broken = running_config(&server);
@@ -661,18 +577,16 @@ async fn no_quota_configured_counts_nothing() {
     let server = Gateway::default().start().await;
     let mut client = client(&server).await;
     for _ in 0..3 {
-        client.command("RSET").await;
-        assert!(
-            client
-                .transaction("a@example.com", &["b@example.com"], MESSAGE)
-                .await
-                .starts_with("250")
-        );
+        relayed(&mut client, "b@example.com").await;
     }
     assert_eq!(
         metric(&server, "sesgate_quota_store_latency_seconds_count").await,
         0.0
     );
-    assert!(http(&server, "/ready").await.starts_with("HTTP/1.1 200 OK"));
+    assert!(
+        http_get(&server, "/ready")
+            .await
+            .starts_with("HTTP/1.1 200 OK")
+    );
     server.stop().await;
 }

@@ -4,11 +4,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::{Client, connect_from};
+use support::serve::ServeProcess;
 
 const OTHER: &str = "From: a@example.com\r\n\r\nx\r\n";
 const DENY_OTHERS: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"OnlyMarketing","Effect":"Deny","Action":"ses:SendRawEmail","Resource":"*","Condition":{"StringNotEquals":{"ses:FromAddress":"marketing@example.com"}}}]}"#;
@@ -36,94 +36,28 @@ fn write_set(dir: &Path, device_policy: &str) {
     std::fs::write(dir.join("iam.toml"), iam_toml(device_policy)).unwrap();
 }
 
-struct Serve {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
+/// Live and shadow policy sets, a decision log, an outbox, and a listener that identifies
+/// users by their source network.
+fn config(port: u16) -> String {
+    format!(
+        "hostname = \"gw.test\"\n[iam]\ndir = \"policies\"\nshadow_dir = \"policies.next\"\n[log]\ndecisions = \"decisions.jsonl\"\n[upstream]\nurl = \"file://outbox\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\nauth = \"optional\"\n"
+    )
 }
 
-impl Serve {
-    fn start(dir: &Path) -> Serve {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        std::fs::write(
-            dir.join("sesgate.toml"),
-            format!(
-                "hostname = \"gw.test\"\n[iam]\ndir = \"policies\"\nshadow_dir = \"policies.next\"\n[log]\ndecisions = \"decisions.jsonl\"\n[upstream]\nurl = \"file://outbox\"\n[[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\nauth = \"optional\"\n"
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sesgate"))
-            .args(["serve", "--config"])
-            .arg(dir.join("sesgate.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let serve = Serve {
-            child,
-            port,
-            dir: dir.to_owned(),
-        };
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return serve;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("serve did not start: {}", serve.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
-    }
-
-    async fn wait_for_log(&self, text: &str, count: usize) {
-        for _ in 0..500 {
-            if self.log().matches(text).count() >= count {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("{text:?} did not appear {count} times: {}", self.log());
-    }
-
-    fn sighup(&self) {
-        let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    async fn send_from(&self, source: &str) -> String {
-        let stream = connect_from(source, self.port).await;
-        let mut client = Client::new(Box::new(stream), Vec::new());
-        assert!(client.reply().await.starts_with("220"));
-        assert!(client.command("EHLO client.test").await.starts_with("250"));
-        client
-            .transaction("a@example.com", &["b@example.com"], OTHER)
-            .await
-    }
-
-    fn sesgate(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_sesgate"))
-            .current_dir(&self.dir)
-            .args(args)
-            .output()
-            .unwrap()
-    }
+async fn send_from(serve: &ServeProcess, source: &str) -> String {
+    let mut client = serve.client_from(source).await;
+    client
+        .transaction("a@example.com", &["b@example.com"], OTHER)
+        .await
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Another `sesgate` command, run in the served directory.
+fn sesgate(serve: &ServeProcess, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sesgate"))
+        .current_dir(serve.dir())
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 const RELOADED: &str = "reloaded users, policies, credentials and certificate";
@@ -134,7 +68,7 @@ async fn report_only_shadow_replay_and_promote() {
     let _ = std::fs::remove_dir_all(&dir);
     write_set(&dir.join("policies"), "AllowSendingOnly");
     write_set(&dir.join("policies.next"), "AllowFromMarketingAddress");
-    let serve = Serve::start(&dir);
+    let serve = ServeProcess::start_with(&dir, &[], None, config);
     serve.wait_for_log("sesgate ready", 1).await;
     let startup = serve.log();
     assert!(
@@ -143,7 +77,7 @@ async fn report_only_shadow_replay_and_promote() {
     );
 
     // Report-only: decided, logged as a refusal with enforced=false, relayed anyway.
-    assert!(serve.send_from("127.0.0.8").await.starts_with("250"));
+    assert!(send_from(&serve, "127.0.0.8").await.starts_with("250"));
     serve.wait_for_log("enforced=false", 1).await;
     let log = serve.log();
     let line = log.lines().find(|l| l.contains("enforced=false")).unwrap();
@@ -156,7 +90,7 @@ async fn report_only_shadow_replay_and_promote() {
     );
 
     // Shadow: the live set allows, the shadow set would refuse.
-    assert!(serve.send_from("127.0.0.7").await.starts_with("250"));
+    assert!(send_from(&serve, "127.0.0.7").await.starts_with("250"));
     serve.wait_for_log("shadow disagreement", 1).await;
     let log = serve.log();
     let line = log
@@ -180,14 +114,17 @@ async fn report_only_shadow_replay_and_promote() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let replay = serve.sesgate(&[
-        "replay",
-        "--config",
-        "sesgate.toml",
-        "--policies",
-        "policies.next",
-        "decisions.jsonl",
-    ]);
+    let replay = sesgate(
+        &serve,
+        &[
+            "replay",
+            "--config",
+            "sesgate.toml",
+            "--policies",
+            "policies.next",
+            "decisions.jsonl",
+        ],
+    );
     let out = String::from_utf8_lossy(&replay.stdout);
     assert_eq!(replay.status.code(), Some(1), "{out}");
     assert!(
@@ -204,14 +141,17 @@ async fn report_only_shadow_replay_and_promote() {
         out.contains("user device newly-refused: allowed -> implicit-deny"),
         "{out}"
     );
-    let same = serve.sesgate(&[
-        "replay",
-        "--config",
-        "sesgate.toml",
-        "--policies",
-        "policies",
-        "decisions.jsonl",
-    ]);
+    let same = sesgate(
+        &serve,
+        &[
+            "replay",
+            "--config",
+            "sesgate.toml",
+            "--policies",
+            "policies",
+            "decisions.jsonl",
+        ],
+    );
     assert_eq!(
         same.status.code(),
         Some(0),
@@ -225,9 +165,9 @@ async fn report_only_shadow_replay_and_promote() {
         iam_toml("AllowSendingOnly"),
     )
     .unwrap();
-    serve.sighup();
+    serve.signal("HUP");
     serve.wait_for_log(RELOADED, 1).await;
-    assert!(serve.send_from("127.0.0.7").await.starts_with("250"));
+    assert!(send_from(&serve, "127.0.0.7").await.starts_with("250"));
     serve.wait_for_log("transaction", 3).await;
 
     // Tighten the shadow again, promote it, SIGHUP: now the live set refuses.
@@ -236,16 +176,16 @@ async fn report_only_shadow_replay_and_promote() {
         iam_toml("AllowFromMarketingAddress"),
     )
     .unwrap();
-    let promoted = serve.sesgate(&["promote", "--config", "sesgate.toml"]);
+    let promoted = sesgate(&serve, &["promote", "--config", "sesgate.toml"]);
     assert!(
         promoted.status.success(),
         "{}",
         String::from_utf8_lossy(&promoted.stderr)
     );
     assert!(dir.join("policies.previous/iam.toml").exists());
-    serve.sighup();
+    serve.signal("HUP");
     serve.wait_for_log(RELOADED, 2).await;
-    let refused = serve.send_from("127.0.0.7").await;
+    let refused = send_from(&serve, "127.0.0.7").await;
     assert!(refused.starts_with("554 5.7.1 Access denied"), "{refused}");
     assert_eq!(serve.log().matches("shadow disagreement").count(), 1);
     drop(serve);

@@ -8,12 +8,9 @@
 
 mod support;
 
+use support::sending_authorization::*;
 use support::sink::Sink;
 use support::*;
-
-const OWNER: &str = "888888888888";
-const DELEGATE: &str = "123456789012";
-const ARN: &str = "arn:aws:ses:us-east-1:888888888888:identity";
 
 /// The guide's "Specifying the Delegate Sender" grants, on example.com: account 123456789012 as
 /// a whole, one same-account user by ARN, and a Deny on admin@example.com for everyone.
@@ -58,9 +55,6 @@ const WILDCARD: &str = r#"{
 }"#;
 
 fn users() -> String {
-    let user = |name: &str, path: &str, extra: &str| {
-        user_toml(name, path, &format!("AKIA{name}"), PASSWORD, extra)
-    };
     [
         // Same account: allowed only by example.com's policy naming it.
         user("newsletter", "/apps/", ""),
@@ -149,55 +143,29 @@ inline_policies = {{ OwnAccount = '''{{"Statement":{{"Effect":"Allow","Principal
     )
 }
 
-async fn server(sink: &Sink) -> TestServer {
-    let mut setup = Setup {
-        users: Some(format!("{}\n{}", users(), identities())),
-        files: vec![
-            (
-                "policies/identities/ExampleCom.json".into(),
-                EXAMPLE_COM.as_bytes().to_vec(),
-            ),
-            (
-                "policies/identities/Wildcard.json".into(),
-                WILDCARD.as_bytes().to_vec(),
-            ),
-        ],
-        upstream: Some(sink.clone()),
-        ..Setup::default()
-    };
-    setup.config.account.id = OWNER.into();
+/// The users and identities of every test here.
+fn iam_toml() -> String {
+    format!("{}\n{}", users(), identities())
+}
+
+/// The identities' policy files; example.com and bounces.example.com are the account's verified
+/// identities.
+fn identity_files(setup: &mut Setup) {
+    setup.files = vec![
+        (
+            "policies/identities/ExampleCom.json".into(),
+            EXAMPLE_COM.as_bytes().to_vec(),
+        ),
+        (
+            "policies/identities/Wildcard.json".into(),
+            WILDCARD.as_bytes().to_vec(),
+        ),
+    ];
     setup.config.account.identities = vec!["example.com".into(), "bounces.example.com".into()];
-    TestServer::start_setup(setup).await
 }
 
-/// One message as `user`: the reply to its end of data.
-async fn send(
-    server: &TestServer,
-    user: &str,
-    mail_from: &str,
-    from: &str,
-    headers: &str,
-) -> String {
-    let mut client = server.connect(IMPLICIT).await;
-    client.hello(false).await;
-    client.login_as(&format!("AKIA{user}"), PASSWORD).await;
-    client
-        .transaction(
-            mail_from,
-            &["rcpt@example.org"],
-            &format!("From: {from}\r\n{headers}Subject: test\r\n\r\nbody\r\n"),
-        )
-        .await
-}
-
-fn denied(user_arn: &str, resource: &str) -> String {
-    format!(
-        "554 5.7.1 Access denied: User `{user_arn}' is not authorized to perform `ses:SendRawEmail' on resource `{resource}'"
-    )
-}
-
-fn source_arn(identity: &str) -> String {
-    format!("X-SES-SOURCE-ARN: {ARN}/{identity}\r\n")
+async fn server(sink: &Sink) -> TestServer {
+    start(sink, iam_toml(), identity_files).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -678,25 +646,11 @@ async fn policies_stay_with_their_identity_and_owner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_decision_log_and_simulate_name_the_policy_types() {
     let sink = Sink::start().await;
-    let mut setup = Setup {
-        users: Some(format!("{}\n{}", users(), identities())),
-        files: vec![
-            (
-                "policies/identities/ExampleCom.json".into(),
-                EXAMPLE_COM.as_bytes().to_vec(),
-            ),
-            (
-                "policies/identities/Wildcard.json".into(),
-                WILDCARD.as_bytes().to_vec(),
-            ),
-        ],
-        upstream: Some(sink.clone()),
-        ..Setup::default()
-    };
-    setup.config.account.id = OWNER.into();
-    setup.config.account.identities = vec!["example.com".into(), "bounces.example.com".into()];
-    setup.config.log.decisions = "decisions.jsonl".into();
-    let server = TestServer::start_setup(setup).await;
+    let server = start(&sink, iam_toml(), |setup| {
+        identity_files(setup);
+        setup.config.log.decisions = "decisions.jsonl".into();
+    })
+    .await;
     let headers = source_arn("example.com");
     let reply = send(
         &server,
@@ -841,11 +795,8 @@ async fn logs_decision_log_and_simulate_name_the_policy_types() {
 /// A configuration directory for `sesgate check`: sesgate.toml, `policies/` with the guide's
 /// policies, `iam_toml` and the identity policy files given.
 fn check_dir(name: &str, iam_toml: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("sesgate-sendauth-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = support::serve::policy_dir(&format!("sendauth-{name}"), iam_toml);
     std::fs::create_dir_all(dir.join("policies/identities")).unwrap();
-    copy_guide_policies(&dir.join("policies"));
-    std::fs::write(dir.join("policies/iam.toml"), iam_toml).unwrap();
     for (file, text) in files {
         std::fs::write(dir.join("policies/identities").join(file), text).unwrap();
     }

@@ -7,12 +7,9 @@
 
 mod support;
 
+use support::sending_authorization::*;
 use support::sink::Sink;
 use support::*;
-
-const OWNER: &str = "888888888888";
-const DELEGATE: &str = "123456789012";
-const ARN: &str = "arn:aws:ses:us-east-1:888888888888:identity";
 
 /// An IAM policy allowing sending everywhere except as the CEO's address identity.
 const NOT_AS_CEO: &str = r#"{
@@ -25,9 +22,6 @@ const NOT_AS_CEO: &str = r#"{
 }"#;
 
 fn users() -> String {
-    let user = |name: &str, path: &str, extra: &str| {
-        user_toml(name, path, &format!("AKIA{name}"), PASSWORD, extra)
-    };
     [
         user("app", "/", "policies = [\"NotAsCeo\"]"),
         user(
@@ -66,40 +60,13 @@ name = "sub.example.com"
     )
 }
 
+/// The users' IAM policy `NotAsCeo`.
+fn not_as_ceo(setup: &mut Setup) {
+    setup.policies = vec![("NotAsCeo".into(), NOT_AS_CEO.into())];
+}
+
 async fn server(sink: &Sink) -> TestServer {
-    let mut setup = Setup {
-        users: Some(format!("{}\n{}", users(), identities())),
-        policies: vec![("NotAsCeo".into(), NOT_AS_CEO.into())],
-        upstream: Some(sink.clone()),
-        ..Setup::default()
-    };
-    setup.config.account.id = OWNER.into();
-    TestServer::start_setup(setup).await
-}
-
-async fn send(
-    server: &TestServer,
-    user: &str,
-    mail_from: &str,
-    from: &str,
-    headers: &str,
-) -> String {
-    let mut client = server.connect(IMPLICIT).await;
-    client.hello(false).await;
-    client.login_as(&format!("AKIA{user}"), PASSWORD).await;
-    client
-        .transaction(
-            mail_from,
-            &["rcpt@example.org"],
-            &format!("From: {from}\r\n{headers}Subject: test\r\n\r\nbody\r\n"),
-        )
-        .await
-}
-
-fn denied(user_arn: &str, resource: &str) -> String {
-    format!(
-        "554 5.7.1 Access denied: User `{user_arn}' is not authorized to perform `ses:SendRawEmail' on resource `{resource}'"
-    )
+    start(sink, format!("{}\n{}", users(), identities()), not_as_ceo).await
 }
 
 /// Attack: name the parent domain's identity in an `X-SES-*-ARN` header so that the address's
@@ -219,15 +186,11 @@ name = "example.com"
 inline_policies = {{ Partner = '''{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{DELEGATE}"}},"Action":"ses:SendRawEmail","Resource":"{arn}/example.com"}},{{"Sid":"NotPartner","Effect":"Deny","Principal":{{"AWS":"arn:aws-cn:iam::{DELEGATE}:user/partner"}},"Action":"ses:SendRawEmail","Resource":"{arn}/example.com"}}]}}''' }}
 "#
     );
-    let mut setup = Setup {
-        users: Some(format!("{}\n{identities}", users())),
-        policies: vec![("NotAsCeo".into(), NOT_AS_CEO.into())],
-        upstream: Some(sink.clone()),
-        ..Setup::default()
-    };
-    setup.config.account.id = OWNER.into();
-    setup.config.account.region = "cn-north-1".into();
-    let server = TestServer::start_setup(setup).await;
+    let server = start(&sink, format!("{}\n{identities}", users()), |setup| {
+        not_as_ceo(setup);
+        setup.config.account.region = "cn-north-1".into();
+    })
+    .await;
     let reply = send(
         &server,
         "partner",
@@ -284,20 +247,11 @@ async fn without_identities_an_address_arn_does_not_dodge_the_domain() {
     const NOT_AS_EXAMPLE_COM: &str = r#"{"Version":"2012-10-17","Statement":[
         {"Effect":"Allow","Action":"ses:SendRawEmail","Resource":"*"},
         {"Effect":"Deny","Action":"ses:SendRawEmail","Resource":"arn:aws:ses:us-east-1:888888888888:identity/example.com"}]}"#;
-    let mut setup = Setup {
-        users: Some(user_toml(
-            "app",
-            "/",
-            "AKIAapp",
-            PASSWORD,
-            "policies = [\"NotAsExampleCom\"]",
-        )),
-        policies: vec![("NotAsExampleCom".into(), NOT_AS_EXAMPLE_COM.into())],
-        upstream: Some(sink.clone()),
-        ..Setup::default()
-    };
-    setup.config.account.id = OWNER.into();
-    let server = TestServer::start_setup(setup).await;
+    let iam_toml = user("app", "/", "policies = [\"NotAsExampleCom\"]");
+    let server = start(&sink, iam_toml, |setup| {
+        setup.policies = vec![("NotAsExampleCom".into(), NOT_AS_EXAMPLE_COM.into())];
+    })
+    .await;
     for header in ["X-SES-FROM-ARN", "X-SES-SOURCE-ARN"] {
         let reply = send(
             &server,

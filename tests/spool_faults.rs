@@ -10,65 +10,17 @@ mod support;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::serve::{ServeProcess, policy_dir};
 use support::sink::{self, Sink};
 use support::*;
 
 const CLIENTS: usize = 4;
 const ROUNDS: usize = 4;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The sesgate process; killed (SIGKILL) when dropped.
-struct Gateway {
-    child: Child,
-}
-
-impl Gateway {
-    fn start(dir: &Path, port: u16) -> Gateway {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("sesgate.log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sesgate"))
-            .args(["serve", "--config"])
-            .arg(dir.join("sesgate.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("sesgate starts");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sesgate did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Gateway { child }
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// What the clients saw, by message number.
 #[derive(Default)]
@@ -147,27 +99,26 @@ fn number(data: &[u8]) -> Option<usize> {
         .find_map(|l| l.strip_prefix("Subject: fault-")?.trim().parse().ok())
 }
 
-fn config_dir(port: u16, sink_port: u16) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sesgate-spool-faults-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    copy_guide_policies(&dir.join("policies"));
-    std::fs::write(
-        dir.join("policies/iam.toml"),
-        user_toml(
+/// The policies, the test user and the upstream's password; `config` is the rest.
+fn config_dir() -> PathBuf {
+    let dir = policy_dir(
+        "spool-faults",
+        &user_toml(
             "test-app",
             "/apps/",
             USER,
             PASSWORD,
             "policies = [\"AllowSendingOnly\"]",
         ),
-    )
-    .unwrap();
+    );
     std::fs::write(dir.join("sink-password"), sink::SINK_PASSWORD).unwrap();
-    std::fs::write(
-        dir.join("sesgate.toml"),
-        format!(
-            r#"hostname = "gw.test"
+    dir
+}
+
+/// A spool with a one-second retry, relaying to the sink on `sink_port`.
+fn config(port: u16, sink_port: u16) -> String {
+    format!(
+        r#"hostname = "gw.test"
 [iam]
 dir = "policies"
 [[listener]]
@@ -183,21 +134,19 @@ timeout_secs = 5
 dir = "spool"
 retry_schedule_secs = [1]
 "#,
-            sink::SINK_USER
-        ),
+        sink::SINK_USER
     )
-    .unwrap();
-    dir
 }
 
 #[test]
 fn acknowledged_mail_survives_upstream_outages_and_sigkill() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut sink = runtime.block_on(Sink::start_with(true, true));
-    let port = free_port();
-    let dir = config_dir(port, sink.port);
+    let dir = config_dir();
     let started = Instant::now();
-    let mut gateway = Gateway::start(&dir, port);
+    let sink_port = sink.port;
+    let mut gateway = ServeProcess::start_with(&dir, &[], None, |port| config(port, sink_port));
+    let port = gateway.port();
 
     let next = Arc::new(AtomicUsize::new(0));
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -225,8 +174,7 @@ fn acknowledged_mail_survives_upstream_outages_and_sigkill() {
             sink = runtime.block_on(sink.restart());
         }
         std::thread::sleep(Duration::from_millis(800));
-        gateway.kill();
-        gateway = Gateway::start(&dir, port);
+        gateway.restart();
     }
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
@@ -258,7 +206,7 @@ fn acknowledged_mail_survives_upstream_outages_and_sigkill() {
         started.elapsed().as_secs_f64()
     );
     let lost: Vec<_> = seen.acked.difference(&delivered).collect();
-    let log = std::fs::read_to_string(dir.join("sesgate.log")).unwrap_or_default();
+    let log = gateway.log();
     let tail: String = log
         .lines()
         .rev()

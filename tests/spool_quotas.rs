@@ -9,10 +9,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use sesgate::config;
+use support::metrics::{account_recipients, metric};
+use support::quotas::{DAILY, client, rcpts_against_daily_quota};
 use support::sink::{DataReply, Sink};
 use support::*;
-
-const DAILY: &str = "454 4.7.0 Throttling failure: Daily message quota exceeded";
 
 /// A server relaying to `sink` through a spool, with `quotas` and `spool` adjusted.
 async fn start(
@@ -36,13 +36,6 @@ async fn start(
     TestServer::start_setup(setup).await
 }
 
-async fn client(server: &TestServer) -> Client {
-    let mut client = server.connect(PLAINTEXT_AUTH).await;
-    client.hello(false).await;
-    client.login().await;
-    client
-}
-
 fn message(subject: &str) -> String {
     format!("From: a@example.com\r\nSubject: {subject}\r\n\r\nBODY-{subject}\r\n")
 }
@@ -58,22 +51,6 @@ async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn metric(server: &TestServer, sample: &str) -> f64 {
-    let address = server.running.as_ref().unwrap().metrics_address.unwrap();
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
-        .await
-        .unwrap();
-    response
-        .lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// A burst past the account's rate, with no wait allowed at acceptance: every message is
@@ -126,14 +103,7 @@ async fn a_burst_past_the_rate_is_all_accepted_and_drains_at_the_rate() {
         metric(&server, "sesgate_throttled_total{cause=\"rate\"}").await,
         0.0
     );
-    assert_eq!(
-        metric(
-            &server,
-            "sesgate_quota_recipients_total{scope=\"account\",name=\"\"}"
-        )
-        .await,
-        10.0
-    );
+    assert_eq!(account_recipients(&server).await, 10.0);
     server.stop().await;
 }
 
@@ -178,20 +148,7 @@ async fn the_daily_quota_is_taken_at_acceptance_and_never_over_accepted() {
     let sink = Sink::start().await;
     let server = start(&sink, |q| q.max_24_hour_send = 3, |_| {}).await;
     let mut client = client(&server).await;
-    assert!(
-        client
-            .command("MAIL FROM:<a@example.com>")
-            .await
-            .starts_with("250")
-    );
-    for i in 1..=4 {
-        let reply = client.command(&format!("RCPT TO:<d{i}@example.com>")).await;
-        if i <= 3 {
-            assert!(reply.starts_with("250"), "{i}: {reply}");
-        } else {
-            assert_eq!(reply, DAILY, "{i}");
-        }
-    }
+    rcpts_against_daily_quota(&mut client, "d", 4, 3).await;
     assert!(client.command("DATA").await.starts_with("354"));
     client.send(message("daily").as_bytes()).await;
     client.send(b".\r\n").await;

@@ -5,8 +5,11 @@
 
 #[path = "../common/mod.rs"]
 pub mod common;
+pub mod metrics;
 pub mod quotas;
 pub mod redis;
+pub mod sending_authorization;
+pub mod serve;
 pub mod sink;
 
 #[allow(unused_imports)] // not every test crate uses it

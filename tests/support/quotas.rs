@@ -61,6 +61,47 @@ pub async fn client_as(server: &TestServer, username: &str) -> Client {
     client
 }
 
+/// One message to `recipients` on a fresh transaction (RSET first): the reply to its end of
+/// data, or the refusal before it.
+pub async fn send_to(client: &mut Client, recipients: &[&str]) -> String {
+    client.command("RSET").await;
+    client
+        .transaction("a@example.com", recipients, MESSAGE)
+        .await
+}
+
+/// One message to `recipient` on a fresh transaction, which must be relayed.
+pub async fn relayed(client: &mut Client, recipient: &str) {
+    let reply = send_to(client, &[recipient]).await;
+    assert!(reply.starts_with("250"), "{recipient}: {reply}");
+}
+
+/// MAIL FROM, then `RCPT TO:<{prefix}{i}@example.com>` for `i` in `1..=count`: each accepted up
+/// to the `quota`-th, each past it refused with SES's daily text.
+pub async fn rcpts_against_daily_quota(
+    client: &mut Client,
+    prefix: &str,
+    count: usize,
+    quota: usize,
+) {
+    assert!(
+        client
+            .command("MAIL FROM:<a@example.com>")
+            .await
+            .starts_with("250")
+    );
+    for i in 1..=count {
+        let reply = client
+            .command(&format!("RCPT TO:<{prefix}{i}@example.com>"))
+            .await;
+        if i <= quota {
+            assert!(reply.starts_with("250"), "{i}: {reply}");
+        } else {
+            assert_eq!(reply, DAILY, "{i}");
+        }
+    }
+}
+
 /// Recipients the server relayed to its outbox.
 pub fn relayed_recipients(server: &TestServer) -> usize {
     server

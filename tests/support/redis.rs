@@ -12,14 +12,7 @@ pub struct RedisServer {
     child: Option<Child>,
 }
 
-/// A port nothing listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::serve::free_port;
 
 impl RedisServer {
     /// Starts one, or `None` (with a notice) when `redis-server` is not installed and
