@@ -465,6 +465,45 @@ fn systemd_unit_verifies() {
     assert!(problems.is_empty(), "{stderr}");
 }
 
+/// README "Operations", threads: `serve` builds its runtime with `Runtime::new()`, so
+/// `TOKIO_WORKER_THREADS` (a systemd `Environment=` line) sets how many workers run the
+/// sessions; unset, one per core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_worker_threads_sets_the_session_workers() {
+    let dir = config_dir(
+        "threads",
+        "",
+        &user_toml("app", "/", "app", "pw", "policies = [\"AllowSendingOnly\"]"),
+    );
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for (env, workers) in [(Some("1"), 1), (Some("3"), 3), (None, cores)] {
+        if env.is_none() && std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+            continue; // the process inherits the test's own setting
+        }
+        let env: Vec<(&str, &str)> = env
+            .map(|n| ("TOKIO_WORKER_THREADS", n))
+            .into_iter()
+            .collect();
+        let process = ServeProcess::start_with_env(&dir, "", &env);
+        let mut client = logged_in(&process).await;
+        // Counted before the message: the file outbox's writes start blocking-pool threads,
+        // which tokio names as its workers.
+        assert_eq!(process.threads_named("tokio-rt-worker"), workers, "{env:?}");
+        assert!(
+            client
+                .transaction(
+                    "a@example.com",
+                    &["b@example.com"],
+                    "From: a@example.com\r\n\r\nx\r\n"
+                )
+                .await
+                .starts_with("250 "),
+            "{env:?}"
+        );
+        assert!(process.stop().success());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_scraped() {
     let mut setup = Setup::default();

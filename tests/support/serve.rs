@@ -49,6 +49,7 @@ pub struct ServeProcess {
     dir: PathBuf,
     args: Vec<String>,
     rust_log: Option<String>,
+    env: Vec<(String, String)>,
     remove_dir: bool,
 }
 
@@ -56,6 +57,17 @@ impl ServeProcess {
     /// Serves `plaintext_config` with `extra_toml` on a free port.
     pub fn start(dir: &Path, extra_toml: &str) -> ServeProcess {
         Self::start_with(dir, &[], None, |port| plaintext_config(port, extra_toml))
+    }
+
+    /// `start` with these environment variables set for the process.
+    pub fn start_with_env(dir: &Path, extra_toml: &str, env: &[(&str, &str)]) -> ServeProcess {
+        let env = env
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        Self::launch(dir, &[], None, env, |port| {
+            plaintext_config(port, extra_toml)
+        })
     }
 
     /// Writes `config(port)` for a free port to `dir/sesgate.toml` and runs `sesgate serve
@@ -67,28 +79,46 @@ impl ServeProcess {
         rust_log: Option<&str>,
         config: impl FnOnce(u16) -> String,
     ) -> ServeProcess {
+        Self::launch(dir, args, rust_log, Vec::new(), config)
+    }
+
+    fn launch(
+        dir: &Path,
+        args: &[&str],
+        rust_log: Option<&str>,
+        env: Vec<(String, String)>,
+        config: impl FnOnce(u16) -> String,
+    ) -> ServeProcess {
         let port = free_port();
         std::fs::write(dir.join("sesgate.toml"), config(port)).unwrap();
         let log = std::fs::File::create(dir.join("serve.log")).unwrap();
         let mut serve = ServeProcess {
-            child: Self::spawn(dir, args, rust_log, log),
+            child: Self::spawn(dir, args, rust_log, &env, log),
             port,
             dir: dir.to_owned(),
             args: args.iter().map(|a| a.to_string()).collect(),
             rust_log: rust_log.map(str::to_owned),
+            env,
             remove_dir: false,
         };
         serve.wait_until_listening();
         serve
     }
 
-    fn spawn(dir: &Path, args: &[&str], rust_log: Option<&str>, log: std::fs::File) -> Child {
+    fn spawn(
+        dir: &Path,
+        args: &[&str],
+        rust_log: Option<&str>,
+        env: &[(String, String)],
+        log: std::fs::File,
+    ) -> Child {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sesgate"));
         command
             .args(["serve", "--config"])
             .arg(dir.join("sesgate.toml"))
             .args(args)
             .env_remove("RUST_LOG")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -122,7 +152,7 @@ impl ServeProcess {
             .open(self.dir.join("serve.log"))
             .unwrap();
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        self.child = Self::spawn(&self.dir, &args, self.rust_log.as_deref(), log);
+        self.child = Self::spawn(&self.dir, &args, self.rust_log.as_deref(), &self.env, log);
         self.wait_until_listening();
     }
 
@@ -134,6 +164,20 @@ impl ServeProcess {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// How many of the process's threads are named `name` (`/proc/PID/task/*/comm`).
+    pub fn threads_named(&self, name: &str) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim_end() == name)
+            .count()
     }
 
     pub fn dir(&self) -> &Path {
