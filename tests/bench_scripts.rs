@@ -40,6 +40,16 @@ fn script(args: &[&str]) -> String {
     stdout
 }
 
+/// The script printed `rows` result rows (" msgs "), each with all `messages` delivered.
+fn assert_rows_all_delivered(out: &str, rows: usize, messages: usize) {
+    let found: Vec<&str> = out.lines().filter(|l| l.contains(" msgs ")).collect();
+    assert_eq!(found.len(), rows, "{out}");
+    let delivered = format!(" {messages}/{messages} msgs");
+    for row in found {
+        assert!(row.contains(&delivered), "{row}");
+    }
+}
+
 #[test]
 fn anchor_script_relays_every_message() {
     if !available("python3") || !available("smtp-source") || !available("smtp-sink") {
@@ -60,11 +70,7 @@ fn anchor_script_relays_every_message() {
         "--settle",
         "0",
     ]);
-    let rows: Vec<&str> = out.lines().filter(|l| l.contains(" msgs ")).collect();
-    assert_eq!(rows.len(), 8, "{out}");
-    for row in rows {
-        assert!(row.contains(" 40/40 msgs"), "{row}");
-    }
+    assert_rows_all_delivered(&out, 8, 40);
     assert!(out.contains("sesgate/direct throughput"), "{out}");
     assert!(
         out.contains("(rounds: "),
@@ -88,11 +94,7 @@ fn loadgen_script_relays_every_message_with_auth() {
         "--rounds",
         "2",
     ]);
-    let rows: Vec<&str> = out.lines().filter(|l| l.contains(" msgs ")).collect();
-    assert_eq!(rows.len(), 8, "{out}");
-    for row in rows {
-        assert!(row.contains(" 24/24 msgs"), "{row}");
-    }
+    assert_rows_all_delivered(&out, 8, 24);
     assert!(!out.contains("client failures"), "{out}");
     assert!(out.contains("sesgate/direct throughput"), "{out}");
 }
